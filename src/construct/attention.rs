@@ -1,0 +1,126 @@
+//! Embeddings and the two attention heads.
+//!
+//! Input at position j: tok:t_j + pos:j + one (token plus position embedding;
+//! no coordinate encodes a (token, position) pair, so order reaches the model
+//! only through attention).
+//! - Head 1 (syntactic): score_j = j in units of ln 2, so position j gets
+//!   weight 2^j / (2^{i+1} − 2); its value writes the token's syntactic
+//!   symbol. Coordinate h1:σ is then a binary code of where σ occurs, which
+//!   together with i determines the prefix's syntactic pattern.
+//! - Head 2 (key): score 0, i.e. uniform weights 1/i; its value writes h2:e
+//!   for entities. Before the value appears the key is the only entity, so
+//!   the output is e_key / i.
+//!
+//! W_O is the identity from each head's value space onto its residual block.
+
+use super::residual::Residual;
+use crate::model::{Basis, Head, LinearMap, SparseVec};
+use crate::scalar::{Rat, int};
+use crate::taskset::{TaskSet, TokenId};
+use num_bigint::BigInt;
+
+/// Token and position embeddings.
+pub fn embeddings(ts: &TaskSet, r: &Residual) -> (Vec<SparseVec<Rat>>, Vec<SparseVec<Rat>>) {
+    let tokens = (0..ts.vocab.len())
+        .map(|t| SparseVec::unit(r.tok[t]))
+        .collect();
+    let positions = r
+        .pos
+        .iter()
+        .map(|&p| SparseVec::from_entries([(p, int(1)), (r.one, int(1))]))
+        .collect();
+    (tokens, positions)
+}
+
+/// Head 1 and head 2.
+pub fn heads(ts: &TaskSet, r: &Residual) -> Vec<Head<Rat>> {
+    let d = r.basis.len();
+
+    // Head 1: q = 1 (from `one`), k_j = j (from pos:j), so score = j.
+    let mut qk = Basis::default();
+    qk.add("position");
+    let mut query = LinearMap::zero(d, 1);
+    query.add(0, r.one, int(1));
+    let mut key = LinearMap::zero(d, 1);
+    for (j, &p) in r.pos.iter().enumerate() {
+        key.add(0, p, int(j as i64 + 1));
+    }
+    let block = r.syntactic_block();
+    let mut values = Basis::default();
+    for &dir in &block {
+        values.add(r.basis.name(dir).trim_start_matches("h1:"));
+    }
+    let slot = |dir: usize| block.binary_search(&dir).unwrap_or(0);
+    let mut value = LinearMap::zero(d, block.len());
+    for t in 0..ts.vocab.len() {
+        value.add(slot(r.h1[t]), r.tok[t], int(1));
+    }
+    let mut output = LinearMap::zero(block.len(), d);
+    for (s, &dir) in block.iter().enumerate() {
+        output.add(dir, s, int(1));
+    }
+    let syntactic = Head {
+        name: "head1 (syntactic)".into(),
+        qk,
+        values,
+        query,
+        key,
+        value,
+        output,
+    };
+
+    // Head 2: zero query and key, so every score is 0 and weights are 1/i.
+    let entities: Vec<(TokenId, usize)> = (0..ts.vocab.len())
+        .filter_map(|t| r.entity(t).map(|dir| (t, dir)))
+        .collect();
+    let mut values = Basis::default();
+    let mut value = LinearMap::zero(d, entities.len());
+    let mut output = LinearMap::zero(entities.len(), d);
+    for (s, &(t, dir)) in entities.iter().enumerate() {
+        values.add(ts.vocab.name(t));
+        value.add(s, r.tok[t], int(1));
+        output.add(dir, s, int(1));
+    }
+    let mut qk = Basis::default();
+    qk.add("uniform");
+    let key_head = Head {
+        name: "head2 (key)".into(),
+        qk,
+        values,
+        query: LinearMap::zero(d, 1),
+        key: LinearMap::zero(d, 1),
+        value,
+        output,
+    };
+    vec![syntactic, key_head]
+}
+
+/// The hidden state A' = A + MHA(A) at the last position of `tokens`, in
+/// closed form: what the heads above compute by design. Router synthesis
+/// trains on it; the verifier checks the router on the real forward pass,
+/// so a mismatch here would surface as a routing failure, never hide one.
+pub fn hidden_state(r: &Residual, tokens: &[TokenId]) -> SparseVec<Rat> {
+    let i = tokens.len();
+    let last = tokens[i - 1];
+    // Head 1: weight of position j is 2^j / (2^{i+1} − 2).
+    let total = (BigInt::from(1) << (i + 1)) - BigInt::from(2);
+    let h1 = tokens.iter().enumerate().map(|(j, &t)| {
+        let w = Rat::new(BigInt::from(1) << (j + 1), total.clone());
+        (r.h1[t], w)
+    });
+    // Head 2: weight 1/i on every entity.
+    let h2 = tokens.iter().filter_map(|&t| {
+        r.entity(t)
+            .map(|dir| (dir, Rat::new(1.into(), (i as i64).into())))
+    });
+    SparseVec::from_entries(
+        [
+            (r.tok[last], int(1)),
+            (r.pos[i - 1], int(1)),
+            (r.one, int(1)),
+        ]
+        .into_iter()
+        .chain(h1)
+        .chain(h2),
+    )
+}

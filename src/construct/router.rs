@@ -1,0 +1,463 @@
+//! Synthesise the linear top-1 router G(x) = W_G x + b.
+//!
+//! The router's weights are found, not guessed: an integer multiclass
+//! perceptron over the exact router input of every prefix. A prefix w with
+//! compatible tasks C(w) asks that the best task in C(w) score at least 1
+//! above every task outside C(w). Each sample is scaled by the lcm of its
+//! denominators, a positive factor that changes no comparison, so the
+//! perceptron runs on integers (i128, falling back to big integers if a
+//! weight ever overflows). If the perceptron does not converge, the pocket
+//! (fewest misrouted prefixes) is kept and the verifier reports what fails.
+
+use super::attention::hidden_state;
+use super::residual::Residual;
+use crate::model::{LinearMap, Router, Synthesis};
+use crate::scalar::Rat;
+use crate::taskset::TaskSet;
+use num_bigint::BigInt;
+use num_integer::Integer;
+use num_traits::{CheckedAdd, CheckedMul, CheckedSub, One, ToPrimitive, Zero};
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::str::FromStr;
+
+/// Epochs without a better pocket before synthesis stops early.
+const PATIENCE: usize = 200;
+/// Prefixes synthesis may give up on, one at a time, to escape a conflict.
+const MAX_DROPS: usize = 32;
+
+/// What the router may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouterMode {
+    /// Only head 1's block, as Theorem 4.2 states.
+    Syntactic,
+    /// Head 1, head 2 (the key), the position and the current token.
+    #[default]
+    SyntacticKey,
+}
+
+impl fmt::Display for RouterMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RouterMode::Syntactic => "syntactic",
+            RouterMode::SyntacticKey => "syntactic+key",
+        })
+    }
+}
+
+impl FromStr for RouterMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "syntactic" => Ok(RouterMode::Syntactic),
+            "syntactic+key" => Ok(RouterMode::SyntacticKey),
+            other => Err(format!(
+                "unknown router '{other}' (expected syntactic or syntactic+key)"
+            )),
+        }
+    }
+}
+
+impl RouterMode {
+    /// The residual directions this router reads.
+    pub fn reads(self, r: &Residual) -> Vec<usize> {
+        match self {
+            RouterMode::Syntactic => r.syntactic_block(),
+            RouterMode::SyntacticKey => {
+                let mut dirs = r.syntactic_block();
+                dirs.extend(r.h2.iter().flatten());
+                dirs.extend(&r.pos);
+                dirs.extend(&r.tok);
+                dirs.sort_unstable();
+                dirs.dedup();
+                dirs
+            }
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            RouterMode::Syntactic => "the syntactic block (h1)",
+            RouterMode::SyntacticKey => "h1, h2 (the key), pos and tok",
+        }
+    }
+}
+
+/// One training example: integer features (column, value), the tasks it may
+/// go to, and how many prefixes share this exact router input.
+struct Sample<T> {
+    x: Vec<(usize, T)>,
+    tasks: BTreeSet<usize>,
+    weight: usize,
+}
+
+/// The integer arithmetic the perceptron runs in.
+trait Int: Clone + Ord + Zero + One + CheckedAdd + CheckedSub + CheckedMul {}
+impl<T: Clone + Ord + Zero + One + CheckedAdd + CheckedSub + CheckedMul> Int for T {}
+
+struct Trained<T> {
+    weights: Vec<Vec<T>>,
+    converged: bool,
+    epochs: usize,
+    misrouted: usize,
+}
+
+fn scores<T: Int>(w: &[Vec<T>], x: &[(usize, T)]) -> Option<Vec<T>> {
+    w.iter()
+        .map(|we| {
+            x.iter().try_fold(T::zero(), |acc, (f, v)| {
+                acc.checked_add(&we[*f].checked_mul(v)?)
+            })
+        })
+        .collect()
+}
+
+/// The best task inside C(w) and the best outside, by score (first on ties).
+fn contest<T: Int>(s: &[T], tasks: &BTreeSet<usize>) -> (usize, Option<usize>) {
+    let best = |inside: bool| {
+        (0..s.len())
+            .filter(|e| tasks.contains(e) == inside)
+            .reduce(|a, b| if s[b] > s[a] { b } else { a })
+    };
+    (best(true).unwrap_or(0), best(false))
+}
+
+/// Count prefixes whose best compatible task does not strictly win.
+fn misrouted<T: Int>(w: &[Vec<T>], samples: &[Sample<T>]) -> Option<usize> {
+    let mut n = 0;
+    for s in samples {
+        let sc = scores(w, &s.x)?;
+        if let (inside, Some(outside)) = contest(&sc, &s.tasks)
+            && sc[inside] <= sc[outside]
+        {
+            n += s.weight;
+        }
+    }
+    Some(n)
+}
+
+/// The perceptron on the `active` samples; the pocket keeps the weights
+/// that misroute the fewest prefixes over all samples. None if the integer
+/// type overflowed.
+fn train<T: Int>(
+    samples: &[Sample<T>],
+    active: &[bool],
+    experts: usize,
+    dim: usize,
+    max_epochs: usize,
+) -> Option<(Trained<T>, Vec<usize>)> {
+    let mut w = vec![vec![T::zero(); dim]; experts];
+    let mut pocket = (w.clone(), usize::MAX);
+    let mut since_better = 0;
+    let mut blame = vec![0usize; samples.len()];
+    let mut epochs = 0;
+    for _ in 0..max_epochs {
+        epochs += 1;
+        let mut mistakes = 0;
+        for (i, s) in samples.iter().enumerate().filter(|(i, _)| active[*i]) {
+            let sc = scores(&w, &s.x)?;
+            let (inside, Some(outside)) = contest(&sc, &s.tasks) else {
+                continue;
+            };
+            // Margin 1 on integer scores.
+            if sc[inside] < sc[outside].checked_add(&T::one())? {
+                mistakes += 1;
+                blame[i] += 1;
+                for (f, v) in &s.x {
+                    w[inside][*f] = w[inside][*f].checked_add(v)?;
+                    w[outside][*f] = w[outside][*f].checked_sub(v)?;
+                }
+            }
+        }
+        let wrong = misrouted(&w, samples)?;
+        if wrong < pocket.1 {
+            pocket = (w.clone(), wrong);
+            since_better = 0;
+        } else {
+            since_better += 1;
+        }
+        if mistakes == 0 || since_better >= PATIENCE {
+            break;
+        }
+    }
+    let trained = Trained {
+        weights: pocket.0,
+        converged: pocket.1 == 0,
+        epochs,
+        misrouted: pocket.1,
+    };
+    Some((trained, blame))
+}
+
+/// Train; while the router is imperfect, give up the prefix the perceptron
+/// blamed most and train again (bounded), keeping the best router seen.
+/// This finds a router that fails only where it must on small conflicts
+/// such as XOR-like templates, where a plain pocket perceptron does not.
+fn fit<T: Int>(
+    samples: &[Sample<T>],
+    experts: usize,
+    dim: usize,
+    max_epochs: usize,
+) -> Option<Trained<T>> {
+    let mut active = vec![true; samples.len()];
+    let (mut best, mut blame) = train(samples, &active, experts, dim, max_epochs)?;
+    let mut epochs = best.epochs;
+    for _ in 0..MAX_DROPS {
+        if best.converged {
+            break;
+        }
+        let Some(worst) = (0..samples.len())
+            .filter(|&i| active[i])
+            .max_by_key(|&i| (blame[i], std::cmp::Reverse(i)))
+        else {
+            break;
+        };
+        if blame[worst] == 0 {
+            break;
+        }
+        active[worst] = false;
+        let (next, next_blame) = train(samples, &active, experts, dim, max_epochs)?;
+        epochs += next.epochs;
+        blame = next_blame;
+        if next.misrouted < best.misrouted {
+            best = next;
+        }
+    }
+    best.epochs = epochs;
+    Some(best)
+}
+
+/// A rational feature vector times a common scale, as integers, with the
+/// bias feature equal to the scale.
+fn integer_features(
+    x: &[(usize, Rat)],
+    column: &HashMap<usize, usize>,
+    bias: usize,
+    scale: &BigInt,
+) -> Vec<(usize, BigInt)> {
+    x.iter()
+        .filter_map(|(dir, v)| column.get(dir).map(|&c| (c, (v * scale).to_integer())))
+        .chain([(bias, scale.clone())])
+        .collect()
+}
+
+/// Group prefixes by their exact router input. Prefixes with identical
+/// input get identical scores, so a group must go to one task: the
+/// intersection of their C(w) if it is nonempty; otherwise no router can
+/// serve the whole group, and it trains on its most common task (the other
+/// prefixes are forced misroutes, counted here).
+fn samples(ts: &TaskSet, r: &Residual, reads: &[usize]) -> (Vec<Sample<BigInt>>, usize) {
+    let column: HashMap<usize, usize> = reads.iter().enumerate().map(|(c, &d)| (d, c)).collect();
+    let bias = reads.len();
+    let mut groups: HashMap<Vec<(usize, Rat)>, Vec<&BTreeSet<usize>>> = HashMap::new();
+    let mut order = Vec::new();
+    for p in &ts.prefixes {
+        let h = hidden_state(r, &p.tokens);
+        let x: Vec<(usize, Rat)> = h
+            .entries()
+            .iter()
+            .filter(|(d, _)| column.contains_key(d))
+            .cloned()
+            .collect();
+        let group = groups.entry(x.clone()).or_default();
+        if group.is_empty() {
+            order.push(x);
+        }
+        group.push(&p.tasks);
+    }
+    // One scale for all samples (the lcm of every denominator): scaling each
+    // sample by its own lcm would weight long prefixes up to 2^L times more
+    // and slow the perceptron down by as much.
+    let scale = order
+        .iter()
+        .flat_map(|x| x.iter().map(|(_, v)| v.denom().clone()))
+        .fold(BigInt::one(), |l, d| l.lcm(&d));
+    let mut forced = 0;
+    let samples = order
+        .into_iter()
+        .map(|x| {
+            let members = &groups[&x];
+            let common = members.iter().skip(1).fold(members[0].clone(), |acc, t| {
+                acc.intersection(t).copied().collect()
+            });
+            let tasks = if common.is_empty() {
+                let mut count: HashMap<usize, usize> = HashMap::new();
+                members
+                    .iter()
+                    .flat_map(|t| t.iter())
+                    .for_each(|&k| *count.entry(k).or_default() += 1);
+                let top = count
+                    .iter()
+                    .map(|(&k, &c)| (c, std::cmp::Reverse(k)))
+                    .max()
+                    .map_or(0, |(_, k)| k.0);
+                forced += members.iter().filter(|t| !t.contains(&top)).count();
+                BTreeSet::from([top])
+            } else {
+                common
+            };
+            Sample {
+                x: integer_features(&x, &column, bias, &scale),
+                tasks,
+                weight: members.len(),
+            }
+        })
+        .collect();
+    (samples, forced)
+}
+
+/// Find the router for a task set.
+pub fn synthesize(ts: &TaskSet, r: &Residual, options: &super::Options) -> Router<Rat> {
+    let mode = options.router;
+    let reads = mode.reads(r);
+    let bias = reads.len();
+    let (big, forced) = samples(ts, r, &reads);
+    let experts = ts.tasks.len();
+    let small: Option<Vec<Sample<i128>>> = big
+        .iter()
+        .map(|s| {
+            let x =
+                s.x.iter()
+                    .map(|(c, v)| Some((*c, v.to_i128()?)))
+                    .collect::<Option<_>>()?;
+            Some(Sample {
+                x,
+                tasks: s.tasks.clone(),
+                weight: s.weight,
+            })
+        })
+        .collect();
+    let trained: Trained<BigInt> = small
+        .and_then(|small| fit(&small, experts, bias + 1, options.max_epochs))
+        .map(|t| Trained {
+            weights: t
+                .weights
+                .into_iter()
+                .map(|row| row.into_iter().map(BigInt::from).collect())
+                .collect(),
+            converged: t.converged,
+            epochs: t.epochs,
+            misrouted: t.misrouted,
+        })
+        .or_else(|| fit(&big, experts, bias + 1, options.max_epochs))
+        .expect("big-integer arithmetic cannot overflow");
+
+    let mut weights = LinearMap::zero(r.basis.len(), experts);
+    let mut biases = vec![Rat::zero(); experts];
+    for (e, row) in trained.weights.iter().enumerate() {
+        for (c, &dir) in reads.iter().enumerate() {
+            weights.add(e, dir, Rat::from_integer(row[c].clone()));
+        }
+        let b = Rat::from_integer(row[bias].clone());
+        match mode {
+            // Head 1's weights sum to 1, so a bias b equals weight b on every
+            // h1 direction: fold it in and the router reads only h1.
+            RouterMode::Syntactic => {
+                for &dir in &reads {
+                    weights.add(e, dir, b.clone());
+                }
+            }
+            RouterMode::SyntacticKey => biases[e] = b,
+        }
+    }
+    Router {
+        inputs: reads,
+        weights,
+        bias: biases,
+        synthesis: Synthesis {
+            converged: trained.converged,
+            epochs: trained.epochs,
+            misrouted: trained.misrouted + forced,
+            forced,
+            reads: mode.describe().into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(x: &[(usize, i128)], tasks: &BTreeSet<usize>) -> Sample<i128> {
+        Sample {
+            x: x.to_vec(),
+            tasks: tasks.clone(),
+            weight: 1,
+        }
+    }
+
+    #[test]
+    fn perceptron_separates_separable_data() {
+        // Feature 0 marks task 0, feature 1 task 1; feature 2 is the bias.
+        let a = BTreeSet::from([0]);
+        let b = BTreeSet::from([1]);
+        let both = BTreeSet::from([0, 1]);
+        let samples = vec![
+            sample(&[(0, 1), (2, 1)], &a),
+            sample(&[(1, 1), (2, 1)], &b),
+            sample(&[(0, 1), (1, 1), (2, 1)], &both),
+        ];
+        let t = fit(&samples, 2, 3, 100).unwrap();
+        assert!(t.converged);
+        assert_eq!(misrouted(&t.weights, &samples), Some(0));
+        let s = scores(&t.weights, &samples[0].x).unwrap();
+        assert!(s[0] > s[1]);
+    }
+
+    #[test]
+    fn perceptron_reports_xor_as_not_converged() {
+        // XOR: features (x, y) one-hot pairs; task 0 on (0,0),(1,1), task 1 on (0,1),(1,0).
+        let a = BTreeSet::from([0]);
+        let b = BTreeSet::from([1]);
+        let samples = vec![
+            sample(&[(0, 1), (2, 1), (4, 1)], &a),
+            sample(&[(1, 1), (3, 1), (4, 1)], &a),
+            sample(&[(0, 1), (3, 1), (4, 1)], &b),
+            sample(&[(1, 1), (2, 1), (4, 1)], &b),
+        ];
+        let (t, _) = train(&samples, &[true; 4], 2, 5, 300).unwrap();
+        assert!(!t.converged);
+        assert!(t.misrouted >= 1);
+        // Giving up on one prefix leaves a separable rest: exactly one fails.
+        let t = fit(&samples, 2, 5, 300).unwrap();
+        assert_eq!(t.misrouted, 1);
+    }
+
+    #[test]
+    fn overflow_is_detected_not_wrapped() {
+        let a = BTreeSet::from([0]);
+        let b = BTreeSet::from([1]);
+        let huge = i128::MAX / 2;
+        let samples = vec![sample(&[(0, huge)], &a), sample(&[(0, huge)], &b)];
+        assert!(fit(&samples, 2, 1, 10).is_none());
+    }
+
+    #[test]
+    fn integer_features_scale_by_a_common_factor() {
+        let column = HashMap::from([(10, 0), (11, 1)]);
+        let x = [
+            (10, Rat::new(1.into(), 6.into())),
+            (11, Rat::new(1.into(), 4.into())),
+            (12, Rat::one()),
+        ];
+        let f = integer_features(&x, &column, 2, &BigInt::from(12));
+        assert_eq!(
+            f,
+            vec![
+                (0, BigInt::from(2)),
+                (1, BigInt::from(3)),
+                (2, BigInt::from(12))
+            ]
+        );
+    }
+
+    #[test]
+    fn router_modes_parse() {
+        assert_eq!("syntactic".parse::<RouterMode>(), Ok(RouterMode::Syntactic));
+        assert_eq!(
+            "syntactic+key".parse::<RouterMode>().map(|m| m.to_string()),
+            Ok("syntactic+key".into())
+        );
+        assert!("key".parse::<RouterMode>().is_err());
+    }
+}

@@ -1,0 +1,310 @@
+//! Stage 4: the forward pass, computed from the weights alone.
+//!
+//! A' = MHA(A) + A at the last position, the router picks the top-1 expert
+//! e* = argmax G(A'), A'' = FF_{e*}(A') + A', logits = W_U A''. Generic over
+//! the arithmetic; every product is a sparse product over the real weights.
+//! Eval never sees the spec, the task set or the intended answer.
+
+use crate::model::{Model, SparseVec};
+use crate::scalar::{ArithError, Scalar};
+
+/// Why a forward pass could not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    #[error("empty input: a prefix has at least one token")]
+    Empty,
+    #[error("input of {len} tokens exceeds the model's {max} positions")]
+    TooLong { len: usize, max: usize },
+    #[error("token id {0} is outside the vocabulary")]
+    UnknownToken(usize),
+    #[error("the model has no experts")]
+    NoExperts,
+    #[error(transparent)]
+    Arith(#[from] ArithError),
+}
+
+/// Logits over the whole vocabulary, stored sparsely: every token not listed
+/// has logit exactly zero (W_U has no bias, and those tokens' rows met no
+/// nonzero residual coordinate).
+#[derive(Debug, Clone)]
+pub struct Logits<S> {
+    pub vocab_size: usize,
+    pub nonzero: SparseVec<S>,
+}
+
+impl<S: Scalar> Logits<S> {
+    pub fn get(&self, token: usize) -> S {
+        self.nonzero.get(token)
+    }
+
+    /// Distinct logit values with how many tokens of `select` carry each one;
+    /// tokens at zero are counted without being listed.
+    pub fn histogram(&self, select: impl Fn(usize) -> bool, selected: usize) -> Vec<(S, usize)> {
+        let mut values: Vec<(S, usize)> = Vec::new();
+        let mut listed = 0;
+        for (t, z) in self.nonzero.entries() {
+            if select(*t) {
+                listed += 1;
+                match values.iter_mut().find(|(v, _)| v == z) {
+                    Some(slot) => slot.1 += 1,
+                    None => values.push((z.clone(), 1)),
+                }
+            }
+        }
+        if selected > listed {
+            values.push((S::zero(), selected - listed));
+        }
+        values
+    }
+}
+
+/// Everything the forward pass computed for one prefix, for verification and
+/// for `inspect`.
+#[derive(Debug, Clone)]
+pub struct Trace<S> {
+    /// Each head's output in its own value basis.
+    pub heads: Vec<SparseVec<S>>,
+    /// Each head's attention weights over positions 1..=i.
+    pub attention: Vec<Vec<S>>,
+    /// A' = MHA(A) + A at the last position: the router's and experts' input.
+    pub hidden: SparseVec<S>,
+    pub router_scores: Vec<S>,
+    /// e*: the first expert with the top router score.
+    pub expert: usize,
+    /// (neuron index in the expert, activation) for every neuron that fired.
+    pub firing: Vec<(usize, S)>,
+    /// A'' at the last position.
+    pub output: SparseVec<S>,
+    pub logits: Logits<S>,
+}
+
+/// Run the model on a token sequence and return the last position's trace.
+pub fn forward<S: Scalar>(model: &Model<S>, tokens: &[usize]) -> Result<Trace<S>, EvalError> {
+    let i = tokens.len();
+    if i == 0 {
+        return Err(EvalError::Empty);
+    }
+    if i > model.max_len {
+        return Err(EvalError::TooLong {
+            len: i,
+            max: model.max_len,
+        });
+    }
+    if model.experts.is_empty() {
+        return Err(EvalError::NoExperts);
+    }
+    // A: token embedding + position embedding, at every position.
+    let inputs = tokens
+        .iter()
+        .enumerate()
+        .map(|(j, &t)| {
+            let embed = model.token_embed.get(t).ok_or(EvalError::UnknownToken(t))?;
+            Ok(embed.add_scaled(&S::one(), &model.pos_embed[j]))
+        })
+        .collect::<Result<Vec<_>, EvalError>>()?;
+    let last = &inputs[i - 1];
+
+    let mut hidden = last.clone();
+    let mut head_outputs = Vec::with_capacity(model.heads.len());
+    let mut attention = Vec::with_capacity(model.heads.len());
+    for head in &model.heads {
+        let q = head.query.apply(last);
+        let scores: Vec<S> = inputs.iter().map(|x| q.dot(&head.key.apply(x))).collect();
+        // Base-2 softmax; shifting by the max keeps 2^score small and exact.
+        let max = scores
+            .iter()
+            .cloned()
+            .reduce(|a, b| if b > a { b } else { a })
+            .unwrap_or_else(S::zero);
+        let powers = scores
+            .iter()
+            .map(|s| (s.clone() - max.clone()).exp2())
+            .collect::<Result<Vec<S>, _>>()?;
+        let total = powers.iter().cloned().fold(S::zero(), |a, b| a + b);
+        let weights: Vec<S> = powers.into_iter().map(|p| p / total.clone()).collect();
+        let mut out = SparseVec::default();
+        for (w, x) in weights.iter().zip(&inputs) {
+            out = out.add_scaled(w, &head.value.apply(x));
+        }
+        hidden = hidden.add_scaled(&S::one(), &head.output.apply(&out));
+        head_outputs.push(out);
+        attention.push(weights);
+    }
+
+    // Router: G(A') = W_G A' + b; top-1, first index on ties.
+    let routed = model.router.weights.apply(&hidden);
+    let router_scores: Vec<S> = model
+        .router
+        .bias
+        .iter()
+        .enumerate()
+        .map(|(e, b)| b.clone() + routed.get(e))
+        .collect();
+    let mut expert = 0;
+    for (e, s) in router_scores.iter().enumerate() {
+        if *s > router_scores[expert] {
+            expert = e;
+        }
+    }
+
+    // The chosen expert's FFN: Σ ReLU(read·A' + bias)·write + output bias.
+    let ffn = &model.experts[expert];
+    let mut output = hidden.add_scaled(&S::one(), &ffn.output_bias);
+    let mut firing = Vec::new();
+    for (n, neuron) in ffn.neurons.iter().enumerate() {
+        let act = (neuron.read.dot(&hidden) + neuron.bias.clone()).relu();
+        if act > S::zero() {
+            output = output.add_scaled(&act, &neuron.write);
+            firing.push((n, act));
+        }
+    }
+
+    let logits = Logits {
+        vocab_size: model.vocab.len(),
+        nonzero: model.unembed.apply(&output),
+    };
+    Ok(Trace {
+        heads: head_outputs,
+        attention,
+        hidden,
+        router_scores,
+        expert,
+        firing,
+        output,
+        logits,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Basis, Expert, Head, LinearMap, Neuron, NeuronRole, Router, Synthesis};
+    use crate::scalar::{Rat, int, rat};
+
+    /// A hand-written 2-token model: one head attending by position
+    /// (score = j), two experts routed on the head's output, one neuron each.
+    fn toy() -> Model<Rat> {
+        let mut residual = Basis::default();
+        let (a, b, p1, p2, h, out_a, out_b) = (
+            residual.add("tok:a"),
+            residual.add("tok:b"),
+            residual.add("pos:1"),
+            residual.add("pos:2"),
+            residual.add("h:a"),
+            residual.add("out:a"),
+            residual.add("out:b"),
+        );
+        let d = residual.len();
+        let mut qk = Basis::default();
+        qk.add("position");
+        let mut values = Basis::default();
+        values.add("a");
+        let mut query = LinearMap::zero(d, 1);
+        query.add(0, p1, int(1));
+        query.add(0, p2, int(1));
+        let mut key = LinearMap::zero(d, 1);
+        key.add(0, p1, int(1));
+        key.add(0, p2, int(2));
+        let mut value = LinearMap::zero(d, 1);
+        value.add(0, a, int(1));
+        let mut output = LinearMap::zero(1, d);
+        output.add(h, 0, int(1));
+        let mut weights = LinearMap::zero(d, 2);
+        weights.add(1, h, int(3));
+        let mut unembed = LinearMap::zero(d, 2);
+        unembed.add(0, out_a, int(1));
+        unembed.add(1, out_b, int(1));
+        let expert = |name: &str, write: usize| Expert {
+            name: name.into(),
+            neurons: vec![Neuron {
+                name: format!("{name}/0"),
+                role: NeuronRole::Semantic,
+                read: SparseVec::unit(h),
+                bias: int(0),
+                write: SparseVec::from_entries([(write, int(6))]),
+            }],
+            output_bias: SparseVec::default(),
+        };
+        Model {
+            vocab: vec!["a".into(), "b".into()],
+            residual,
+            max_len: 2,
+            token_embed: vec![SparseVec::unit(a), SparseVec::unit(b)],
+            pos_embed: vec![SparseVec::unit(p1), SparseVec::unit(p2)],
+            heads: vec![Head {
+                name: "h".into(),
+                qk,
+                values,
+                query,
+                key,
+                value,
+                output,
+            }],
+            router: Router {
+                inputs: vec![h],
+                weights,
+                bias: vec![int(1), int(0)],
+                synthesis: Synthesis {
+                    converged: true,
+                    epochs: 0,
+                    misrouted: 0,
+                    forced: 0,
+                    reads: "h".into(),
+                },
+            },
+            experts: vec![expert("first", out_a), expert("second", out_b)],
+            unembed,
+        }
+    }
+
+    #[test]
+    fn forward_pass_matches_hand_computation() {
+        let m = toy();
+        // "b a": weights 2^1/(2+4), 2^2/(2+4) = 1/3, 2/3; value is 1 on "a"
+        // at position 2 only, so h:a = 2/3; router scores (1, 2): expert 1;
+        // its neuron fires at 2/3 and writes 6 · 2/3 = 4 on out:b.
+        let t = forward(&m, &[1, 0]).unwrap();
+        assert_eq!(t.attention[0], vec![rat(1, 3), rat(2, 3)]);
+        assert_eq!(t.heads[0].get(0), rat(2, 3));
+        assert_eq!(t.router_scores, vec![int(1), int(2)]);
+        assert_eq!(t.expert, 1);
+        assert_eq!(t.firing, vec![(0, rat(2, 3))]);
+        assert_eq!(t.logits.get(1), int(4));
+        assert_eq!(t.logits.get(0), int(0));
+        // "a b": h:a = 1/3, router scores (1, 1): a tie goes to expert 0.
+        let t = forward(&m, &[0, 1]).unwrap();
+        assert_eq!(t.expert, 0);
+        assert_eq!(t.logits.get(0), int(2));
+    }
+
+    #[test]
+    fn f64_agrees_with_exact_on_the_toy() {
+        let m = toy().to_f64();
+        let t = forward(&m, &[1, 0]).unwrap();
+        assert!((t.logits.get(1) - 4.0).abs() < 1e-12);
+        assert_eq!(t.expert, 1);
+    }
+
+    #[test]
+    fn rejects_bad_inputs() {
+        let m = toy();
+        assert_eq!(forward(&m, &[]).unwrap_err(), EvalError::Empty);
+        assert_eq!(
+            forward(&m, &[0, 0, 0]).unwrap_err(),
+            EvalError::TooLong { len: 3, max: 2 }
+        );
+        assert_eq!(forward(&m, &[7]).unwrap_err(), EvalError::UnknownToken(7));
+    }
+
+    #[test]
+    fn histogram_counts_tokens_at_zero() {
+        let logits = Logits {
+            vocab_size: 5,
+            nonzero: SparseVec::from_entries([(1, int(3)), (2, int(3)), (4, int(-1))]),
+        };
+        let all = logits.histogram(|_| true, 5);
+        assert_eq!(all, vec![(int(3), 2), (int(-1), 1), (int(0), 2)]);
+        let odd = logits.histogram(|t| t % 2 == 1, 2);
+        assert_eq!(odd, vec![(int(3), 1), (int(0), 1)]);
+    }
+}

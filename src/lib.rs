@@ -1,0 +1,22 @@
+//! routecert builds the hand-designed weights of the single-layer
+//! mixture-of-experts transformer of arXiv:2606.14398 ("A theoretical model
+//! for task routing in mixture-of-expert transformers") from a task
+//! specification, runs them in exact rational arithmetic, and proves or
+//! refutes the paper's claims on every prefix.
+//!
+//! The pipeline, one module per stage, data flowing one way:
+//! [`spec`] → [`taskset`] → [`construct`] → [`eval`] → [`verify`] →
+//! [`report`] → [`cli`]. The weights live in [`model`] on named bases;
+//! [`scalar`] and [`expbound`] are the arithmetic underneath.
+
+pub mod cli;
+pub mod construct;
+pub mod eval;
+pub mod expbound;
+pub mod generate;
+pub mod model;
+pub mod report;
+pub mod scalar;
+pub mod spec;
+pub mod taskset;
+pub mod verify;

@@ -1,0 +1,407 @@
+//! The weights of a one-layer transformer on named bases.
+//!
+//! As in tracr, every residual coordinate is a named direction ("tok:Paris",
+//! "pos:3", "h1:is", "h2:Paris", "out:France", "out:keys:capital") and every
+//! weight matrix is a sparse linear map between named spaces. This is the
+//! only thing `construct` hands to `eval`: the forward pass sees weights and
+//! names, never the spec.
+
+use crate::scalar::{Rat, Scalar};
+use std::collections::{BTreeMap, HashMap};
+
+/// An ordered set of named basis directions.
+#[derive(Debug, Clone, Default)]
+pub struct Basis {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl Basis {
+    /// Add a direction (or return the existing one of that name).
+    pub fn add(&mut self, name: impl Into<String>) -> usize {
+        let name = name.into();
+        if let Some(&i) = self.index.get(&name) {
+            return i;
+        }
+        self.names.push(name.clone());
+        self.index.insert(name, self.names.len() - 1);
+        self.names.len() - 1
+    }
+
+    pub fn get(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    pub fn name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// A sparse vector: sorted (coordinate, nonzero value) entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseVec<S> {
+    entries: Vec<(usize, S)>,
+}
+
+impl<S> Default for SparseVec<S> {
+    fn default() -> Self {
+        SparseVec {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<S: Scalar> SparseVec<S> {
+    /// Build from (coordinate, value) pairs; repeated coordinates add up and
+    /// zeros are dropped.
+    pub fn from_entries(entries: impl IntoIterator<Item = (usize, S)>) -> Self {
+        let mut sum: BTreeMap<usize, S> = BTreeMap::new();
+        for (i, v) in entries {
+            let slot = sum.entry(i).or_insert_with(S::zero);
+            *slot = slot.clone() + v;
+        }
+        SparseVec {
+            entries: sum.into_iter().filter(|(_, v)| !v.is_zero()).collect(),
+        }
+    }
+
+    pub fn unit(i: usize) -> Self {
+        SparseVec {
+            entries: vec![(i, S::one())],
+        }
+    }
+
+    pub fn entries(&self) -> &[(usize, S)] {
+        &self.entries
+    }
+
+    pub fn get(&self, i: usize) -> S {
+        self.entries
+            .binary_search_by_key(&i, |(j, _)| *j)
+            .map_or_else(|_| S::zero(), |at| self.entries[at].1.clone())
+    }
+
+    pub fn nnz(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Inner product (merge of two sorted lists).
+    pub fn dot(&self, other: &Self) -> S {
+        let (mut a, mut b, mut acc) = (0, 0, S::zero());
+        while a < self.entries.len() && b < other.entries.len() {
+            let (i, j) = (self.entries[a].0, other.entries[b].0);
+            if i == j {
+                acc = acc + self.entries[a].1.clone() * other.entries[b].1.clone();
+                a += 1;
+                b += 1;
+            } else if i < j {
+                a += 1;
+            } else {
+                b += 1;
+            }
+        }
+        acc
+    }
+
+    /// self + c · other.
+    pub fn add_scaled(&self, c: &S, other: &Self) -> Self {
+        Self::from_entries(
+            self.entries.iter().cloned().chain(
+                other
+                    .entries
+                    .iter()
+                    .map(|(i, v)| (*i, c.clone() * v.clone())),
+            ),
+        )
+    }
+
+    pub fn map<T: Scalar>(&self, f: impl Fn(&S) -> T) -> SparseVec<T> {
+        SparseVec::from_entries(self.entries.iter().map(|(i, v)| (*i, f(v))))
+    }
+}
+
+/// A sparse linear map between two spaces, stored by input column: column c
+/// lists the outputs that input coordinate c writes to. Applying it to a
+/// sparse vector touches only the columns the vector uses.
+#[derive(Debug, Clone)]
+pub struct LinearMap<S> {
+    pub in_dim: usize,
+    pub out_dim: usize,
+    columns: Vec<SparseVec<S>>,
+}
+
+impl<S: Scalar> LinearMap<S> {
+    pub fn zero(in_dim: usize, out_dim: usize) -> Self {
+        LinearMap {
+            in_dim,
+            out_dim,
+            columns: vec![SparseVec::default(); in_dim],
+        }
+    }
+
+    /// Add `w` to the weight from input `input` to output `output`.
+    pub fn add(&mut self, output: usize, input: usize, w: S) {
+        let col = &mut self.columns[input];
+        *col = col.add_scaled(&S::one(), &SparseVec::from_entries([(output, w)]));
+    }
+
+    /// What input coordinate `input` writes.
+    pub fn column(&self, input: usize) -> &SparseVec<S> {
+        &self.columns[input]
+    }
+
+    /// The weight from `input` to `output`.
+    pub fn get(&self, output: usize, input: usize) -> S {
+        self.columns[input].get(output)
+    }
+
+    pub fn apply(&self, x: &SparseVec<S>) -> SparseVec<S> {
+        SparseVec::from_entries(x.entries().iter().flat_map(|(c, xc)| {
+            self.columns[*c]
+                .entries()
+                .iter()
+                .map(move |(r, w)| (*r, w.clone() * xc.clone()))
+        }))
+    }
+
+    pub fn nnz(&self) -> usize {
+        self.columns.iter().map(SparseVec::nnz).sum()
+    }
+
+    pub fn map<T: Scalar>(&self, f: &impl Fn(&S) -> T) -> LinearMap<T> {
+        LinearMap {
+            in_dim: self.in_dim,
+            out_dim: self.out_dim,
+            columns: self.columns.iter().map(|c| c.map(f)).collect(),
+        }
+    }
+}
+
+/// One attention head. Scores are q·k in units of ln 2 (weight ∝ 2^score),
+/// causal: position i attends to positions 1..=i.
+#[derive(Debug, Clone)]
+pub struct Head<S> {
+    pub name: String,
+    /// Names of the query/key space.
+    pub qk: Basis,
+    /// Names of the value space.
+    pub values: Basis,
+    pub query: LinearMap<S>,
+    pub key: LinearMap<S>,
+    pub value: LinearMap<S>,
+    /// W_O: value space → residual.
+    pub output: LinearMap<S>,
+}
+
+/// Which part of the model an FFN neuron belongs to, in the paper's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeuronRole {
+    /// I_k: predicts the next template word.
+    Syntactic,
+    /// I'_k: associative recall over Δk.
+    Semantic,
+}
+
+/// One ReLU neuron: ReLU(read · x + bias) · write.
+#[derive(Debug, Clone)]
+pub struct Neuron<S> {
+    pub name: String,
+    pub role: NeuronRole,
+    pub read: SparseVec<S>,
+    pub bias: S,
+    pub write: SparseVec<S>,
+}
+
+/// One expert: a ReLU feed-forward block.
+#[derive(Debug, Clone)]
+pub struct Expert<S> {
+    pub name: String,
+    pub neurons: Vec<Neuron<S>>,
+    /// The second-layer bias, added whenever this expert is chosen.
+    pub output_bias: SparseVec<S>,
+}
+
+impl<S> Expert<S> {
+    pub fn count(&self, role: NeuronRole) -> usize {
+        self.neurons.iter().filter(|n| n.role == role).count()
+    }
+}
+
+/// How the router's weights were found; for messages only, never for verdicts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synthesis {
+    pub converged: bool,
+    pub epochs: usize,
+    /// Prefixes the synthesised router got wrong on its own training data.
+    pub misrouted: usize,
+    /// Of those, prefixes that share their exact router input with a prefix
+    /// of a disjoint set of tasks: no router over this input can route them.
+    pub forced: usize,
+    /// The residual directions the router may read, as a phrase.
+    pub reads: String,
+}
+
+/// The linear top-1 router G(x) = W_G x + b.
+#[derive(Debug, Clone)]
+pub struct Router<S> {
+    /// The residual directions the router may read (its input subspace);
+    /// its weights are zero elsewhere.
+    pub inputs: Vec<usize>,
+    /// Residual → one score per expert.
+    pub weights: LinearMap<S>,
+    pub bias: Vec<S>,
+    pub synthesis: Synthesis,
+}
+
+/// The MoE model: embeddings, two heads with W_O onto their own blocks, a
+/// router, experts, and the unembedding.
+#[derive(Debug, Clone)]
+pub struct Model<S> {
+    /// Token names; the model's input alphabet.
+    pub vocab: Vec<String>,
+    pub residual: Basis,
+    /// Position embeddings exist for positions 1..=max_len.
+    pub max_len: usize,
+    pub token_embed: Vec<SparseVec<S>>,
+    /// pos_embed[i - 1] is the embedding of position i.
+    pub pos_embed: Vec<SparseVec<S>>,
+    pub heads: Vec<Head<S>>,
+    pub router: Router<S>,
+    pub experts: Vec<Expert<S>>,
+    /// W_U: residual → logits, one per token.
+    pub unembed: LinearMap<S>,
+}
+
+impl<S: Scalar> Model<S> {
+    pub fn token(&self, name: &str) -> Option<usize> {
+        self.vocab.iter().position(|t| t == name)
+    }
+
+    /// The same weights in another arithmetic.
+    pub fn map<T: Scalar>(&self, f: impl Fn(&S) -> T) -> Model<T> {
+        let f = &f;
+        let vecs = |v: &[SparseVec<S>]| v.iter().map(|x| x.map(f)).collect();
+        Model {
+            vocab: self.vocab.clone(),
+            residual: self.residual.clone(),
+            max_len: self.max_len,
+            token_embed: vecs(&self.token_embed),
+            pos_embed: vecs(&self.pos_embed),
+            heads: self
+                .heads
+                .iter()
+                .map(|h| Head {
+                    name: h.name.clone(),
+                    qk: h.qk.clone(),
+                    values: h.values.clone(),
+                    query: h.query.map(f),
+                    key: h.key.map(f),
+                    value: h.value.map(f),
+                    output: h.output.map(f),
+                })
+                .collect(),
+            router: Router {
+                inputs: self.router.inputs.clone(),
+                weights: self.router.weights.map(f),
+                bias: self.router.bias.iter().map(f).collect(),
+                synthesis: self.router.synthesis.clone(),
+            },
+            experts: self
+                .experts
+                .iter()
+                .map(|e| Expert {
+                    name: e.name.clone(),
+                    neurons: e
+                        .neurons
+                        .iter()
+                        .map(|n| Neuron {
+                            name: n.name.clone(),
+                            role: n.role,
+                            read: n.read.map(f),
+                            bias: f(&n.bias),
+                            write: n.write.map(f),
+                        })
+                        .collect(),
+                    output_bias: e.output_bias.map(f),
+                })
+                .collect(),
+            unembed: self.unembed.map(f),
+        }
+    }
+
+    /// A sparse vector as "name=value" terms, largest magnitude first.
+    pub fn describe(&self, v: &SparseVec<S>, basis: &Basis) -> String {
+        v.entries()
+            .iter()
+            .map(|(i, x)| format!("{}={}", basis.name(*i), x.show()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// What neuron `n` of expert `e` reads and writes, by name.
+    pub fn explain_neuron(&self, e: usize, n: usize) -> String {
+        let neuron = &self.experts[e].neurons[n];
+        format!(
+            "{}: ReLU({} + {}) -> {}",
+            neuron.name,
+            self.describe(&neuron.read, &self.residual),
+            neuron.bias.show(),
+            self.describe(&neuron.write, &self.residual)
+        )
+    }
+}
+
+impl Model<Rat> {
+    /// The model in f64.
+    pub fn to_f64(&self) -> Model<f64> {
+        self.map(<f64 as Scalar>::from_rat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scalar::{int, rat};
+
+    #[test]
+    fn sparse_vectors_add_and_drop_zeros() {
+        let a = SparseVec::from_entries([(3, int(2)), (1, int(1)), (3, int(-2))]);
+        assert_eq!(a.entries(), &[(1, int(1))]);
+        let b = SparseVec::from_entries([(1, int(4)), (5, rat(1, 2))]);
+        assert_eq!(a.dot(&b), int(4));
+        let c = a.add_scaled(&int(-1), &b);
+        assert_eq!(c.entries(), &[(1, int(-3)), (5, rat(-1, 2))]);
+        assert_eq!(c.get(5), rat(-1, 2));
+        assert_eq!(c.get(2), int(0));
+    }
+
+    #[test]
+    fn linear_maps_apply_by_column() {
+        let mut m = LinearMap::zero(3, 2);
+        m.add(0, 0, int(2));
+        m.add(1, 2, int(3));
+        m.add(1, 2, int(1));
+        let x = SparseVec::from_entries([(0, int(1)), (2, rat(1, 2))]);
+        assert_eq!(m.apply(&x).entries(), &[(0, int(2)), (1, int(2))]);
+        assert_eq!(m.get(1, 2), int(4));
+        assert_eq!(m.nnz(), 2);
+    }
+
+    #[test]
+    fn basis_names_round_trip() {
+        let mut b = Basis::default();
+        let i = b.add("tok:Paris");
+        assert_eq!(b.add("tok:Paris"), i);
+        assert_eq!(b.get("tok:Paris"), Some(i));
+        assert_eq!(b.name(i), "tok:Paris");
+        assert_eq!(b.len(), 1);
+    }
+}

@@ -1,0 +1,436 @@
+//! Stage 2: the facts a spec implies, derived from the spec alone.
+//!
+//! This is the oracle side of verification: the vocabulary, the maximum
+//! template length L, every distinct prefix w of every sentence τ[a, b]
+//! (followed by `<eos>`), its valid next tokens V(w), its compatible tasks
+//! C(w), and whether it is a query (⋆2 comes next in every template it can
+//! continue). Nothing here looks at model weights.
+
+use crate::spec::{EOS, SlotSpec, Spec};
+use std::collections::{BTreeSet, HashMap};
+
+pub type TokenId = usize;
+pub type TaskId = usize;
+
+/// What role a token plays in the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A template word (a syntactic token).
+    Word,
+    /// A key or value (a semantic token).
+    Entity,
+    /// The end-of-sentence token.
+    Eos,
+}
+
+/// The vocabulary Σ plus `<eos>`: template words first, then entities, then
+/// `<eos>`, each in order of first appearance.
+#[derive(Debug, Clone, Default)]
+pub struct Vocabulary {
+    names: Vec<String>,
+    kinds: Vec<TokenKind>,
+    index: HashMap<String, TokenId>,
+}
+
+impl Vocabulary {
+    fn add(&mut self, name: &str, kind: TokenKind) -> TokenId {
+        if let Some(&id) = self.index.get(name) {
+            return id;
+        }
+        let id = self.names.len();
+        self.names.push(name.to_string());
+        self.kinds.push(kind);
+        self.index.insert(name.to_string(), id);
+        id
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    pub fn name(&self, id: TokenId) -> &str {
+        &self.names[id]
+    }
+
+    pub fn kind(&self, id: TokenId) -> TokenKind {
+        self.kinds[id]
+    }
+
+    pub fn id(&self, name: &str) -> Option<TokenId> {
+        self.index.get(name).copied()
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn eos(&self) -> TokenId {
+        self.index[EOS]
+    }
+}
+
+/// One template position, in token ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    Word(TokenId),
+    Key,
+    Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub text: String,
+    pub slots: Vec<Slot>,
+}
+
+impl Template {
+    /// The sentence τ[a, b].
+    pub fn fill(&self, key: TokenId, value: TokenId) -> Vec<TokenId> {
+        self.slots
+            .iter()
+            .map(|s| match *s {
+                Slot::Word(w) => w,
+                Slot::Key => key,
+                Slot::Value => value,
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub name: String,
+    pub templates: Vec<Template>,
+    /// The dictionary Δk.
+    pub pairs: Vec<(TokenId, TokenId)>,
+}
+
+impl Task {
+    /// Σ_{τ ∈ T(k)} |τ|.
+    pub fn template_length_sum(&self) -> usize {
+        self.templates.iter().map(|t| t.slots.len()).sum()
+    }
+
+    /// Intrinsic complexity c(k) = Σ|τ| + |Δk|.
+    pub fn complexity(&self) -> usize {
+        self.template_length_sum() + self.pairs.len()
+    }
+
+    /// The paper's neuron bound L·|T(k)| + |Δk| (N read per task).
+    pub fn bound(&self, max_len: usize) -> usize {
+        max_len * self.templates.len() + self.pairs.len()
+    }
+
+    /// The distinct keys of Δk, in order of first appearance.
+    pub fn keys(&self) -> Vec<TokenId> {
+        let mut keys = Vec::new();
+        for &(k, _) in &self.pairs {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        keys
+    }
+}
+
+/// A distinct prefix w of some sentence, with its oracle facts.
+#[derive(Debug, Clone)]
+pub struct Prefix {
+    pub tokens: Vec<TokenId>,
+    /// V(w): tokens u such that w·u is a prefix of a sentence (with `<eos>`).
+    pub valid_next: BTreeSet<TokenId>,
+    /// C(w): tasks with a sentence that w is a prefix of.
+    pub tasks: BTreeSet<TaskId>,
+    /// ⋆2 is next in every template w can continue.
+    pub is_query: bool,
+}
+
+impl Prefix {
+    pub fn is_ambiguous(&self) -> bool {
+        self.tasks.len() > 1
+    }
+}
+
+/// The derived task set.
+#[derive(Debug, Clone)]
+pub struct TaskSet {
+    pub vocab: Vocabulary,
+    pub tasks: Vec<Task>,
+    /// L, the maximum template length.
+    pub max_len: usize,
+    /// Every distinct prefix, in order of first appearance (task, template,
+    /// pair, length).
+    pub prefixes: Vec<Prefix>,
+}
+
+/// Next-slot kinds seen after a prefix, as bits.
+const NEXT_WORD: u8 = 1;
+const NEXT_KEY: u8 = 2;
+const NEXT_VALUE: u8 = 4;
+const NEXT_END: u8 = 8;
+
+impl TaskSet {
+    pub fn from_spec(spec: &Spec) -> TaskSet {
+        let mut vocab = Vocabulary::default();
+        for task in &spec.tasks {
+            for template in &task.templates {
+                for slot in &template.slots {
+                    if let SlotSpec::Word(w) = slot {
+                        vocab.add(w, TokenKind::Word);
+                    }
+                }
+            }
+        }
+        for task in &spec.tasks {
+            for pair in &task.pairs {
+                vocab.add(&pair.key, TokenKind::Entity);
+                vocab.add(&pair.value, TokenKind::Entity);
+            }
+        }
+        vocab.add(EOS, TokenKind::Eos);
+
+        let tasks: Vec<Task> = spec
+            .tasks
+            .iter()
+            .map(|t| Task {
+                name: t.name.clone(),
+                templates: t
+                    .templates
+                    .iter()
+                    .map(|x| Template {
+                        text: x.text.clone(),
+                        slots: x
+                            .slots
+                            .iter()
+                            .map(|s| match s {
+                                SlotSpec::Word(w) => Slot::Word(vocab.index[w]),
+                                SlotSpec::Key => Slot::Key,
+                                SlotSpec::Value => Slot::Value,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                pairs: t
+                    .pairs
+                    .iter()
+                    .map(|p| (vocab.index[&p.key], vocab.index[&p.value]))
+                    .collect(),
+            })
+            .collect();
+        let max_len = tasks
+            .iter()
+            .flat_map(|t| t.templates.iter().map(|x| x.slots.len()))
+            .max()
+            .unwrap_or(0);
+        let prefixes = enumerate_prefixes(&tasks, vocab.eos());
+        TaskSet {
+            vocab,
+            tasks,
+            max_len,
+            prefixes,
+        }
+    }
+
+    /// A token sequence as text.
+    pub fn render(&self, tokens: &[TokenId]) -> String {
+        tokens
+            .iter()
+            .map(|&t| self.vocab.name(t))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    pub fn queries(&self) -> usize {
+        self.prefixes.iter().filter(|p| p.is_query).count()
+    }
+
+    pub fn ambiguous(&self) -> usize {
+        self.prefixes.iter().filter(|p| p.is_ambiguous()).count()
+    }
+
+    /// Split text into tokens: at each point the longest run of
+    /// whitespace-separated words that names a token (entities may contain
+    /// spaces).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<TokenId>, String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let mut tokens = Vec::new();
+        let mut at = 0;
+        while at < words.len() {
+            let found = (at + 1..=words.len())
+                .rev()
+                .find_map(|end| self.vocab.id(&words[at..end].join(" ")).map(|id| (id, end)));
+            match found {
+                Some((id, end)) => {
+                    tokens.push(id);
+                    at = end;
+                }
+                None => return Err(format!("\"{}\" is not in the vocabulary", words[at])),
+            }
+        }
+        Ok(tokens)
+    }
+}
+
+/// Walk every sentence of every task and collect the distinct prefixes.
+fn enumerate_prefixes(tasks: &[Task], eos: TokenId) -> Vec<Prefix> {
+    let mut index: HashMap<Vec<TokenId>, usize> = HashMap::new();
+    let mut prefixes: Vec<Prefix> = Vec::new();
+    let mut next_kinds: Vec<u8> = Vec::new();
+    for (task_id, task) in tasks.iter().enumerate() {
+        for template in &task.templates {
+            for &(key, value) in &task.pairs {
+                let sentence = template.fill(key, value);
+                for len in 1..=sentence.len() {
+                    let tokens = &sentence[..len];
+                    let at = *index.entry(tokens.to_vec()).or_insert_with(|| {
+                        prefixes.push(Prefix {
+                            tokens: tokens.to_vec(),
+                            valid_next: BTreeSet::new(),
+                            tasks: BTreeSet::new(),
+                            is_query: false,
+                        });
+                        next_kinds.push(0);
+                        prefixes.len() - 1
+                    });
+                    let prefix = &mut prefixes[at];
+                    prefix.tasks.insert(task_id);
+                    let (next, kind) = match template.slots.get(len) {
+                        None => (eos, NEXT_END),
+                        Some(Slot::Word(_)) => (sentence[len], NEXT_WORD),
+                        Some(Slot::Key) => (sentence[len], NEXT_KEY),
+                        Some(Slot::Value) => (sentence[len], NEXT_VALUE),
+                    };
+                    prefix.valid_next.insert(next);
+                    next_kinds[at] |= kind;
+                }
+            }
+        }
+    }
+    for (prefix, kinds) in prefixes.iter_mut().zip(next_kinds) {
+        prefix.is_query = kinds == NEXT_VALUE;
+    }
+    prefixes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running_example() -> TaskSet {
+        let spec = Spec::from_parts(
+            "running",
+            &[
+                (
+                    "located_in".into(),
+                    vec![
+                        "{key} is in {value}".into(),
+                        "{key} is located in {value}".into(),
+                    ],
+                    vec![
+                        ("Paris".into(), "France".into()),
+                        ("Tokyo".into(), "Japan".into()),
+                        ("Lima".into(), "Peru".into()),
+                    ],
+                ),
+                (
+                    "spoken_in".into(),
+                    vec!["{key} is spoken widely in {value}".into()],
+                    vec![
+                        ("French".into(), "France".into()),
+                        ("Japanese".into(), "Japan".into()),
+                        ("Quechua".into(), "Peru".into()),
+                    ],
+                ),
+            ],
+        )
+        .unwrap();
+        TaskSet::from_spec(&spec)
+    }
+
+    fn find<'a>(ts: &'a TaskSet, text: &str) -> &'a Prefix {
+        let tokens = ts.tokenize(text).unwrap();
+        ts.prefixes.iter().find(|p| p.tokens == tokens).unwrap()
+    }
+
+    fn names(ts: &TaskSet, ids: &BTreeSet<TokenId>) -> Vec<String> {
+        ids.iter().map(|&t| ts.vocab.name(t).to_string()).collect()
+    }
+
+    #[test]
+    fn running_example_has_39_prefixes_and_9_queries() {
+        let ts = running_example();
+        assert_eq!(ts.prefixes.len(), 39);
+        assert_eq!(ts.queries(), 9);
+        assert_eq!(ts.ambiguous(), 0);
+        assert_eq!(ts.max_len, 6);
+        // 5 words + 9 entities (France, Japan, Peru shared as values) + <eos>.
+        assert_eq!(ts.vocab.len(), 5 + 9 + 1);
+        assert_eq!(ts.tasks[0].complexity(), 4 + 5 + 3);
+        assert_eq!(ts.tasks[0].bound(ts.max_len), 6 * 2 + 3);
+    }
+
+    #[test]
+    fn valid_next_tokens_follow_the_templates() {
+        let ts = running_example();
+        assert_eq!(
+            names(&ts, &find(&ts, "Paris is").valid_next),
+            ["in", "located"]
+        );
+        let q = find(&ts, "Tokyo is located in");
+        assert!(q.is_query);
+        assert_eq!(names(&ts, &q.valid_next), ["Japan"]);
+        let done = find(&ts, "Lima is in Peru");
+        assert!(!done.is_query);
+        assert_eq!(names(&ts, &done.valid_next), ["<eos>"]);
+        assert_eq!(find(&ts, "French is").tasks, BTreeSet::from([1]));
+    }
+
+    #[test]
+    fn shared_prefixes_are_ambiguous() {
+        let spec = Spec::from_parts(
+            "shared",
+            &[
+                (
+                    "capital".into(),
+                    vec!["{key} has capital {value}".into()],
+                    vec![("France".into(), "Paris".into())],
+                ),
+                (
+                    "language".into(),
+                    vec!["{key} has language {value}".into()],
+                    vec![("France".into(), "French".into())],
+                ),
+            ],
+        )
+        .unwrap();
+        let ts = TaskSet::from_spec(&spec);
+        let p = find(&ts, "France has");
+        assert_eq!(p.tasks, BTreeSet::from([0, 1]));
+        assert_eq!(names(&ts, &p.valid_next), ["capital", "language"]);
+        // "France", "France has" are shared; then 2 × 2 task-specific ones.
+        assert_eq!(ts.prefixes.len(), 2 + 4);
+        assert_eq!(ts.ambiguous(), 2);
+    }
+
+    #[test]
+    fn tokenize_matches_multiword_entities() {
+        let spec = Spec::from_parts(
+            "t",
+            &[(
+                "capital".into(),
+                vec!["capital of {key} is {value}".into()],
+                vec![("New Zealand".into(), "Wellington".into())],
+            )],
+        )
+        .unwrap();
+        let ts = TaskSet::from_spec(&spec);
+        let tokens = ts.tokenize("capital of New Zealand is").unwrap();
+        assert_eq!(tokens.len(), 4);
+        assert_eq!(ts.vocab.name(tokens[2]), "New Zealand");
+        assert!(ts.tokenize("capital of Mars").is_err());
+    }
+}
