@@ -114,3 +114,91 @@ mod tests {
         assert_eq!(m.syntactic, int(2 * 6 * 18 + 1));
     }
 }
+
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+    use crate::eval::forward;
+    use crate::model::NeuronRole;
+    use crate::spec;
+    use crate::taskset::TaskSet;
+    use std::path::Path;
+
+    fn running_example() -> TaskSet {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("constructions/running_example.toml");
+        TaskSet::from_spec(&spec::load(&path).unwrap())
+    }
+
+    #[test]
+    fn neurons_read_and_write_named_directions() {
+        let ts = running_example();
+        let model = build_moe(&ts, &Options::default());
+        let located = &model.experts[0];
+        assert_eq!(located.name, "located_in");
+        assert_eq!(located.count(NeuronRole::Syntactic), 6);
+        assert_eq!(located.count(NeuronRole::Semantic), 3);
+        // Semantic neuron: reads h2:Paris scaled by L = 6, writes β_sem = 18.
+        assert_eq!(
+            model.explain_neuron(0, 6),
+            "located_in/sem: Paris → France: ReLU(h2:Paris=6 + 0) -> out:France=18"
+        );
+        // Syntactic neurons read only head 1's block and the position.
+        let first = model.explain_neuron(0, 0);
+        assert!(
+            first.starts_with("located_in/syn0: s ≥ s(\"⋆1\"): ReLU("),
+            "{first}"
+        );
+        for n in &located.neurons[..6] {
+            for (dir, _) in n.read.entries() {
+                let name = model.residual.name(*dir);
+                assert!(
+                    name.starts_with("h1:") || name.starts_with("pos:"),
+                    "{name}"
+                );
+            }
+        }
+        // W_U spreads keys:located_in over the task's three keys.
+        let keys = model.residual.get("keys:located_in").unwrap();
+        let spread: Vec<&str> = model
+            .unembed
+            .column(keys)
+            .entries()
+            .iter()
+            .map(|(t, _)| model.vocab[*t].as_str())
+            .collect();
+        assert_eq!(spread, ["Paris", "Tokyo", "Lima"]);
+    }
+
+    #[test]
+    fn designed_hidden_state_is_what_the_weights_compute() {
+        // Router synthesis trains on the closed form; the forward pass must
+        // produce exactly the same A' on every prefix.
+        let ts = running_example();
+        let model = build_moe(&ts, &Options::default());
+        let r = residual::Residual::new(&ts);
+        for p in &ts.prefixes {
+            let trace = forward(&model, &p.tokens).unwrap();
+            assert_eq!(
+                trace.hidden,
+                attention::hidden_state(&r, &p.tokens),
+                "{}",
+                ts.render(&p.tokens)
+            );
+        }
+    }
+
+    #[test]
+    fn interpolation_is_exact_on_every_pattern() {
+        // Routed to its task, each prefix's logits are exactly β_syn on the
+        // next template word(s) and (L/i)·β_sem on values of the key seen.
+        let ts = running_example();
+        let model = build_moe(&ts, &Options::default());
+        let tokens = ts.tokenize("Paris is located").unwrap();
+        let t = forward(&model, &tokens).unwrap();
+        let logit = |name: &str| t.logits.get(model.token(name).unwrap());
+        assert_eq!(logit("in"), int(217));
+        assert_eq!(logit("France"), int(36)); // (6/3)·18
+        assert_eq!(logit("is"), int(0));
+        assert_eq!(t.logits.nonzero.nnz(), 2);
+    }
+}

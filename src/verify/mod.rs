@@ -497,3 +497,107 @@ pub fn approx(r: &Rat) -> String {
     }
     format!("{:.3e}", <f64 as Scalar>::from_rat(r))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::construct::{Options, build_moe};
+    use crate::model::SparseVec;
+    use crate::scalar::{int, rat};
+    use crate::spec;
+    use std::path::Path;
+
+    fn setup() -> (TaskSet, Model<Rat>) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("constructions/running_example.toml");
+        let ts = TaskSet::from_spec(&spec::load(&path).unwrap());
+        let model = build_moe(&ts, &Options::default());
+        (ts, model)
+    }
+
+    fn eps() -> Rat {
+        rat(1, 1_000_000)
+    }
+
+    #[test]
+    fn the_construction_passes() {
+        let (ts, model) = setup();
+        let v = verify(&ts, &model, &eps(), "syntactic+key");
+        assert!(v.all_hold());
+        assert_eq!(v.claims.routing.checked, 39);
+        // The smallest routing margin is positive and exact.
+        let worst: Rat = v.claims.routing.worst.unwrap().parse().unwrap();
+        assert!(worst > Rat::zero());
+    }
+
+    #[test]
+    fn silenced_semantic_neurons_fail_exactly_the_queries() {
+        let (ts, mut model) = setup();
+        for e in &mut model.experts {
+            for n in e
+                .neurons
+                .iter_mut()
+                .filter(|n| n.role == NeuronRole::Semantic)
+            {
+                n.write = SparseVec::default();
+            }
+        }
+        let v = verify(&ts, &model, &eps(), "mutant");
+        // With no recall, a query's logits are all 0: argmax not only valid.
+        assert_eq!(v.claims.retrieval.failures, ts.queries());
+        assert_eq!(v.claims.probability.failures, ts.queries());
+        assert!(v.claims.routing.holds);
+        assert!(v.failures.iter().all(|w| {
+            ts.prefixes
+                .iter()
+                .any(|p| p.is_query && ts.render(&p.tokens) == w.prefix)
+        }));
+    }
+
+    #[test]
+    fn a_router_that_ignores_its_input_misroutes_a_task() {
+        let (ts, mut model) = setup();
+        model.router.weights = crate::model::LinearMap::zero(model.residual.len(), 2);
+        model.router.bias = vec![int(0), int(0)];
+        let v = verify(&ts, &model, &eps(), "mutant");
+        // Every score ties, so no prefix has a strict margin: the 21
+        // located_in prefixes go to their expert but tie with spoken_in, and
+        // the 18 spoken_in prefixes go to expert 0 (first on ties).
+        assert_eq!(v.claims.routing.failures, 39);
+        let reasons = |needle: &str| {
+            v.failures
+                .iter()
+                .filter(|w| w.claim == "routing" && w.reason.contains(needle))
+                .count()
+        };
+        assert_eq!(reasons("ties with an incompatible expert"), 21);
+        assert_eq!(reasons("not in C(w)"), 18);
+    }
+
+    #[test]
+    fn a_weak_margin_fails_the_probability_certificate_only() {
+        let (ts, model) = setup();
+        // β_sem = 18 was sized for ε = 1e-6; ask for 1e-30 instead.
+        let v = verify(&ts, &model, &rat(1, 10).pow(30), "syntactic+key");
+        assert!(!v.claims.probability.holds);
+        assert!(v.claims.retrieval.holds && v.claims.routing.holds);
+        assert!(v.failures.iter().all(|w| w.claim == "probability"));
+    }
+
+    #[test]
+    fn an_oversized_expert_fails_size() {
+        let (ts, mut model) = setup();
+        // spoken_in sits exactly at its bound 6·1 + 3 = 9 with 8 neurons + 1
+        // dead one; a tenth exceeds it.
+        let mut dead = model.experts[1].neurons[0].clone();
+        dead.write = SparseVec::default();
+        model.experts[1].neurons.extend([dead.clone(), dead]);
+        let v = verify(&ts, &model, &eps(), "mutant");
+        assert_eq!((v.claims.size.holds, v.claims.size.failures), (false, 1));
+        assert!(v.failures.iter().any(|w| {
+            w.reason
+                .contains("expert spoken_in has 10 neurons, above L·|T(k)| + |Δk| = 9")
+        }));
+        // Dead neurons change no logit: every other claim still holds.
+        assert!(v.claims.routing.holds && v.claims.probability.holds && v.claims.retrieval.holds);
+    }
+}

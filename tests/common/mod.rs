@@ -1,0 +1,41 @@
+//! Helpers shared by the integration tests: run the real binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn routecert(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_routecert"))
+        .args(args)
+        .output()
+        .expect("the routecert binary runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn construction(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("constructions")
+        .join(name)
+}
+
+/// `verify --format json` on a file, with extra flags; returns (exit, JSON).
+pub fn verify_json(path: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let p = path.to_str().unwrap();
+    let mut args = vec!["verify", p, "--format", "json"];
+    args.extend_from_slice(extra);
+    let run = routecert(&args);
+    let json = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", run.stdout, run.stderr));
+    (run.code, json)
+}
