@@ -16,7 +16,7 @@ use crate::scalar::Rat;
 use crate::taskset::TaskSet;
 use num_bigint::BigInt;
 use num_integer::Integer;
-use num_traits::{CheckedAdd, CheckedMul, CheckedSub, One, ToPrimitive, Zero};
+use num_traits::{CheckedAdd, CheckedDiv, CheckedMul, CheckedSub, One, ToPrimitive, Zero};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
@@ -25,7 +25,8 @@ use std::str::FromStr;
 const PATIENCE: usize = 200;
 /// Prefixes synthesis may give up on, one at a time, to escape a conflict.
 const MAX_DROPS: usize = 32;
-
+/// Retrains in a row without a better router before giving up dropping.
+const MAX_FRUITLESS_DROPS: usize = 4;
 /// What the router may read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RouterMode {
@@ -92,8 +93,8 @@ struct Sample<T> {
 }
 
 /// The integer arithmetic the perceptron runs in.
-trait Int: Clone + Ord + Zero + One + CheckedAdd + CheckedSub + CheckedMul {}
-impl<T: Clone + Ord + Zero + One + CheckedAdd + CheckedSub + CheckedMul> Int for T {}
+trait Int: Clone + Ord + Zero + One + CheckedAdd + CheckedSub + CheckedMul + CheckedDiv {}
+impl<T: Clone + Ord + Zero + One + CheckedAdd + CheckedSub + CheckedMul + CheckedDiv> Int for T {}
 
 struct Trained<T> {
     weights: Vec<Vec<T>>,
@@ -142,11 +143,10 @@ fn misrouted<T: Int>(w: &[Vec<T>], samples: &[Sample<T>]) -> Option<usize> {
 fn train<T: Int>(
     samples: &[Sample<T>],
     active: &[bool],
-    experts: usize,
-    dim: usize,
+    init: &[Vec<T>],
     max_epochs: usize,
 ) -> Option<(Trained<T>, Vec<usize>)> {
-    let mut w = vec![vec![T::zero(); dim]; experts];
+    let mut w = init.to_vec();
     let mut pocket = (w.clone(), usize::MAX);
     let mut since_better = 0;
     let mut blame = vec![0usize; samples.len()];
@@ -169,7 +169,13 @@ fn train<T: Int>(
                 }
             }
         }
-        let wrong = misrouted(&w, samples)?;
+        // Counting misroutes costs a pass; only do it when this epoch's
+        // margin violations suggest the pocket could improve.
+        let wrong = if mistakes == 0 || mistakes <= pocket.1.saturating_mul(2) {
+            misrouted(&w, samples)?
+        } else {
+            usize::MAX
+        };
         if wrong < pocket.1 {
             pocket = (w.clone(), wrong);
             since_better = 0;
@@ -193,17 +199,13 @@ fn train<T: Int>(
 /// blamed most and train again (bounded), keeping the best router seen.
 /// This finds a router that fails only where it must on small conflicts
 /// such as XOR-like templates, where a plain pocket perceptron does not.
-fn fit<T: Int>(
-    samples: &[Sample<T>],
-    experts: usize,
-    dim: usize,
-    max_epochs: usize,
-) -> Option<Trained<T>> {
+fn fit<T: Int>(samples: &[Sample<T>], init: &[Vec<T>], max_epochs: usize) -> Option<Trained<T>> {
     let mut active = vec![true; samples.len()];
-    let (mut best, mut blame) = train(samples, &active, experts, dim, max_epochs)?;
+    let (mut best, mut blame) = train(samples, &active, init, max_epochs)?;
     let mut epochs = best.epochs;
+    let mut fruitless = 0;
     for _ in 0..MAX_DROPS {
-        if best.converged {
+        if best.converged || fruitless >= MAX_FRUITLESS_DROPS {
             break;
         }
         let Some(worst) = (0..samples.len())
@@ -216,15 +218,99 @@ fn fit<T: Int>(
             break;
         }
         active[worst] = false;
-        let (next, next_blame) = train(samples, &active, experts, dim, max_epochs)?;
+        let (next, next_blame) = train(samples, &active, init, max_epochs)?;
         epochs += next.epochs;
         blame = next_blame;
         if next.misrouted < best.misrouted {
             best = next;
+            fruitless = 0;
+        } else {
+            fruitless += 1;
         }
     }
     best.epochs = epochs;
     Some(best)
+}
+
+/// Which tasks own each key column (h2:a → tasks with a as a key).
+type KeyOwners = HashMap<usize, Vec<usize>>;
+
+/// Synthesis by decomposition. A prefix whose entities are keys of one task
+/// only, a task it belongs to, is decided by its key: it needs no training,
+/// only a key weight M large enough. So: train on the other prefixes (those
+/// before the key, shared keys, values that are keys elsewhere), then add
+/// the least integer M on every key's h2 weight toward its owners that gives
+/// every key-decided prefix margin 1 (exact), then re-check everything. If
+/// the key weights disturb a trained prefix, train on all prefixes starting
+/// from these weights.
+fn solve<T: Int>(
+    samples: &[Sample<T>],
+    owners: &KeyOwners,
+    experts: usize,
+    dim: usize,
+    max_epochs: usize,
+) -> Option<Trained<T>> {
+    let decided_by = |s: &Sample<T>| {
+        let mut tasks: Vec<usize> =
+            s.x.iter()
+                .filter_map(|(c, _)| owners.get(c))
+                .flatten()
+                .copied()
+                .collect();
+        tasks.sort_unstable();
+        tasks.dedup();
+        match tasks.as_slice() {
+            [t] if s.tasks.contains(t) => Some(*t),
+            _ => None,
+        }
+    };
+    let decided: Vec<Option<usize>> = samples.iter().map(decided_by).collect();
+    let hard: Vec<Sample<T>> = samples
+        .iter()
+        .zip(&decided)
+        .filter(|(_, d)| d.is_none())
+        .map(|(s, _)| Sample {
+            x: s.x.clone(),
+            tasks: s.tasks.clone(),
+            weight: s.weight,
+        })
+        .collect();
+    let zero = vec![vec![T::zero(); dim]; experts];
+    let mut trained = fit(&hard, &zero, max_epochs)?;
+    let mut m = T::one();
+    for (s, d) in samples.iter().zip(&decided) {
+        let Some(t) = *d else { continue };
+        let sc = scores(&trained.weights, &s.x)?;
+        let rival = (0..experts).filter(|&j| j != t).map(|j| &sc[j]).max();
+        let Some(rival) = rival else { continue };
+        // Need m·key ≥ rival − s_t + 1, with key = Σ of t's key features.
+        let gap = rival.checked_sub(&sc[t])?.checked_add(&T::one())?;
+        let key =
+            s.x.iter()
+                .filter(|(c, _)| owners.get(c).is_some_and(|o| o.contains(&t)))
+                .try_fold(T::zero(), |a, (_, v)| a.checked_add(v))?;
+        if gap > T::zero() && key > T::zero() {
+            let need = gap
+                .checked_add(&key)?
+                .checked_sub(&T::one())?
+                .checked_div(&key)?;
+            m = m.max(need);
+        }
+    }
+    for (c, tasks) in owners {
+        for &t in tasks {
+            trained.weights[t][*c] = trained.weights[t][*c].checked_add(&m)?;
+        }
+    }
+    let wrong = misrouted(&trained.weights, samples)?;
+    if wrong == trained.misrouted {
+        trained.misrouted = wrong;
+        return Some(trained);
+    }
+    let epochs = trained.epochs;
+    let mut again = fit(samples, &trained.weights, max_epochs)?;
+    again.epochs += epochs;
+    Some(again)
 }
 
 /// A rational feature vector times a common scale, as integers, with the
@@ -313,6 +399,15 @@ pub fn synthesize(ts: &TaskSet, r: &Residual, options: &super::Options) -> Route
     let bias = reads.len();
     let (big, forced) = samples(ts, r, &reads);
     let experts = ts.tasks.len();
+    let column: HashMap<usize, usize> = reads.iter().enumerate().map(|(c, &d)| (d, c)).collect();
+    let mut owners: KeyOwners = HashMap::new();
+    for (k, task) in ts.tasks.iter().enumerate() {
+        for key in task.keys() {
+            if let Some(&c) = r.entity(key).and_then(|d| column.get(&d)) {
+                owners.entry(c).or_default().push(k);
+            }
+        }
+    }
     let small: Option<Vec<Sample<i128>>> = big
         .iter()
         .map(|s| {
@@ -328,7 +423,7 @@ pub fn synthesize(ts: &TaskSet, r: &Residual, options: &super::Options) -> Route
         })
         .collect();
     let trained: Trained<BigInt> = small
-        .and_then(|small| fit(&small, experts, bias + 1, options.max_epochs))
+        .and_then(|small| solve(&small, &owners, experts, bias + 1, options.max_epochs))
         .map(|t| Trained {
             weights: t
                 .weights
@@ -339,7 +434,7 @@ pub fn synthesize(ts: &TaskSet, r: &Residual, options: &super::Options) -> Route
             epochs: t.epochs,
             misrouted: t.misrouted,
         })
-        .or_else(|| fit(&big, experts, bias + 1, options.max_epochs))
+        .or_else(|| solve(&big, &owners, experts, bias + 1, options.max_epochs))
         .expect("big-integer arithmetic cannot overflow");
 
     let mut weights = LinearMap::zero(r.basis.len(), experts);
@@ -397,7 +492,7 @@ mod tests {
             sample(&[(1, 1), (2, 1)], &b),
             sample(&[(0, 1), (1, 1), (2, 1)], &both),
         ];
-        let t = fit(&samples, 2, 3, 100).unwrap();
+        let t = fit(&samples, &vec![vec![0; 3]; 2], 100).unwrap();
         assert!(t.converged);
         assert_eq!(misrouted(&t.weights, &samples), Some(0));
         let s = scores(&t.weights, &samples[0].x).unwrap();
@@ -415,12 +510,39 @@ mod tests {
             sample(&[(0, 1), (3, 1), (4, 1)], &b),
             sample(&[(1, 1), (2, 1), (4, 1)], &b),
         ];
-        let (t, _) = train(&samples, &[true; 4], 2, 5, 300).unwrap();
+        let zero = vec![vec![0; 5]; 2];
+        let (t, _) = train(&samples, &[true; 4], &zero, 300).unwrap();
         assert!(!t.converged);
         assert!(t.misrouted >= 1);
         // Giving up on one prefix leaves a separable rest: exactly one fails.
-        let t = fit(&samples, 2, 5, 300).unwrap();
+        let t = fit(&samples, &zero, 300).unwrap();
         assert_eq!(t.misrouted, 1);
+    }
+
+    #[test]
+    fn keys_decide_their_prefixes_without_training() {
+        // Columns 0, 1: words before the key; 2, 3: keys of tasks 0 and 1;
+        // 4: bias. Two pre-key prefixes to train, two decided by their key,
+        // where the trained word weights point the wrong way (word 0 is task
+        // 1's opening but precedes task 0's key here).
+        let s = |x: &[(usize, i128)], t: usize| sample(x, &BTreeSet::from([t]));
+        let samples = vec![
+            s(&[(0, 1), (4, 1)], 1),
+            s(&[(1, 1), (4, 1)], 0),
+            s(&[(0, 3), (2, 1), (4, 1)], 0),
+            s(&[(1, 3), (3, 1), (4, 1)], 1),
+        ];
+        let owners = KeyOwners::from([(2, vec![0]), (3, vec![1])]);
+        let t = solve(&samples, &owners, 2, 5, 100).unwrap();
+        assert!(t.converged);
+        assert_eq!(misrouted(&t.weights, &samples), Some(0));
+        // The key weight is the least integer that gives margin 1.
+        for (i, key) in [(2, 2), (3, 3)] {
+            let sc = scores(&t.weights, &samples[i].x).unwrap();
+            let (own, other) = if key == 2 { (0, 1) } else { (1, 0) };
+            assert!(sc[own] > sc[other]);
+        }
+        assert_eq!(t.weights[0][2], t.weights[1][3]);
     }
 
     #[test]
@@ -429,7 +551,7 @@ mod tests {
         let b = BTreeSet::from([1]);
         let huge = i128::MAX / 2;
         let samples = vec![sample(&[(0, huge)], &a), sample(&[(0, huge)], &b)];
-        assert!(fit(&samples, 2, 1, 10).is_none());
+        assert!(fit(&samples, &vec![vec![0; 1]; 2], 10).is_none());
     }
 
     #[test]
