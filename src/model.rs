@@ -7,7 +7,7 @@
 //! names, never the spec.
 
 use crate::scalar::{Rat, Scalar};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// An ordered set of named basis directions.
 #[derive(Debug, Clone, Default)]
@@ -63,14 +63,17 @@ impl<S: Scalar> SparseVec<S> {
     /// Build from (coordinate, value) pairs; repeated coordinates add up and
     /// zeros are dropped.
     pub fn from_entries(entries: impl IntoIterator<Item = (usize, S)>) -> Self {
-        let mut sum: BTreeMap<usize, S> = BTreeMap::new();
-        for (i, v) in entries {
-            let slot = sum.entry(i).or_insert_with(S::zero);
-            *slot = slot.clone() + v;
+        let mut raw: Vec<(usize, S)> = entries.into_iter().collect();
+        raw.sort_by_key(|(i, _)| *i);
+        let mut out: Vec<(usize, S)> = Vec::with_capacity(raw.len());
+        for (i, v) in raw {
+            match out.last_mut() {
+                Some((j, acc)) if *j == i => *acc = acc.clone() + v,
+                _ => out.push((i, v)),
+            }
         }
-        SparseVec {
-            entries: sum.into_iter().filter(|(_, v)| !v.is_zero()).collect(),
-        }
+        out.retain(|(_, v)| !v.is_zero());
+        SparseVec { entries: out }
     }
 
     pub fn unit(i: usize) -> Self {
@@ -111,16 +114,31 @@ impl<S: Scalar> SparseVec<S> {
         acc
     }
 
-    /// self + c · other.
+    /// self + c · other, by a linear merge of the two sorted lists.
     pub fn add_scaled(&self, c: &S, other: &Self) -> Self {
-        Self::from_entries(
-            self.entries.iter().cloned().chain(
-                other
-                    .entries
-                    .iter()
-                    .map(|(i, v)| (*i, c.clone() * v.clone())),
-            ),
-        )
+        let (a, b) = (&self.entries, &other.entries);
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            let take_a = j == b.len() || (i < a.len() && a[i].0 < b[j].0);
+            let take_b = i == a.len() || (j < b.len() && b[j].0 < a[i].0);
+            if take_a {
+                out.push(a[i].clone());
+                i += 1;
+            } else if take_b {
+                out.push((b[j].0, c.clone() * b[j].1.clone()));
+                j += 1;
+            } else {
+                let v = a[i].1.clone() + c.clone() * b[j].1.clone();
+                if !v.is_zero() {
+                    out.push((a[i].0, v));
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+        out.retain(|(_, v)| !v.is_zero());
+        SparseVec { entries: out }
     }
 
     pub fn map<T: Scalar>(&self, f: impl Fn(&S) -> T) -> SparseVec<T> {
@@ -149,8 +167,17 @@ impl<S: Scalar> LinearMap<S> {
 
     /// Add `w` to the weight from input `input` to output `output`.
     pub fn add(&mut self, output: usize, input: usize, w: S) {
-        let col = &mut self.columns[input];
-        *col = col.add_scaled(&S::one(), &SparseVec::from_entries([(output, w)]));
+        let col = &mut self.columns[input].entries;
+        match col.binary_search_by_key(&output, |(r, _)| *r) {
+            Ok(at) => {
+                col[at].1 = col[at].1.clone() + w;
+                if col[at].1.is_zero() {
+                    col.remove(at);
+                }
+            }
+            Err(at) if !w.is_zero() => col.insert(at, (output, w)),
+            Err(_) => {}
+        }
     }
 
     /// What input coordinate `input` writes.
