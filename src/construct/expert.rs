@@ -13,6 +13,7 @@
 //! At position i with key a, h2:a = 1/i, so b gets (L/i)·β_sem ≥ β_sem.
 
 use super::Margins;
+use super::head1::{Head1, Head1Mode};
 use super::pattern::{self, Next, Pattern, Symbol};
 use super::residual::Residual;
 use crate::model::{Expert, Neuron, NeuronRole, SparseVec};
@@ -36,17 +37,17 @@ pub struct Projection {
 }
 
 impl Projection {
-    /// s(p) = c_{|p|} + Σ_j r_{σ_j} 2^j / (2^{|p|+1} − 2): the value of s_k on
-    /// the hidden state of any prefix with pattern p.
-    pub fn value(&self, p: &Pattern) -> Rat {
+    /// s(p) = c_{|p|} + Σ_j r_{σ_j} a_j, with a_j head 1's weight on
+    /// position j (2^j / (2^{|p|+1} − 2) for the positional head): the value
+    /// of s_k on the hidden state of any prefix with pattern p.
+    pub fn value(&self, head: &Head1, p: &Pattern) -> Rat {
         let i = p.len();
-        let total = (BigInt::from(1) << (i + 1)) - BigInt::from(2);
-        let code: BigInt = p
+        let mixed: Rat = p
             .iter()
-            .enumerate()
-            .map(|(j, s)| &self.symbol_weight[s] << (j + 1))
+            .zip(head.weights(p))
+            .map(|(s, a)| Rat::from_integer(self.symbol_weight[s].clone()) * a)
             .sum();
-        Rat::from_integer(self.position_offset[i - 1].clone()) + Rat::new(code, total)
+        Rat::from_integer(self.position_offset[i - 1].clone()) + mixed
     }
 
     /// The neuron input vector reading s_k from the residual.
@@ -78,17 +79,22 @@ impl Projection {
     }
 
     /// Does s_k separate these patterns?
-    fn injective(&self, patterns: &[&Pattern]) -> bool {
-        let mut values: Vec<Rat> = patterns.iter().map(|p| self.value(p)).collect();
+    fn injective(&self, head: &Head1, patterns: &[&Pattern]) -> bool {
+        let mut values: Vec<Rat> = patterns.iter().map(|p| self.value(head, p)).collect();
         values.sort();
         values.windows(2).all(|w| w[0] < w[1])
     }
 }
 
 /// Find a projection injective on the patterns: small random integer weights
-/// (distinctness checked exactly), else base-2^{L+1} digits, which are
-/// injective because each symbol's code Σ 2^j is below 2^{L+1}.
-pub fn projection(patterns: &[&Pattern], seed: u64, max_len: usize) -> Projection {
+/// (distinctness checked exactly), else a deterministic fallback. For the
+/// positional head, base-2^{L+1} digits, injective because each symbol's
+/// code Σ 2^j is below 2^{L+1}. For the content head, weights t^0, t^1, …
+/// for t = 2, 3, …: head 1 still tells patterns apart (see
+/// [`super::head1`]), so for two patterns of one length the difference of
+/// their values is a nonzero polynomial in t with fewer roots than there
+/// are symbols, and some t below (symbols)·(pairs of patterns) + 2 works.
+pub fn projection(patterns: &[&Pattern], seed: u64, max_len: usize, head: &Head1) -> Projection {
     let mut symbols: Vec<Symbol> = patterns.iter().flat_map(|p| p.iter().copied()).collect();
     symbols.sort();
     symbols.dedup();
@@ -105,8 +111,23 @@ pub fn projection(patterns: &[&Pattern], seed: u64, max_len: usize) -> Projectio
             })
             .collect();
         let p = Projection::with_weights(weights, max_len);
-        if p.injective(patterns) {
+        if p.injective(head, patterns) {
             return p;
+        }
+    }
+    if head.mode == Head1Mode::Content {
+        let pairs = patterns.len() * patterns.len();
+        for t in 2..symbols.len() * pairs + 3 {
+            let t = BigInt::from(t);
+            let weights = symbols
+                .iter()
+                .enumerate()
+                .map(|(idx, &s)| (s, t.pow(idx as u32)))
+                .collect();
+            let p = Projection::with_weights(weights, max_len);
+            if p.injective(head, patterns) {
+                return p;
+            }
         }
     }
     let base = BigInt::from(1) << (max_len + 1);
@@ -131,12 +152,12 @@ fn target(next: &Next, k: usize, r: &Residual, eos: usize, beta: &Rat) -> Sparse
 }
 
 /// Build expert k.
-pub fn build(ts: &TaskSet, k: usize, r: &Residual, margins: &Margins) -> Expert<Rat> {
+pub fn build(ts: &TaskSet, k: usize, r: &Residual, margins: &Margins, head: &Head1) -> Expert<Rat> {
     let task = &ts.tasks[k];
     let word = |t: usize| ts.vocab.name(t).to_string();
     let patterns = pattern::patterns(task);
     let keys: Vec<&Pattern> = patterns.keys().collect();
-    let proj = projection(&keys, k as u64, ts.max_len);
+    let proj = projection(&keys, k as u64, ts.max_len, head);
     let read = proj.read(r);
     let eos = ts.vocab.eos();
 
@@ -144,7 +165,7 @@ pub fn build(ts: &TaskSet, k: usize, r: &Residual, margins: &Margins) -> Expert<
         .iter()
         .map(|(p, next)| {
             (
-                proj.value(p),
+                proj.value(head, p),
                 p,
                 target(next, k, r, eos, &margins.syntactic),
             )
@@ -196,15 +217,20 @@ pub fn build(ts: &TaskSet, k: usize, r: &Residual, margins: &Margins) -> Expert<
 mod tests {
     use super::*;
 
+    fn positional() -> Head1 {
+        Head1::bare(Head1Mode::Positional)
+    }
+
     #[test]
     fn projection_separates_patterns_of_equal_length() {
         let a: Pattern = vec![Symbol::Word(0), Symbol::Word(1)];
         let b: Pattern = vec![Symbol::Word(1), Symbol::Word(0)];
         let c: Pattern = vec![Symbol::Word(0)];
-        let p = projection(&[&a, &b, &c], 7, 3);
-        assert_ne!(p.value(&a), p.value(&b));
+        let h = positional();
+        let p = projection(&[&a, &b, &c], 7, 3, &h);
+        assert_ne!(p.value(&h, &a), p.value(&h, &b));
         // Lengths are kept apart by the offsets.
-        assert!(p.value(&c) < p.value(&a).min(p.value(&b)));
+        assert!(p.value(&h, &c) < p.value(&h, &a).min(p.value(&h, &b)));
         // s(p) matches the formula: c_2 + (r_0·2 + r_1·4) / 6.
         let (r0, r1) = (
             &p.symbol_weight[&Symbol::Word(0)],
@@ -212,7 +238,7 @@ mod tests {
         );
         let expect = Rat::from_integer(p.position_offset[1].clone())
             + Rat::new(r0 * 2 + r1 * 4, BigInt::from(6));
-        assert_eq!(p.value(&a), expect);
+        assert_eq!(p.value(&h, &a), expect);
     }
 
     #[test]
@@ -224,15 +250,16 @@ mod tests {
         .into_iter()
         .collect();
         // Equal weights collide on permutations; digits do not.
+        let h = positional();
         let p = Projection::with_weights(weights, 2);
         let a: Pattern = vec![Symbol::Word(0), Symbol::Word(1)];
         let b: Pattern = vec![Symbol::Word(1), Symbol::Word(0)];
-        assert_eq!(p.value(&a), p.value(&b));
+        assert_eq!(p.value(&h, &a), p.value(&h, &b));
         let base = BigInt::from(8);
         let digits = [(Symbol::Word(0), BigInt::from(1)), (Symbol::Word(1), base)]
             .into_iter()
             .collect();
         let p = Projection::with_weights(digits, 2);
-        assert!(p.injective(&[&a, &b]));
+        assert!(p.injective(&h, &[&a, &b]));
     }
 }
