@@ -17,7 +17,7 @@ use super::attention::hidden_state_with;
 use super::head1::Head1;
 use super::residual::Residual;
 use crate::model::{LinearMap, Router, Synthesis};
-use crate::routability::system::{self, Group, System};
+use crate::routability::system::{Group, System};
 use crate::scalar::Rat;
 use crate::taskset::TaskSet;
 use num_bigint::BigInt;
@@ -350,10 +350,7 @@ fn exact_router(
             })
             .collect(),
     };
-    match lp.solve(crate::routability::DEFAULT_BUDGET).0 {
-        system::Solution::Router(w) => Some(w),
-        _ => None,
-    }
+    lp.router(crate::routability::DEFAULT_BUDGET)
 }
 
 /// Find the router for a task set.

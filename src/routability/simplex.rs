@@ -1,12 +1,23 @@
-//! A small exact simplex: phase 1 over BigRational with Bland's rule.
+//! A small exact simplex: phase 1 on a fraction-free integer tableau.
 //!
 //! It answers one question, feasibility of a system in standard form,
 //!   find x ≥ 0 with A x = b,
 //! and always returns a proof: either such an x, or a Farkas vector y with
 //! yᵀA ≥ 0 and yᵀb < 0 (then yᵀA x ≥ 0 > yᵀb for every x ≥ 0, so no x
-//! solves the system). Every number is an exact rational; Bland's rule
-//! (smallest eligible index enters, smallest basic index leaves on ties)
-//! cannot cycle, so the loop terminates.
+//! solves the system).
+//!
+//! Exact and integer: each row is first scaled by the lcm of its
+//! denominators (which changes neither the solutions nor, after scaling back,
+//! the Farkas vectors), and pivoting is fraction-free (Bareiss): every
+//! tableau entry is an integer over one common denominator d, the previous
+//! pivot, and the update (a·E − E_q·P)/d divides exactly. This avoids the
+//! gcd of every rational operation, which dominated the cost.
+//!
+//! Pivot rule: Dantzig's (most negative reduced cost) for speed, switching
+//! to Bland's (smallest eligible index enters, smallest basic index leaves)
+//! whenever the objective has not decreased for a while. Bland's rule cannot
+//! cycle, and each switch back needs a strict decrease of the objective, so
+//! the loop terminates.
 //!
 //! Why not a crate: the only exact-rational LP crate on crates.io
 //! (simplex-trace 0.3) is a teaching tool that records every tableau of every
@@ -15,7 +26,12 @@
 //! [`super::certificate`].
 
 use crate::scalar::Rat;
+use num_bigint::BigInt;
+use num_integer::Integer;
 use num_traits::{One, Signed, Zero};
+
+/// Degenerate pivots in a row before Bland's rule takes over.
+const PATIENCE: usize = 32;
 
 /// A system A x = b with A given by sparse columns.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +51,61 @@ pub enum Outcome {
     Infeasible(Vec<Rat>),
 }
 
+/// The tableau: m constraint rows and the objective row, each with its
+/// right-hand side last; true values are entries / d.
+struct Tableau {
+    rows: Vec<Vec<BigInt>>,
+    /// The objective row: reduced costs, then −z.
+    objective: Vec<BigInt>,
+    d: BigInt,
+    basis: Vec<usize>,
+}
+
+impl Tableau {
+    fn width(&self) -> usize {
+        self.objective.len() - 1
+    }
+
+    /// Pivot on (p, q): x_q enters in row p. Every other row E becomes
+    /// (a·E − E_q·P)/d with a = P_q the pivot element and P row p; row p
+    /// stays and the common denominator becomes a.
+    fn pivot(&mut self, p: usize, q: usize) {
+        let a = self.rows[p][q].clone();
+        let pivot_row = self.rows[p].clone();
+        let support: Vec<usize> = (0..pivot_row.len())
+            .filter(|&j| !pivot_row[j].is_zero())
+            .collect();
+        let d = self.d.clone();
+        let update = |row: &mut Vec<BigInt>| {
+            let factor = row[q].clone();
+            if factor.is_zero() {
+                // (a·E − 0)/d on every entry.
+                if a != d {
+                    for e in row.iter_mut().filter(|e| !e.is_zero()) {
+                        *e = &*e * &a / &d;
+                    }
+                }
+                return;
+            }
+            for (j, e) in row.iter_mut().enumerate() {
+                let mut v = &*e * &a;
+                if support.binary_search(&j).is_ok() {
+                    v -= &factor * &pivot_row[j];
+                }
+                *e = v / &d;
+            }
+        };
+        for (i, row) in self.rows.iter_mut().enumerate() {
+            if i != p {
+                update(row);
+            }
+        }
+        update(&mut self.objective);
+        self.d = a;
+        self.basis[p] = q;
+    }
+}
+
 /// Solve by phase 1: an artificial variable per row, minimise their sum.
 /// The sum reaches 0 exactly when the system is feasible; otherwise the
 /// final reduced costs of the artificial columns give the Farkas vector.
@@ -43,108 +114,119 @@ pub fn solve(problem: &Problem) -> (Outcome, usize) {
     let m = problem.rows;
     let n = problem.columns.len();
     let width = n + m;
-    // Flip rows so that b ≥ 0; the flip is undone on the Farkas vector.
-    let flip: Vec<bool> = problem.rhs.iter().map(|b| b.is_negative()).collect();
-    let mut t = vec![vec![Rat::zero(); width]; m];
+    // Row i scaled by s_i > 0 (clearing its denominators) and by −1 where
+    // b_i < 0, so that every entry is an integer and b ≥ 0.
+    let mut dense = vec![vec![Rat::zero(); n]; m];
     for (j, column) in problem.columns.iter().enumerate() {
         for (i, v) in column {
-            let v = if flip[*i] { -v.clone() } else { v.clone() };
-            t[*i][j] += v;
+            dense[*i][j] += v;
         }
     }
-    for (i, row) in t.iter_mut().enumerate() {
-        row[n + i] = Rat::one();
+    let mut scale = Vec::with_capacity(m);
+    let mut rows = Vec::with_capacity(m);
+    for (i, row) in dense.iter().enumerate() {
+        let lcm = row
+            .iter()
+            .chain([&problem.rhs[i]])
+            .fold(BigInt::one(), |l, v| l.lcm(v.denom()));
+        let s = if problem.rhs[i].is_negative() {
+            -lcm
+        } else {
+            lcm
+        };
+        let int = |v: &Rat| (v * Rat::from_integer(s.clone())).to_integer();
+        let mut r: Vec<BigInt> = row.iter().map(int).collect();
+        r.extend((0..m).map(|k| {
+            if k == i {
+                BigInt::one()
+            } else {
+                BigInt::zero()
+            }
+        }));
+        r.push(int(&problem.rhs[i]));
+        rows.push(r);
+        scale.push(s);
     }
-    let mut rhs: Vec<Rat> = problem.rhs.iter().map(Rat::abs).collect();
-    let mut basis: Vec<usize> = (n..width).collect();
-    // Costs: 0 on x, 1 on each artificial. Reduced cost r_j = c_j − 1ᵀ A'_j
-    // while the artificials are basic; z is the current objective value.
-    let mut reduced: Vec<Rat> = (0..width)
+    // Costs: 0 on x, 1 on each artificial; reduced cost c_j − Σ_i T_ij
+    // while the artificials are basic, and −z = −Σ b_i.
+    let objective: Vec<BigInt> = (0..=width)
         .map(|j| {
-            let cost = if j >= n { Rat::one() } else { Rat::zero() };
-            t.iter().fold(cost, |acc, row| acc - &row[j])
+            let cost = if (n..width).contains(&j) {
+                BigInt::one()
+            } else {
+                BigInt::zero()
+            };
+            rows.iter().fold(cost, |acc, r| acc - &r[j])
         })
         .collect();
-    let mut z: Rat = rhs.iter().sum();
+    let mut t = Tableau {
+        rows,
+        objective,
+        d: BigInt::one(),
+        basis: (n..width).collect(),
+    };
     let mut pivots = 0;
-
-    // Bland's rule: the smallest column with negative reduced cost enters.
-    while let Some(q) = (0..width).find(|&j| reduced[j].is_negative()) {
-        // Ratio test; ties go to the smallest basic variable.
-        let mut leave: Option<(usize, Rat)> = None;
+    let mut stalled = 0;
+    loop {
+        let w = t.width();
+        let entering = if stalled < PATIENCE {
+            // Dantzig: the most negative reduced cost (all share d > 0).
+            (0..w)
+                .filter(|&j| t.objective[j].is_negative())
+                .min_by(|&a, &b| t.objective[a].cmp(&t.objective[b]).then(a.cmp(&b)))
+        } else {
+            // Bland: the first negative reduced cost.
+            (0..w).find(|&j| t.objective[j].is_negative())
+        };
+        let Some(q) = entering else { break };
+        // Ratio test over rows with T_iq > 0: the smallest rhs_i / T_iq,
+        // ties to the smallest basic variable (compared crosswise).
+        let mut leave: Option<usize> = None;
         for i in 0..m {
-            if !t[i][q].is_positive() {
+            if !t.rows[i][q].is_positive() {
                 continue;
             }
-            let ratio = &rhs[i] / &t[i][q];
-            let better = match &leave {
+            let better = match leave {
                 None => true,
-                Some((p, best)) => ratio < *best || (ratio == *best && basis[i] < basis[*p]),
+                Some(p) => {
+                    let lhs = &t.rows[i][w] * &t.rows[p][q];
+                    let rhs = &t.rows[p][w] * &t.rows[i][q];
+                    lhs < rhs || (lhs == rhs && t.basis[i] < t.basis[p])
+                }
             };
             if better {
-                leave = Some((i, ratio));
+                leave = Some(i);
             }
         }
         // Phase 1 is bounded below by 0, so an entering column always meets
         // a blocking row.
-        let (p, _) = leave.expect("phase 1 is bounded below by 0");
-        pivot(&mut t, &mut rhs, &mut reduced, &mut z, p, q);
-        basis[p] = q;
+        let p = leave.expect("phase 1 is bounded below by 0");
+        let degenerate = t.rows[p][w].is_zero();
+        t.pivot(p, q);
         pivots += 1;
+        stalled = if degenerate { stalled + 1 } else { 0 };
     }
 
-    if z.is_zero() {
+    let w = t.width();
+    if t.objective[w].is_zero() {
         let mut x = vec![Rat::zero(); n];
-        for (i, &j) in basis.iter().enumerate() {
+        for (i, &j) in t.basis.iter().enumerate() {
             if j < n {
-                x[j] = rhs[i].clone();
+                x[j] = Rat::new(t.rows[i][w].clone(), t.d.clone());
             }
         }
         return (Outcome::Feasible(x), pivots);
     }
-    // Duals of the flipped system: y_i = c_i − r_{n+i} = 1 − r_{n+i}. At the
-    // optimum yᵀA' ≤ 0 and yᵀb' = z > 0, so −D y is a Farkas vector for A, b.
+    // Duals of the scaled system: y_i = c_{n+i} − r_{n+i} = 1 − R_{n+i}/d.
+    // At the optimum yᵀA' ≤ 0 and yᵀb' = z > 0 with A' = S A, b' = S b, so
+    // −S y is a Farkas vector for A, b (scaled here by d > 0).
     let y = (0..m)
         .map(|i| {
-            let dual = Rat::one() - &reduced[n + i];
-            if flip[i] { dual } else { -dual }
+            let dual = &t.d - &t.objective[n + i];
+            Rat::from_integer(-(&scale[i] * dual))
         })
         .collect();
     (Outcome::Infeasible(y), pivots)
-}
-
-/// Pivot on (p, q): x_q enters the basis in row p.
-fn pivot(
-    t: &mut [Vec<Rat>],
-    rhs: &mut [Rat],
-    reduced: &mut [Rat],
-    z: &mut Rat,
-    p: usize,
-    q: usize,
-) {
-    let inverse = Rat::one() / &t[p][q];
-    let support: Vec<usize> = (0..t[p].len()).filter(|&j| !t[p][j].is_zero()).collect();
-    for &j in &support {
-        t[p][j] *= &inverse;
-    }
-    rhs[p] *= &inverse;
-    let (pivot_row, pivot_rhs) = (t[p].clone(), rhs[p].clone());
-    for (i, row) in t.iter_mut().enumerate() {
-        if i == p || row[q].is_zero() {
-            continue;
-        }
-        let factor = row[q].clone();
-        for &j in &support {
-            row[j] -= &factor * &pivot_row[j];
-        }
-        rhs[i] -= &factor * &pivot_rhs;
-    }
-    // z = z0 + Σ r_j x_j over non-basic j; substitute the pivot row for x_q.
-    let factor = reduced[q].clone();
-    for &j in &support {
-        reduced[j] -= &factor * &pivot_row[j];
-    }
-    *z += &factor * &pivot_rhs;
 }
 
 /// Check an outcome against its problem, exactly (for tests and debugging;

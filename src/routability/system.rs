@@ -179,8 +179,22 @@ impl System {
     }
 
     /// Decide whether a router serves every group, within `budget` LP
-    /// solves for the branching on disjunctions.
+    /// solves for the branching on disjunctions; a refutation comes with
+    /// minimal Farkas leaves.
     pub fn solve(&self, budget: usize) -> (Solution, Stats) {
+        self.decide(budget, true)
+    }
+
+    /// A router that serves every group, if the search finds one (no time
+    /// spent on making refutations minimal).
+    pub fn router(&self, budget: usize) -> Option<Vec<Vec<Rat>>> {
+        match self.decide(budget, false).0 {
+            Solution::Router(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    fn decide(&self, budget: usize, minimal: bool) -> (Solution, Stats) {
         let mut stats = Stats::default();
         if self.groups.iter().any(|g| g.tasks.is_empty()) {
             return (
@@ -212,9 +226,10 @@ impl System {
         );
         let solution = match node {
             Node::Router(w) => Solution::Router(self.complete(w, &layers)),
-            Node::Refuted(r) => {
+            Node::Refuted(r) if minimal => {
                 Solution::Refuted(self.minimize_tree(r, &mut Vec::new(), &mut stats))
             }
+            Node::Refuted(r) => Solution::Refuted(r),
             Node::OutOfBudget => Solution::Undecided(format!(
                 "{} ambiguous router inputs need a case split and the branch budget ran out",
                 disjunctive.len()
@@ -406,7 +421,10 @@ impl System {
         }
     }
 
-    /// One exact LP: W free (W_0 = 0), (W_k − W_e)·x̃ − slack = 1.
+    /// One exact LP for the constraints (W_k − W_e)·x̃ ≥ 1 (W free, W_0 = 0):
+    /// the primal in standard form, or its Farkas alternative
+    /// (λ ≥ 0, Σ λ_r a_r = 0, Σ λ_r = 1), whichever has fewer rows. Both
+    /// answer with a router or with multipliers.
     fn lp_whole(&self, rows: &[Constraint], stats: &mut Stats) -> Result<Vec<Vec<Rat>>, Vec<Term>> {
         let features: BTreeSet<usize> = rows
             .iter()
@@ -416,61 +434,106 @@ impl System {
         let column_of: BTreeMap<usize, usize> =
             features.iter().enumerate().map(|(i, &f)| (f, i)).collect();
         let per_expert = features.len();
-        // Variable (e, f) for e ≥ 1 is W_e[f] = x⁺ − x⁻, columns 2v and 2v+1.
         let variables = (self.experts - 1) * per_expert;
-        let mut columns: Vec<Vec<(usize, Rat)>> = vec![Vec::new(); 2 * variables + rows.len()];
-        for (r, c) in rows.iter().enumerate() {
-            for (f, v) in &self.groups[c.group].x {
-                let i = column_of[f];
-                for (e, sign) in [(c.task, v.clone()), (c.against, -v.clone())] {
-                    if e == 0 {
-                        continue;
+        // a_r as (variable, coefficient): variable (e, f) for e ≥ 1 is
+        // (e − 1)·|features| + index of f.
+        let a: Vec<Vec<(usize, Rat)>> = rows
+            .iter()
+            .map(|c| {
+                let mut entries = Vec::new();
+                for (f, v) in &self.groups[c.group].x {
+                    let i = column_of[f];
+                    for (e, coefficient) in [(c.task, v.clone()), (c.against, -v.clone())] {
+                        if e != 0 {
+                            entries.push(((e - 1) * per_expert + i, coefficient));
+                        }
                     }
-                    let var = (e - 1) * per_expert + i;
-                    columns[2 * var].push((r, sign.clone()));
-                    columns[2 * var + 1].push((r, -sign));
+                }
+                entries
+            })
+            .collect();
+        let to_router = |value: &dyn Fn(usize) -> Rat| {
+            let mut w = vec![vec![Rat::zero(); self.features]; self.experts];
+            for (e, we) in w.iter_mut().enumerate().skip(1) {
+                for (i, &f) in features.iter().enumerate() {
+                    we[f] = value((e - 1) * per_expert + i);
                 }
             }
-            columns[2 * variables + r].push((r, -Rat::one()));
-        }
-        let problem = Problem {
-            rows: rows.len(),
-            columns,
-            rhs: vec![Rat::one(); rows.len()],
+            w
+        };
+        let to_terms = |lambda: &dyn Fn(usize) -> Rat| {
+            let terms: Vec<Term> = rows
+                .iter()
+                .enumerate()
+                .map(|(r, c)| Term {
+                    constraint: *c,
+                    multiplier: lambda(r),
+                })
+                .filter(|t| t.multiplier.is_positive())
+                .collect();
+            integral(terms)
         };
         stats.lp_solves += 1;
+        if rows.len() <= variables + 1 {
+            // Primal: a_r·(x⁺ − x⁻) − s_r = 1, columns 2v, 2v + 1, then s.
+            let mut columns: Vec<Vec<(usize, Rat)>> = vec![Vec::new(); 2 * variables + rows.len()];
+            for (r, entries) in a.iter().enumerate() {
+                for (v, coefficient) in entries {
+                    columns[2 * v].push((r, coefficient.clone()));
+                    columns[2 * v + 1].push((r, -coefficient.clone()));
+                }
+                columns[2 * variables + r].push((r, -Rat::one()));
+            }
+            let problem = Problem {
+                rows: rows.len(),
+                columns,
+                rhs: vec![Rat::one(); rows.len()],
+            };
+            match self.run(&problem, stats) {
+                Outcome::Feasible(x) => Ok(to_router(&|v| &x[2 * v] - &x[2 * v + 1])),
+                // yᵀA ≥ 0 on the slack columns says y ≤ 0, on the pairs
+                // x⁺, x⁻ that yᵀA_W = 0, and yᵀb = Σ y < 0: λ = −y.
+                Outcome::Infeasible(y) => Err(to_terms(&|r| -y[r].clone())),
+            }
+        } else {
+            // Farkas alternative: one column per constraint r holding a_r
+            // and a 1 in the normalising row; right-hand side (0, …, 0, 1).
+            let columns = a
+                .iter()
+                .map(|entries| {
+                    let mut column = entries.clone();
+                    column.push((variables, Rat::one()));
+                    column
+                })
+                .collect();
+            let mut rhs = vec![Rat::zero(); variables + 1];
+            rhs[variables] = Rat::one();
+            let problem = Problem {
+                rows: variables + 1,
+                columns,
+                rhs,
+            };
+            match self.run(&problem, stats) {
+                Outcome::Feasible(lambda) => Err(to_terms(&|r| lambda[r].clone())),
+                // y = (u, t) with a_r·u + t ≥ 0 for every r and t < 0: the
+                // router W = u / (−t) has a_r·W ≥ 1.
+                Outcome::Infeasible(y) => {
+                    let t = -y[variables].clone();
+                    Ok(to_router(&|v| &y[v] / &t))
+                }
+            }
+        }
+    }
+
+    /// Hand a problem to the simplex, with bookkeeping.
+    fn run(&self, problem: &Problem, stats: &mut Stats) -> Outcome {
         let size = (problem.rows, problem.columns.len());
         if size.0 * size.1 > stats.largest.0 * stats.largest.1 {
             stats.largest = size;
         }
-        let (outcome, pivots) = simplex::solve(&problem);
+        let (outcome, pivots) = simplex::solve(problem);
         stats.pivots += pivots;
-        match outcome {
-            Outcome::Feasible(x) => {
-                let mut w = vec![vec![Rat::zero(); self.features]; self.experts];
-                for (e, we) in w.iter_mut().enumerate().skip(1) {
-                    for (i, &f) in features.iter().enumerate() {
-                        let var = (e - 1) * per_expert + i;
-                        we[f] = &x[2 * var] - &x[2 * var + 1];
-                    }
-                }
-                Ok(w)
-            }
-            // yᵀA ≥ 0 on the slack columns says y ≤ 0, on the pairs x⁺, x⁻
-            // that yᵀA_W = 0, and yᵀb = Σ y < 0: λ = −y is a Farkas vector.
-            Outcome::Infeasible(y) => {
-                let terms: Vec<Term> = rows
-                    .iter()
-                    .zip(y)
-                    .filter(|(_, y)| y.is_negative())
-                    .map(|(c, y)| Term {
-                        constraint: *c,
-                        multiplier: -y,
-                    })
-                    .collect();
-                Err(integral(terms))
-            }
-        }
+        outcome
     }
 
     /// Minimise every Farkas leaf of a refutation under its cases' pins.
