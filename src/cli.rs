@@ -80,8 +80,9 @@ pub struct InspectArgs {
 pub struct RoutabilityArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// LP solves allowed for case splits on ambiguous router inputs before
-    /// the answer is "undecided".
+    /// LPs the search may solve (the relaxation counts as one) while it
+    /// splits cases on ambiguous router inputs, before the answer is
+    /// "undecided".
     #[arg(long, default_value_t = routability::DEFAULT_BUDGET)]
     pub budget: usize,
     /// Instead of deciding, check a saved certificate (JSON: the
@@ -257,6 +258,9 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
 }
 
 fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
+    if args.budget == 0 {
+        return Err(CliError::Input("--budget: expected at least 1".into()));
+    }
     let (ts, options) = load(&args.model)?;
     if let Some(path) = &args.check {
         return check_command(path, &ts, &options);

@@ -283,6 +283,10 @@ fn bad_routability_input_exits_2() {
             "unknown head 1 'both'",
         ),
         (vec!["routability", spec, "--budget", "-3"], "-3"),
+        (
+            vec!["routability", spec, "--budget", "0"],
+            "--budget: expected at least 1",
+        ),
     ] {
         let run = routecert(&args);
         assert_eq!(run.code, 2, "{args:?}");
