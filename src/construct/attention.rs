@@ -38,8 +38,17 @@ pub fn embeddings(ts: &TaskSet, r: &Residual) -> (Vec<SparseVec<Rat>>, Vec<Spars
     (tokens, positions)
 }
 
-/// Head 1 and head 2.
-pub fn heads(ts: &TaskSet, r: &Residual, head1: &Head1) -> Vec<Head<Rat>> {
+/// Head 1 (positional) and head 2.
+pub fn heads(ts: &TaskSet, r: &Residual) -> Vec<Head<Rat>> {
+    heads_with(
+        ts,
+        r,
+        &Head1::design(ts, super::head1::Head1Mode::Positional),
+    )
+}
+
+/// Head 1 as designed and head 2.
+pub fn heads_with(ts: &TaskSet, r: &Residual, head1: &Head1) -> Vec<Head<Rat>> {
     let d = r.basis.len();
 
     // Head 1: q = 1 (from `one`), k_j = j (from pos:j), so score = j. The

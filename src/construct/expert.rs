@@ -37,10 +37,23 @@ pub struct Projection {
 }
 
 impl Projection {
-    /// s(p) = c_{|p|} + Σ_j r_{σ_j} a_j, with a_j head 1's weight on
-    /// position j (2^j / (2^{|p|+1} − 2) for the positional head): the value
-    /// of s_k on the hidden state of any prefix with pattern p.
-    pub fn value(&self, head: &Head1, p: &Pattern) -> Rat {
+    /// s(p) = c_{|p|} + Σ_j r_{σ_j} 2^j / (2^{|p|+1} − 2): the value of s_k on
+    /// the hidden state of any prefix with pattern p, for the positional
+    /// head 1.
+    pub fn value(&self, p: &Pattern) -> Rat {
+        let i = p.len();
+        let total = (BigInt::from(1) << (i + 1)) - BigInt::from(2);
+        let code: BigInt = p
+            .iter()
+            .enumerate()
+            .map(|(j, s)| &self.symbol_weight[s] << (j + 1))
+            .sum();
+        Rat::from_integer(self.position_offset[i - 1].clone()) + Rat::new(code, total)
+    }
+
+    /// s(p) = c_{|p|} + Σ_j r_{σ_j} a_j, with a_j the given head 1's weight
+    /// on position j.
+    pub fn value_with(&self, head: &Head1, p: &Pattern) -> Rat {
         let i = p.len();
         let mixed: Rat = p
             .iter()
@@ -80,7 +93,7 @@ impl Projection {
 
     /// Does s_k separate these patterns?
     fn injective(&self, head: &Head1, patterns: &[&Pattern]) -> bool {
-        let mut values: Vec<Rat> = patterns.iter().map(|p| self.value(head, p)).collect();
+        let mut values: Vec<Rat> = patterns.iter().map(|p| self.value_with(head, p)).collect();
         values.sort();
         values.windows(2).all(|w| w[0] < w[1])
     }
@@ -94,7 +107,17 @@ impl Projection {
 /// [`super::head1`]), so for two patterns of one length the difference of
 /// their values is a nonzero polynomial in t with fewer roots than there
 /// are symbols, and some t below (symbols)·(pairs of patterns) + 2 works.
-pub fn projection(patterns: &[&Pattern], seed: u64, max_len: usize, head: &Head1) -> Projection {
+pub fn projection(patterns: &[&Pattern], seed: u64, max_len: usize) -> Projection {
+    projection_with(patterns, seed, max_len, &Head1::bare(Head1Mode::Positional))
+}
+
+/// [`projection`] for the given head 1.
+pub fn projection_with(
+    patterns: &[&Pattern],
+    seed: u64,
+    max_len: usize,
+    head: &Head1,
+) -> Projection {
     let mut symbols: Vec<Symbol> = patterns.iter().flat_map(|p| p.iter().copied()).collect();
     symbols.sort();
     symbols.dedup();
@@ -151,13 +174,24 @@ fn target(next: &Next, k: usize, r: &Residual, eos: usize, beta: &Rat) -> Sparse
     SparseVec::from_entries(dirs.into_iter().map(|d| (d, beta.clone())))
 }
 
-/// Build expert k.
-pub fn build(ts: &TaskSet, k: usize, r: &Residual, margins: &Margins, head: &Head1) -> Expert<Rat> {
+/// Build expert k for the positional head 1.
+pub fn build(ts: &TaskSet, k: usize, r: &Residual, margins: &Margins) -> Expert<Rat> {
+    build_with(ts, k, r, margins, &Head1::design(ts, Head1Mode::Positional))
+}
+
+/// Build expert k for the given head 1.
+pub fn build_with(
+    ts: &TaskSet,
+    k: usize,
+    r: &Residual,
+    margins: &Margins,
+    head: &Head1,
+) -> Expert<Rat> {
     let task = &ts.tasks[k];
     let word = |t: usize| ts.vocab.name(t).to_string();
     let patterns = pattern::patterns(task);
     let keys: Vec<&Pattern> = patterns.keys().collect();
-    let proj = projection(&keys, k as u64, ts.max_len, head);
+    let proj = projection_with(&keys, k as u64, ts.max_len, head);
     let read = proj.read(r);
     let eos = ts.vocab.eos();
 
@@ -165,7 +199,7 @@ pub fn build(ts: &TaskSet, k: usize, r: &Residual, margins: &Margins, head: &Hea
         .iter()
         .map(|(p, next)| {
             (
-                proj.value(head, p),
+                proj.value_with(head, p),
                 p,
                 target(next, k, r, eos, &margins.syntactic),
             )
@@ -217,20 +251,15 @@ pub fn build(ts: &TaskSet, k: usize, r: &Residual, margins: &Margins, head: &Hea
 mod tests {
     use super::*;
 
-    fn positional() -> Head1 {
-        Head1::bare(Head1Mode::Positional)
-    }
-
     #[test]
     fn projection_separates_patterns_of_equal_length() {
         let a: Pattern = vec![Symbol::Word(0), Symbol::Word(1)];
         let b: Pattern = vec![Symbol::Word(1), Symbol::Word(0)];
         let c: Pattern = vec![Symbol::Word(0)];
-        let h = positional();
-        let p = projection(&[&a, &b, &c], 7, 3, &h);
-        assert_ne!(p.value(&h, &a), p.value(&h, &b));
+        let p = projection(&[&a, &b, &c], 7, 3);
+        assert_ne!(p.value(&a), p.value(&b));
         // Lengths are kept apart by the offsets.
-        assert!(p.value(&h, &c) < p.value(&h, &a).min(p.value(&h, &b)));
+        assert!(p.value(&c) < p.value(&a).min(p.value(&b)));
         // s(p) matches the formula: c_2 + (r_0·2 + r_1·4) / 6.
         let (r0, r1) = (
             &p.symbol_weight[&Symbol::Word(0)],
@@ -238,7 +267,36 @@ mod tests {
         );
         let expect = Rat::from_integer(p.position_offset[1].clone())
             + Rat::new(r0 * 2 + r1 * 4, BigInt::from(6));
-        assert_eq!(p.value(&h, &a), expect);
+        assert_eq!(p.value(&a), expect);
+    }
+
+    #[test]
+    fn the_content_head_changes_the_projection_and_keeps_it_injective() {
+        // The four XOR openings as patterns: for the positional head the
+        // general formula agrees with the closed one; the content head's
+        // values differ but stay distinct.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("constructions/xor_expected_failure.toml");
+        let ts = TaskSet::from_spec(&crate::spec::load(&path).unwrap());
+        let w = |name: &str| Symbol::Word(ts.vocab.id(name).unwrap());
+        let patterns: Vec<Pattern> = [
+            ["red", "big"],
+            ["blue", "small"],
+            ["red", "small"],
+            ["blue", "big"],
+        ]
+        .iter()
+        .map(|[a, b]| vec![w(a), w(b)])
+        .collect();
+        let refs: Vec<&Pattern> = patterns.iter().collect();
+        let positional = Head1::design(&ts, Head1Mode::Positional);
+        let content = Head1::design(&ts, Head1Mode::Content);
+        let p = projection_with(&refs, 3, ts.max_len, &content);
+        assert!(p.injective(&content, &refs));
+        for pattern in &patterns {
+            assert_eq!(p.value(pattern), p.value_with(&positional, pattern));
+        }
+        assert_ne!(p.value(&patterns[0]), p.value_with(&content, &patterns[0]));
     }
 
     #[test]
@@ -250,16 +308,15 @@ mod tests {
         .into_iter()
         .collect();
         // Equal weights collide on permutations; digits do not.
-        let h = positional();
         let p = Projection::with_weights(weights, 2);
         let a: Pattern = vec![Symbol::Word(0), Symbol::Word(1)];
         let b: Pattern = vec![Symbol::Word(1), Symbol::Word(0)];
-        assert_eq!(p.value(&h, &a), p.value(&h, &b));
+        assert_eq!(p.value(&a), p.value(&b));
         let base = BigInt::from(8);
         let digits = [(Symbol::Word(0), BigInt::from(1)), (Symbol::Word(1), base)]
             .into_iter()
             .collect();
         let p = Projection::with_weights(digits, 2);
-        assert!(p.injective(&h, &[&a, &b]));
+        assert!(p.injective(&Head1::bare(Head1Mode::Positional), &[&a, &b]));
     }
 }

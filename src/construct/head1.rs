@@ -103,9 +103,9 @@ impl Head1 {
         }
     }
 
-    /// A head with no vocabulary and no levels: its weights need only
-    /// symbol sequences (for tests of the pattern arithmetic).
-    #[cfg(test)]
+    /// A head with no vocabulary and no levels: enough for
+    /// [`Head1::weights`] on symbol sequences (the positional head needs no
+    /// more), not for [`Head1::symbol`].
     pub fn bare(mode: Head1Mode) -> Head1 {
         Head1 {
             mode,

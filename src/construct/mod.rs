@@ -106,12 +106,12 @@ fn assemble(
 ) -> Model<Rat> {
     let margins = Margins::new(ts.vocab.len(), ts.max_len, &options.epsilon);
     let (token_embed, pos_embed) = attention::embeddings(ts, &residual);
-    let heads = attention::heads(ts, &residual, head1);
+    let heads = attention::heads_with(ts, &residual, head1);
     let experts = ts
         .tasks
         .iter()
         .enumerate()
-        .map(|(k, _)| expert::build(ts, k, &residual, &margins, head1))
+        .map(|(k, _)| expert::build_with(ts, k, &residual, &margins, head1))
         .collect();
     let mut unembed = LinearMap::zero(residual.basis.len(), ts.vocab.len());
     for t in 0..ts.vocab.len() {
