@@ -2,10 +2,11 @@
 //! errors into messages and exit codes: 0 every claim holds, 1 a claim
 //! fails, 2 bad input.
 
-use crate::construct::{self, Options, RouterMode};
+use crate::construct::{self, Head1Mode, Options, RouterMode};
 use crate::eval;
 use crate::generate::{self, Params};
 use crate::report::{self, Format, OracleFacts};
+use crate::routability;
 use crate::scalar::{Rat, parse_rational};
 use crate::spec::{self, SpecError};
 use crate::taskset::TaskSet;
@@ -34,6 +35,10 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Write a random task set as a TOML spec.
     Generate(GenerateArgs),
+    /// Decide whether any linear router over the router's input routes every
+    /// prefix: a router checked by the verifier, or a checked certificate
+    /// that none exists with a minimal set of conflicting prefixes.
+    Routability(RoutabilityArgs),
 }
 
 #[derive(Args, Debug)]
@@ -47,6 +52,10 @@ pub struct ModelArgs {
     /// Target ε of the probability claim: decimal, scientific or a/b.
     #[arg(long, default_value = "1e-6")]
     pub epsilon: String,
+    /// Head 1's attention scores: by position only (score j), or also by
+    /// the current and the attended token (exact powers of two either way).
+    #[arg(long, default_value = "positional", value_parser = parse_head1)]
+    pub head1: Head1Mode,
 }
 
 #[derive(Args, Debug)]
@@ -65,6 +74,25 @@ pub struct InspectArgs {
     /// The prefix to trace, as text ("Paris is located").
     #[arg(long)]
     pub prefix: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RoutabilityArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// LPs the search may solve (the relaxation counts as one) while it
+    /// splits cases on ambiguous router inputs, before the answer is
+    /// "undecided".
+    #[arg(long, default_value_t = routability::DEFAULT_BUDGET)]
+    pub budget: usize,
+    /// Instead of deciding, check a saved certificate (JSON: the
+    /// certificate, or a whole `--format json` report) against this spec and
+    /// flags: exit 0 if it is valid, 1 if it is rejected.
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+    pub format: FormatArg,
 }
 
 #[derive(Args, Debug)]
@@ -111,6 +139,10 @@ fn parse_router(s: &str) -> Result<RouterMode, String> {
     s.parse()
 }
 
+fn parse_head1(s: &str) -> Result<Head1Mode, String> {
+    s.parse()
+}
+
 /// A failure to run: bad input (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -132,6 +164,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Verify(args) => verify_command(args),
         Command::Inspect(args) => inspect_command(args),
         Command::Generate(args) => generate_command(args),
+        Command::Routability(args) => routability_command(args),
     }
 }
 
@@ -148,6 +181,7 @@ fn epsilon(text: &str) -> Result<Rat, CliError> {
 fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
     let options = Options {
         router: args.router,
+        head1: args.head1,
         epsilon: epsilon(&args.epsilon)?,
         ..Options::default()
     };
@@ -221,6 +255,58 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
         report::inspect(&model, &ts.render(&tokens), &trace, oracle.as_ref())
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
+    if args.budget == 0 {
+        return Err(CliError::Input("--budget: expected at least 1".into()));
+    }
+    let (ts, options) = load(&args.model)?;
+    if let Some(path) = &args.check {
+        return check_command(path, &ts, &options);
+    }
+    let r = routability::run(&ts, &options, args.budget);
+    let source = args.model.spec.display().to_string();
+    print!(
+        "{}",
+        match args.format {
+            FormatArg::Json => report::routability::json(&r),
+            FormatArg::Text => report::routability::text(&r, &source),
+            FormatArg::Markdown => report::routability::markdown(&r, &source),
+        }
+    );
+    Ok(if r.routable() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `routability --check FILE`.
+fn check_command(path: &PathBuf, ts: &TaskSet, options: &Options) -> Result<ExitCode, CliError> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Input(format!("{shown}: cannot read: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::Input(format!("{shown}: not JSON: {e}")))?;
+    let value = value.get("certificate").cloned().unwrap_or(value);
+    let cert: routability::certificate::Certificate = serde_json::from_value(value)
+        .map_err(|e| CliError::Input(format!("{shown}: not a routability certificate: {e}")))?;
+    Ok(match routability::check_certificate(&cert, ts, options) {
+        Ok(a) => {
+            println!(
+                "{shown}: certificate accepted ({} rows over {} prefixes): no linear router over {} routes every prefix",
+                a.rows,
+                a.prefixes,
+                options.router.describe()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{shown}: certificate REJECTED: {e}");
+            ExitCode::from(1)
+        }
+    })
 }
 
 fn generate_command(args: GenerateArgs) -> Result<ExitCode, CliError> {

@@ -16,6 +16,7 @@ pub mod expbound;
 pub mod generate;
 pub mod model;
 pub mod report;
+pub mod routability;
 pub mod scalar;
 pub mod spec;
 pub mod taskset;

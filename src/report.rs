@@ -7,6 +7,8 @@ use crate::scalar::Scalar;
 use crate::verify::{ClaimResult, Verdict, Witness, approx};
 use std::fmt::Write;
 
+pub mod routability;
+
 /// Witnesses printed in text and Markdown (JSON lists all that were kept).
 const SHOWN_WITNESSES: usize = 20;
 

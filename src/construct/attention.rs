@@ -12,7 +12,13 @@
 //!   the output is e_key / i.
 //!
 //! W_O is the identity from each head's value space onto its residual block.
+//!
+//! With `--head1 content` head 1's score also depends on the current and
+//! the attended token's symbols (see [`super::head1`]); everything else is
+//! unchanged.
 
+use super::head1::Head1;
+use super::pattern::Symbol;
 use super::residual::Residual;
 use crate::model::{Basis, Head, LinearMap, SparseVec};
 use crate::scalar::{Rat, int};
@@ -32,18 +38,55 @@ pub fn embeddings(ts: &TaskSet, r: &Residual) -> (Vec<SparseVec<Rat>>, Vec<Spars
     (tokens, positions)
 }
 
-/// Head 1 and head 2.
+/// Head 1 (positional) and head 2.
 pub fn heads(ts: &TaskSet, r: &Residual) -> Vec<Head<Rat>> {
+    heads_with(
+        ts,
+        r,
+        &Head1::design(ts, super::head1::Head1Mode::Positional),
+    )
+}
+
+/// Head 1 as designed and head 2.
+pub fn heads_with(ts: &TaskSet, r: &Residual, head1: &Head1) -> Vec<Head<Rat>> {
     let d = r.basis.len();
 
-    // Head 1: q = 1 (from `one`), k_j = j (from pos:j), so score = j.
+    // Head 1: q = 1 (from `one`), k_j = j (from pos:j), so score = j. The
+    // content head adds one q·k coordinate per attended symbol σ ("attend
+    // σ"): the query writes S·level(c, σ) from tok:c, the key writes 1 from
+    // every token whose symbol is σ, so the product is S·level(c, σ_j).
+    let attended: Vec<Symbol> = head1
+        .levels
+        .keys()
+        .map(|(_, a)| *a)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut qk = Basis::default();
     qk.add("position");
-    let mut query = LinearMap::zero(d, 1);
+    let symbol_name = |s: Symbol| match s {
+        Symbol::Word(w) => ts.vocab.name(w).to_string(),
+        Symbol::Entity => super::residual::ENTITY_SYMBOL.to_string(),
+    };
+    for &a in &attended {
+        qk.add(format!("attend {}", symbol_name(a)));
+    }
+    let mut query = LinearMap::zero(d, qk.len());
     query.add(0, r.one, int(1));
-    let mut key = LinearMap::zero(d, 1);
+    let mut key = LinearMap::zero(d, qk.len());
     for (j, &p) in r.pos.iter().enumerate() {
         key.add(0, p, int(j as i64 + 1));
+    }
+    for (slot, &a) in attended.iter().enumerate() {
+        for t in 0..ts.vocab.len() {
+            let level = head1.level(head1.symbol(t), a);
+            if level != 0 {
+                query.add(slot + 1, r.tok[t], int(head1.spacing * level));
+            }
+            if head1.symbol(t) == a {
+                key.add(slot + 1, r.tok[t], int(1));
+            }
+        }
     }
     let block = r.syntactic_block();
     let mut values = Basis::default();
@@ -60,7 +103,10 @@ pub fn heads(ts: &TaskSet, r: &Residual) -> Vec<Head<Rat>> {
         output.add(dir, s, int(1));
     }
     let syntactic = Head {
-        name: "head1 (syntactic)".into(),
+        name: match head1.mode {
+            super::head1::Head1Mode::Positional => "head1 (syntactic)".into(),
+            super::head1::Head1Mode::Content => "head1 (syntactic, content)".into(),
+        },
         qk,
         values,
         query,
@@ -99,15 +145,30 @@ pub fn heads(ts: &TaskSet, r: &Residual) -> Vec<Head<Rat>> {
 /// closed form: what the heads above compute by design. Router synthesis
 /// trains on it; the verifier checks the router on the real forward pass,
 /// so a mismatch here would surface as a routing failure, never hide one.
+///
+/// This is the positional head 1; [`hidden_state_with`] takes either head.
 pub fn hidden_state(r: &Residual, tokens: &[TokenId]) -> SparseVec<Rat> {
     let i = tokens.len();
-    let last = tokens[i - 1];
     // Head 1: weight of position j is 2^j / (2^{i+1} − 2).
     let total = (BigInt::from(1) << (i + 1)) - BigInt::from(2);
-    let h1 = tokens.iter().enumerate().map(|(j, &t)| {
-        let w = Rat::new(BigInt::from(1) << (j + 1), total.clone());
-        (r.h1[t], w)
-    });
+    let weights = (0..i)
+        .map(|j| Rat::new(BigInt::from(1) << (j + 1), total.clone()))
+        .collect();
+    assemble(r, tokens, weights)
+}
+
+/// The hidden state in closed form for the given head 1: its weights come
+/// from [`Head1::weights`] on the tokens' symbols.
+pub fn hidden_state_with(r: &Residual, head1: &Head1, tokens: &[TokenId]) -> SparseVec<Rat> {
+    let symbols: Vec<Symbol> = tokens.iter().map(|&t| head1.symbol(t)).collect();
+    assemble(r, tokens, head1.weights(&symbols))
+}
+
+/// A' from head 1's weights per position: residual + h1 + h2.
+fn assemble(r: &Residual, tokens: &[TokenId], weights: Vec<Rat>) -> SparseVec<Rat> {
+    let i = tokens.len();
+    let last = tokens[i - 1];
+    let h1 = tokens.iter().zip(weights).map(|(&t, w)| (r.h1[t], w));
     // Head 2: weight 1/i on every entity.
     let h2 = tokens.iter().filter_map(|&t| {
         r.entity(t)

@@ -13,6 +13,7 @@
 //! At position i with key a, h2:a = 1/i, so b gets (L/i)·β_sem ≥ β_sem.
 
 use super::Margins;
+use super::head1::{Head1, Head1Mode};
 use super::pattern::{self, Next, Pattern, Symbol};
 use super::residual::Residual;
 use crate::model::{Expert, Neuron, NeuronRole, SparseVec};
@@ -37,7 +38,8 @@ pub struct Projection {
 
 impl Projection {
     /// s(p) = c_{|p|} + Σ_j r_{σ_j} 2^j / (2^{|p|+1} − 2): the value of s_k on
-    /// the hidden state of any prefix with pattern p.
+    /// the hidden state of any prefix with pattern p, for the positional
+    /// head 1.
     pub fn value(&self, p: &Pattern) -> Rat {
         let i = p.len();
         let total = (BigInt::from(1) << (i + 1)) - BigInt::from(2);
@@ -47,6 +49,18 @@ impl Projection {
             .map(|(j, s)| &self.symbol_weight[s] << (j + 1))
             .sum();
         Rat::from_integer(self.position_offset[i - 1].clone()) + Rat::new(code, total)
+    }
+
+    /// s(p) = c_{|p|} + Σ_j r_{σ_j} a_j, with a_j the given head 1's weight
+    /// on position j.
+    pub fn value_with(&self, head: &Head1, p: &Pattern) -> Rat {
+        let i = p.len();
+        let mixed: Rat = p
+            .iter()
+            .zip(head.weights(p))
+            .map(|(s, a)| Rat::from_integer(self.symbol_weight[s].clone()) * a)
+            .sum();
+        Rat::from_integer(self.position_offset[i - 1].clone()) + mixed
     }
 
     /// The neuron input vector reading s_k from the residual.
@@ -78,17 +92,32 @@ impl Projection {
     }
 
     /// Does s_k separate these patterns?
-    fn injective(&self, patterns: &[&Pattern]) -> bool {
-        let mut values: Vec<Rat> = patterns.iter().map(|p| self.value(p)).collect();
+    fn injective(&self, head: &Head1, patterns: &[&Pattern]) -> bool {
+        let mut values: Vec<Rat> = patterns.iter().map(|p| self.value_with(head, p)).collect();
         values.sort();
         values.windows(2).all(|w| w[0] < w[1])
     }
 }
 
 /// Find a projection injective on the patterns: small random integer weights
-/// (distinctness checked exactly), else base-2^{L+1} digits, which are
-/// injective because each symbol's code Σ 2^j is below 2^{L+1}.
+/// (distinctness checked exactly), else a deterministic fallback. For the
+/// positional head, base-2^{L+1} digits, injective because each symbol's
+/// code Σ 2^j is below 2^{L+1}. For the content head, weights t^0, t^1, …
+/// for t = 2, 3, …: head 1 still tells patterns apart (see
+/// [`super::head1`]), so for two patterns of one length the difference of
+/// their values is a nonzero polynomial in t with fewer roots than there
+/// are symbols, and some t below (symbols)·(pairs of patterns) + 2 works.
 pub fn projection(patterns: &[&Pattern], seed: u64, max_len: usize) -> Projection {
+    projection_with(patterns, seed, max_len, &Head1::bare(Head1Mode::Positional))
+}
+
+/// [`projection`] for the given head 1.
+pub fn projection_with(
+    patterns: &[&Pattern],
+    seed: u64,
+    max_len: usize,
+    head: &Head1,
+) -> Projection {
     let mut symbols: Vec<Symbol> = patterns.iter().flat_map(|p| p.iter().copied()).collect();
     symbols.sort();
     symbols.dedup();
@@ -105,8 +134,23 @@ pub fn projection(patterns: &[&Pattern], seed: u64, max_len: usize) -> Projectio
             })
             .collect();
         let p = Projection::with_weights(weights, max_len);
-        if p.injective(patterns) {
+        if p.injective(head, patterns) {
             return p;
+        }
+    }
+    if head.mode == Head1Mode::Content {
+        let pairs = patterns.len() * patterns.len();
+        for t in 2..symbols.len() * pairs + 3 {
+            let t = BigInt::from(t);
+            let weights = symbols
+                .iter()
+                .enumerate()
+                .map(|(idx, &s)| (s, t.pow(idx as u32)))
+                .collect();
+            let p = Projection::with_weights(weights, max_len);
+            if p.injective(head, patterns) {
+                return p;
+            }
         }
     }
     let base = BigInt::from(1) << (max_len + 1);
@@ -130,13 +174,24 @@ fn target(next: &Next, k: usize, r: &Residual, eos: usize, beta: &Rat) -> Sparse
     SparseVec::from_entries(dirs.into_iter().map(|d| (d, beta.clone())))
 }
 
-/// Build expert k.
+/// Build expert k for the positional head 1.
 pub fn build(ts: &TaskSet, k: usize, r: &Residual, margins: &Margins) -> Expert<Rat> {
+    build_with(ts, k, r, margins, &Head1::design(ts, Head1Mode::Positional))
+}
+
+/// Build expert k for the given head 1.
+pub fn build_with(
+    ts: &TaskSet,
+    k: usize,
+    r: &Residual,
+    margins: &Margins,
+    head: &Head1,
+) -> Expert<Rat> {
     let task = &ts.tasks[k];
     let word = |t: usize| ts.vocab.name(t).to_string();
     let patterns = pattern::patterns(task);
     let keys: Vec<&Pattern> = patterns.keys().collect();
-    let proj = projection(&keys, k as u64, ts.max_len);
+    let proj = projection_with(&keys, k as u64, ts.max_len, head);
     let read = proj.read(r);
     let eos = ts.vocab.eos();
 
@@ -144,7 +199,7 @@ pub fn build(ts: &TaskSet, k: usize, r: &Residual, margins: &Margins) -> Expert<
         .iter()
         .map(|(p, next)| {
             (
-                proj.value(p),
+                proj.value_with(head, p),
                 p,
                 target(next, k, r, eos, &margins.syntactic),
             )
@@ -216,6 +271,35 @@ mod tests {
     }
 
     #[test]
+    fn the_content_head_changes_the_projection_and_keeps_it_injective() {
+        // The four XOR openings as patterns: for the positional head the
+        // general formula agrees with the closed one; the content head's
+        // values differ but stay distinct.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("constructions/xor_expected_failure.toml");
+        let ts = TaskSet::from_spec(&crate::spec::load(&path).unwrap());
+        let w = |name: &str| Symbol::Word(ts.vocab.id(name).unwrap());
+        let patterns: Vec<Pattern> = [
+            ["red", "big"],
+            ["blue", "small"],
+            ["red", "small"],
+            ["blue", "big"],
+        ]
+        .iter()
+        .map(|[a, b]| vec![w(a), w(b)])
+        .collect();
+        let refs: Vec<&Pattern> = patterns.iter().collect();
+        let positional = Head1::design(&ts, Head1Mode::Positional);
+        let content = Head1::design(&ts, Head1Mode::Content);
+        let p = projection_with(&refs, 3, ts.max_len, &content);
+        assert!(p.injective(&content, &refs));
+        for pattern in &patterns {
+            assert_eq!(p.value(pattern), p.value_with(&positional, pattern));
+        }
+        assert_ne!(p.value(&patterns[0]), p.value_with(&content, &patterns[0]));
+    }
+
+    #[test]
     fn fallback_digits_are_injective() {
         let weights: BTreeMap<Symbol, BigInt> = [
             (Symbol::Word(0), BigInt::from(1)),
@@ -233,6 +317,6 @@ mod tests {
             .into_iter()
             .collect();
         let p = Projection::with_weights(digits, 2);
-        assert!(p.injective(&[&a, &b]));
+        assert!(p.injective(&Head1::bare(Head1Mode::Positional), &[&a, &b]));
     }
 }

@@ -4,22 +4,25 @@
 //! The compiler is a chain of small stages, each in its own module:
 //! - [`residual`]: name every residual direction;
 //! - [`attention`]: embeddings, head 1 (syntactic) and head 2 (key);
+//! - [`head1`]: head 1's scores, positional or content-aware;
 //! - [`pattern`]: the syntactic patterns of each task's templates;
 //! - [`expert`]: syntactic (interpolation) and semantic (recall) neurons;
 //! - [`router`]: synthesise a linear top-1 router over exact features.
 
 pub mod attention;
 pub mod expert;
+pub mod head1;
 pub mod pattern;
 pub mod residual;
 pub mod router;
 
 use crate::expbound::ln_ceiling;
-use crate::model::{LinearMap, Model};
+use crate::model::{LinearMap, Model, Router, Synthesis};
 use crate::scalar::{Rat, int};
 use crate::taskset::TaskSet;
 use residual::Residual;
 
+pub use head1::{Head1, Head1Mode};
 pub use router::RouterMode;
 
 /// Choices the construction leaves open.
@@ -30,6 +33,8 @@ pub struct Options {
     pub epsilon: Rat,
     /// Perceptron epochs before router synthesis gives up.
     pub max_epochs: usize,
+    /// Head 1's scores: positional (score j) or content-aware.
+    pub head1: Head1Mode,
 }
 
 impl Default for Options {
@@ -38,6 +43,7 @@ impl Default for Options {
             router: RouterMode::SyntacticKey,
             epsilon: crate::scalar::rat(1, 1_000_000),
             max_epochs: 1000,
+            head1: Head1Mode::Positional,
         }
     }
 }
@@ -66,19 +72,47 @@ impl Margins {
     }
 }
 
-/// Build the MoE model for a task set.
+/// Build the MoE model for a task set, its router synthesised.
 pub fn build_moe(ts: &TaskSet, options: &Options) -> Model<Rat> {
     let residual = Residual::new(ts);
+    let head1 = Head1::design(ts, options.head1);
+    let router = router::synthesize(ts, &residual, &head1, options);
+    assemble(ts, options, residual, &head1, router)
+}
+
+/// Build the MoE model with given router weights instead of synthesised
+/// ones: rows[e] has one weight per direction options.router reads (in
+/// [`RouterMode::reads`] order), then the bias. `routability` installs its
+/// exact LP router this way so that the verifier can judge it.
+pub fn build_moe_routed_by(
+    ts: &TaskSet,
+    options: &Options,
+    rows: &[Vec<Rat>],
+    synthesis: Synthesis,
+) -> Model<Rat> {
+    let residual = Residual::new(ts);
+    let head1 = Head1::design(ts, options.head1);
+    let router = router::install(&residual, options.router, rows, synthesis);
+    assemble(ts, options, residual, &head1, router)
+}
+
+/// Everything but the router.
+fn assemble(
+    ts: &TaskSet,
+    options: &Options,
+    residual: Residual,
+    head1: &Head1,
+    router: Router<Rat>,
+) -> Model<Rat> {
     let margins = Margins::new(ts.vocab.len(), ts.max_len, &options.epsilon);
     let (token_embed, pos_embed) = attention::embeddings(ts, &residual);
-    let heads = attention::heads(ts, &residual);
+    let heads = attention::heads_with(ts, &residual, head1);
     let experts = ts
         .tasks
         .iter()
         .enumerate()
-        .map(|(k, _)| expert::build(ts, k, &residual, &margins))
+        .map(|(k, _)| expert::build_with(ts, k, &residual, &margins, head1))
         .collect();
-    let router = router::synthesize(ts, &residual, options);
     let mut unembed = LinearMap::zero(residual.basis.len(), ts.vocab.len());
     for t in 0..ts.vocab.len() {
         unembed.add(t, residual.out[t], int(1));
@@ -169,22 +203,81 @@ mod model_tests {
         assert_eq!(spread, ["Paris", "Tokyo", "Lima"]);
     }
 
+    fn load(name: &str) -> TaskSet {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("constructions")
+            .join(name);
+        TaskSet::from_spec(&spec::load(&path).unwrap())
+    }
+
     #[test]
     fn designed_hidden_state_is_what_the_weights_compute() {
-        // Router synthesis trains on the closed form; the forward pass must
-        // produce exactly the same A' on every prefix.
-        let ts = running_example();
-        let model = build_moe(&ts, &Options::default());
-        let r = residual::Residual::new(&ts);
-        for p in &ts.prefixes {
-            let trace = forward(&model, &p.tokens).unwrap();
-            assert_eq!(
-                trace.hidden,
-                attention::hidden_state(&r, &p.tokens),
-                "{}",
-                ts.render(&p.tokens)
-            );
+        // Router synthesis and routability train on the closed form; the
+        // forward pass must produce exactly the same A' on every prefix,
+        // for either head 1.
+        for (file, head1) in [
+            ("running_example.toml", Head1Mode::Positional),
+            ("running_example.toml", Head1Mode::Content),
+            ("xor_expected_failure.toml", Head1Mode::Content),
+            ("shared_keys.toml", Head1Mode::Content),
+        ] {
+            let ts = load(file);
+            let options = Options {
+                head1,
+                ..Options::default()
+            };
+            let model = build_moe(&ts, &options);
+            let r = residual::Residual::new(&ts);
+            let head = Head1::design(&ts, head1);
+            for p in &ts.prefixes {
+                let trace = forward(&model, &p.tokens).unwrap();
+                let closed = attention::hidden_state_with(&r, &head, &p.tokens);
+                assert_eq!(
+                    trace.hidden,
+                    closed,
+                    "{file} {head1}: {}",
+                    ts.render(&p.tokens)
+                );
+                if head1 == Head1Mode::Positional {
+                    assert_eq!(closed, attention::hidden_state(&r, &p.tokens));
+                }
+            }
         }
+    }
+
+    #[test]
+    fn content_head_weights_depend_on_the_word_pair() {
+        // "red big" (alpha) and "blue big" (beta): the pairs red→big and
+        // blue→big are exclusive to alpha and beta, levels 1 and 2, S = 13.
+        let ts = load("xor_expected_failure.toml");
+        let options = Options {
+            head1: Head1Mode::Content,
+            ..Options::default()
+        };
+        let model = build_moe(&ts, &options);
+        let attention = |text: &str| {
+            let tokens = ts.tokenize(text).unwrap();
+            forward(&model, &tokens).unwrap().attention[0].clone()
+        };
+        assert_eq!(
+            attention("red big"),
+            vec![crate::scalar::rat(4096, 4097), crate::scalar::rat(1, 4097)]
+        );
+        let blue = attention("blue big");
+        assert_eq!(blue[1], Rat::new(1.into(), ((1i64 << 25) + 1).into()));
+        // The positional head gives both the same weights 1/3, 2/3.
+        let positional = build_moe(&ts, &Options::default());
+        let tokens = ts.tokenize("blue big").unwrap();
+        assert_eq!(
+            forward(&positional, &tokens).unwrap().attention[0],
+            vec![crate::scalar::rat(1, 3), crate::scalar::rat(2, 3)]
+        );
+        // Named q·k coordinates: "attend red" carries S·level from tok:big.
+        let head = &model.heads[0];
+        let slot = head.qk.get("attend red").unwrap();
+        let big = model.residual.get("tok:big").unwrap();
+        assert_eq!(head.query.get(slot, big), int(13));
+        assert_eq!(head.name, "head1 (syntactic, content)");
     }
 
     #[test]

@@ -6,12 +6,18 @@
 //! above every task outside C(w). Each sample is scaled by the lcm of its
 //! denominators, a positive factor that changes no comparison, so the
 //! perceptron runs on integers (i128, falling back to big integers if a
-//! weight ever overflows). If the perceptron does not converge, the pocket
+//! weight ever overflows). If the perceptron does not converge, the exact LP
+//! of [`crate::routability::system`] decides the same training data: it
+//! finds a router whenever one exists (the perceptron can need far too many
+//! epochs when the separating feature is tiny, as with the content head,
+//! whose signal sits at 2^{−S·level}). If neither finds one, the pocket
 //! (fewest misrouted prefixes) is kept and the verifier reports what fails.
 
-use super::attention::hidden_state;
+use super::attention::hidden_state_with;
+use super::head1::Head1;
 use super::residual::Residual;
 use crate::model::{LinearMap, Router, Synthesis};
+use crate::routability::system::{Group, System};
 use crate::scalar::Rat;
 use crate::taskset::TaskSet;
 use num_bigint::BigInt;
@@ -76,7 +82,8 @@ impl RouterMode {
         }
     }
 
-    fn describe(self) -> &'static str {
+    /// The directions it reads, as a phrase for messages.
+    pub fn describe(self) -> &'static str {
         match self {
             RouterMode::Syntactic => "the syntactic block (h1)",
             RouterMode::SyntacticKey => "h1, h2 (the key), pos and tok",
@@ -86,6 +93,7 @@ impl RouterMode {
 
 /// One training example: integer features (column, value), the tasks it may
 /// go to, and how many prefixes share this exact router input.
+#[derive(Clone)]
 struct Sample<T> {
     x: Vec<(usize, T)>,
     tasks: BTreeSet<usize>,
@@ -332,13 +340,22 @@ fn integer_features(
 /// intersection of their C(w) if it is nonempty; otherwise no router can
 /// serve the whole group, and it trains on its most common task (the other
 /// prefixes are forced misroutes, counted here).
-fn samples(ts: &TaskSet, r: &Residual, reads: &[usize]) -> (Vec<Sample<BigInt>>, usize) {
+/// A sample's exact rational features, bias included, for the LP.
+type Exact = Vec<(usize, Rat)>;
+
+/// Also returns each sample's exact features for the LP.
+fn samples(
+    ts: &TaskSet,
+    r: &Residual,
+    head1: &Head1,
+    reads: &[usize],
+) -> (Vec<Sample<BigInt>>, Vec<Exact>, usize) {
     let column: HashMap<usize, usize> = reads.iter().enumerate().map(|(c, &d)| (d, c)).collect();
     let bias = reads.len();
     let mut groups: HashMap<Vec<(usize, Rat)>, Vec<&BTreeSet<usize>>> = HashMap::new();
     let mut order = Vec::new();
     for p in &ts.prefixes {
-        let h = hidden_state(r, &p.tokens);
+        let h = hidden_state_with(r, head1, &p.tokens);
         let x: Vec<(usize, Rat)> = h
             .entries()
             .iter()
@@ -359,7 +376,7 @@ fn samples(ts: &TaskSet, r: &Residual, reads: &[usize]) -> (Vec<Sample<BigInt>>,
         .flat_map(|x| x.iter().map(|(_, v)| v.denom().clone()))
         .fold(BigInt::one(), |l, d| l.lcm(&d));
     let mut forced = 0;
-    let samples = order
+    let (samples, exact) = order
         .into_iter()
         .map(|x| {
             let members = &groups[&x];
@@ -382,22 +399,57 @@ fn samples(ts: &TaskSet, r: &Residual, reads: &[usize]) -> (Vec<Sample<BigInt>>,
             } else {
                 common
             };
-            Sample {
+            let mut exact: Vec<(usize, Rat)> = x
+                .iter()
+                .filter_map(|(d, v)| column.get(d).map(|&c| (c, v.clone())))
+                .chain([(bias, Rat::one())])
+                .collect();
+            exact.sort_by_key(|(c, _)| *c);
+            let sample = Sample {
                 x: integer_features(&x, &column, bias, &scale),
                 tasks,
                 weight: members.len(),
-            }
+            };
+            (sample, exact)
         })
-        .collect();
-    (samples, forced)
+        .unzip();
+    (samples, exact, forced)
+}
+
+/// The exact LP on the training data: weights over the features (bias
+/// last) if some router serves every sample.
+fn exact_router(
+    samples: &[Sample<BigInt>],
+    exact: &[Vec<(usize, Rat)>],
+    experts: usize,
+    dim: usize,
+) -> Option<Vec<Vec<Rat>>> {
+    let lp = System {
+        experts,
+        features: dim,
+        groups: samples
+            .iter()
+            .zip(exact)
+            .map(|(s, x)| Group {
+                x: x.clone(),
+                tasks: s.tasks.clone(),
+            })
+            .collect(),
+    };
+    lp.router(crate::routability::DEFAULT_BUDGET)
 }
 
 /// Find the router for a task set.
-pub fn synthesize(ts: &TaskSet, r: &Residual, options: &super::Options) -> Router<Rat> {
+pub fn synthesize(
+    ts: &TaskSet,
+    r: &Residual,
+    head1: &Head1,
+    options: &super::Options,
+) -> Router<Rat> {
     let mode = options.router;
     let reads = mode.reads(r);
     let bias = reads.len();
-    let (big, forced) = samples(ts, r, &reads);
+    let (big, exact, forced) = samples(ts, r, head1, &reads);
     let experts = ts.tasks.len();
     let column: HashMap<usize, usize> = reads.iter().enumerate().map(|(c, &d)| (d, c)).collect();
     let mut owners: KeyOwners = HashMap::new();
@@ -437,13 +489,55 @@ pub fn synthesize(ts: &TaskSet, r: &Residual, options: &super::Options) -> Route
         .or_else(|| solve(&big, &owners, experts, bias + 1, options.max_epochs))
         .expect("big-integer arithmetic cannot overflow");
 
+    let exact = if trained.converged {
+        None
+    } else {
+        exact_router(&big, &exact, experts, bias + 1)
+    };
+    let (rows, converged, misrouted) = match exact {
+        Some(rows) => (rows, true, 0),
+        None => (
+            trained
+                .weights
+                .into_iter()
+                .map(|row| row.into_iter().map(Rat::from_integer).collect())
+                .collect(),
+            trained.converged,
+            trained.misrouted,
+        ),
+    };
+    install(
+        r,
+        mode,
+        &rows,
+        Synthesis {
+            converged,
+            epochs: trained.epochs,
+            misrouted: misrouted + forced,
+            forced,
+            reads: mode.describe().into(),
+        },
+    )
+}
+
+/// The router with these weights: rows[e] holds one weight per direction of
+/// `mode.reads(r)`, then the bias.
+pub fn install(
+    r: &Residual,
+    mode: RouterMode,
+    rows: &[Vec<Rat>],
+    synthesis: Synthesis,
+) -> Router<Rat> {
+    let reads = mode.reads(r);
+    let bias = reads.len();
+    let experts = rows.len();
     let mut weights = LinearMap::zero(r.basis.len(), experts);
     let mut biases = vec![Rat::zero(); experts];
-    for (e, row) in trained.weights.iter().enumerate() {
+    for (e, row) in rows.iter().enumerate() {
         for (c, &dir) in reads.iter().enumerate() {
-            weights.add(e, dir, Rat::from_integer(row[c].clone()));
+            weights.add(e, dir, row[c].clone());
         }
-        let b = Rat::from_integer(row[bias].clone());
+        let b = row[bias].clone();
         match mode {
             // Head 1's weights sum to 1, so a bias b equals weight b on every
             // h1 direction: fold it in and the router reads only h1.
@@ -459,13 +553,7 @@ pub fn synthesize(ts: &TaskSet, r: &Residual, options: &super::Options) -> Route
         inputs: reads,
         weights,
         bias: biases,
-        synthesis: Synthesis {
-            converged: trained.converged,
-            epochs: trained.epochs,
-            misrouted: trained.misrouted + forced,
-            forced,
-            reads: mode.describe().into(),
-        },
+        synthesis,
     }
 }
 

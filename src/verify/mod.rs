@@ -393,7 +393,7 @@ pub fn verify(ts: &TaskSet, model: &Model<Rat>, epsilon: &Rat, router: &str) -> 
                 synthesis.reads
             ),
             None if !synthesis.converged => format!(
-                "{}; router synthesis found no linear router over {} (the perceptron stopped after {} epochs, its best router misroutes {} prefix(es)): the tasks are likely not linearly separable here, as with XOR-like templates (the same words in swapped combinations across tasks); make some word before the key unique to each task",
+                "{}; router synthesis found no linear router over {} (the perceptron stopped after {} epochs, its best router misroutes {} prefix(es)): the tasks are likely not linearly separable here, as with XOR-like templates (the same words in swapped combinations across tasks); make some word before the key unique to each task, or try --head1 content; `routecert routability` decides whether any linear router exists and, if none does, prints a checked certificate with the minimal conflicting prefixes",
                 w.reason, synthesis.reads, synthesis.epochs, synthesis.misrouted
             ),
             None => format!(
