@@ -27,6 +27,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
+/// The exact LP fallback runs only on training data up to this many groups
+/// of identical router input; beyond, an exact simplex can take very long,
+/// and `routecert routability` is the tool to decide such a set on purpose.
+const EXACT_FALLBACK_MAX_GROUPS: usize = 2000;
 /// Epochs without a better pocket before synthesis stops early.
 const PATIENCE: usize = 200;
 /// Prefixes synthesis may give up on, one at a time, to escape a conflict.
@@ -489,7 +493,7 @@ pub fn synthesize(
         .or_else(|| solve(&big, &owners, experts, bias + 1, options.max_epochs))
         .expect("big-integer arithmetic cannot overflow");
 
-    let exact = if trained.converged {
+    let exact = if trained.converged || big.len() > EXACT_FALLBACK_MAX_GROUPS {
         None
     } else {
         exact_router(&big, &exact, experts, bias + 1)
