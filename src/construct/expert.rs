@@ -130,27 +130,42 @@ fn target(next: &Next, k: usize, r: &Residual, eos: usize, beta: &Rat) -> Sparse
     SparseVec::from_entries(dirs.into_iter().map(|d| (d, beta.clone())))
 }
 
-/// Build expert k.
-pub fn build(ts: &TaskSet, k: usize, r: &Residual, margins: &Margins) -> Expert<Rat> {
-    let task = &ts.tasks[k];
-    let word = |t: usize| ts.vocab.name(t).to_string();
-    let patterns = pattern::patterns(task);
+/// One interpolation point: s_k on a pattern of T(k), the pattern, and the
+/// logits the syntactic neurons must produce there.
+pub type Point = (Rat, Pattern, SparseVec<Rat>);
+
+/// The projection s_k of task k and its interpolation points, sorted by s.
+/// Shared by the MoE expert and the dense model's circuit.
+pub fn interpolation(
+    ts: &TaskSet,
+    k: usize,
+    r: &Residual,
+    margins: &Margins,
+) -> (Projection, Vec<Point>) {
+    let patterns = pattern::patterns(&ts.tasks[k]);
     let keys: Vec<&Pattern> = patterns.keys().collect();
     let proj = projection(&keys, k as u64, ts.max_len);
-    let read = proj.read(r);
     let eos = ts.vocab.eos();
-
-    let mut points: Vec<(Rat, &Pattern, SparseVec<Rat>)> = patterns
+    let mut points: Vec<Point> = patterns
         .iter()
         .map(|(p, next)| {
             (
                 proj.value(p),
-                p,
+                p.clone(),
                 target(next, k, r, eos, &margins.syntactic),
             )
         })
         .collect();
     points.sort_by(|a, b| a.0.cmp(&b.0));
+    (proj, points)
+}
+
+/// Build expert k.
+pub fn build(ts: &TaskSet, k: usize, r: &Residual, margins: &Margins) -> Expert<Rat> {
+    let task = &ts.tasks[k];
+    let word = |t: usize| ts.vocab.name(t).to_string();
+    let (proj, points) = interpolation(ts, k, r, margins);
+    let read = proj.read(r);
 
     let mut neurons = Vec::new();
     let mut previous_slope = SparseVec::default();
