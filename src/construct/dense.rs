@@ -282,3 +282,184 @@ pub fn build_dense(ts: &TaskSet, options: &Options) -> Model<Rat> {
         circuits,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::construct::build_moe;
+    use crate::eval::forward;
+    use crate::spec;
+    use num_traits::Zero;
+    use std::path::Path;
+
+    fn load(name: &str) -> TaskSet {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("constructions")
+            .join(name);
+        TaskSet::from_spec(&spec::load(&path).unwrap())
+    }
+
+    #[test]
+    fn circuits_are_the_experts_plus_a_ramp_and_stay_within_the_bound() {
+        let ts = load("running_example.toml");
+        let model = build_dense(&ts, &Options::default());
+        assert_eq!(model.kind(), "dense");
+        assert_eq!(model.experts.len(), 1);
+        let sizes: Vec<(&str, usize)> = model
+            .circuits
+            .iter()
+            .map(|c| (c.name.as_str(), c.neurons.len()))
+            .collect();
+        // located_in: 7 patterns → 7 ramp/interpolation neurons + 3 pairs;
+        // spoken_in: 6 + 3 = 9 = L·|T(k)| + |Δk|, exactly at the bound.
+        assert_eq!(sizes, [("located_in", 10), ("spoken_in", 9)]);
+        assert_eq!(model.experts[0].neurons.len(), 19);
+        assert!(model.experts[0].output_bias.entries().is_empty());
+        // The first neuron ramps up from 0 one unit below the first pattern.
+        assert!(
+            model.experts[0].neurons[0]
+                .name
+                .starts_with("located_in/syn0: s ≥ s(\"⋆1\") − 1, gated"),
+            "{}",
+            model.experts[0].neurons[0].name
+        );
+        assert_eq!(
+            model.experts[0].neurons[7].name,
+            "located_in/sem: Paris → France, gated"
+        );
+        for (c, circuit) in model.circuits.iter().enumerate() {
+            for &n in &circuit.neurons {
+                assert_eq!(model.circuit_of(n), Some(c));
+            }
+            assert!(circuit.unexcluded.is_empty());
+        }
+    }
+
+    #[test]
+    fn closed_form_hidden_state_is_what_the_weights_compute() {
+        for file in [
+            "running_example.toml",
+            "shared_keys.toml",
+            "random_seed2.toml",
+        ] {
+            let ts = load(file);
+            let d = DenseResidual::new(&ts);
+            let model = build_dense(&ts, &Options::default());
+            for p in &ts.prefixes {
+                let trace = forward(&model, &p.tokens).unwrap();
+                assert_eq!(
+                    trace.hidden,
+                    d.hidden_state(&p.tokens),
+                    "{file}: {}",
+                    ts.render(&p.tokens)
+                );
+            }
+        }
+        // Head 2 counts entities and tells keys from values.
+        let ts = load("running_example.toml");
+        let model = build_dense(&ts, &Options::default());
+        let t = forward(&model, &ts.tokenize("Paris is in France").unwrap()).unwrap();
+        let named = model.describe(&t.heads[1], &model.heads[1].values);
+        assert_eq!(
+            named,
+            "Paris=1/4, France=1/4, {entity}=1/2, {key of located_in}=1/4, {value of located_in}=1/4, {value of spoken_in}=1/4"
+        );
+    }
+
+    /// Γ_k is exactly 0 on every prefix of task k and positive on every
+    /// other prefix: every gate closes where it must.
+    #[test]
+    fn gates_vanish_on_their_task_and_close_elsewhere() {
+        for file in [
+            "running_example.toml",
+            "shared_keys.toml",
+            "random_seed1.toml",
+            "random_seed2.toml",
+        ] {
+            let ts = load(file);
+            let d = DenseResidual::new(&ts);
+            let model = build_dense(&ts, &Options::default());
+            for (k, circuit) in model.circuits.iter().enumerate() {
+                assert!(circuit.unexcluded.is_empty(), "{file} {}", circuit.name);
+                for p in &ts.prefixes {
+                    let g = circuit.gate.dot(&d.hidden_state(&p.tokens));
+                    if p.tasks.contains(&k) {
+                        assert!(
+                            g.is_zero(),
+                            "{file} {}: {}",
+                            circuit.name,
+                            ts.render(&p.tokens)
+                        );
+                    } else {
+                        assert!(
+                            g > Rat::zero(),
+                            "{file} {}: {}",
+                            circuit.name,
+                            ts.render(&p.tokens)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// On the XOR-like set no functional vanishes on alpha's prefixes and is
+    /// positive on both of beta's crossed openings (x(red big) + x(blue
+    /// small) = x(red small) + x(blue big)): each gate says which it misses.
+    #[test]
+    fn xor_like_openings_cannot_be_gated() {
+        let ts = load("xor_expected_failure.toml");
+        let model = build_dense(&ts, &Options::default());
+        let unexcluded: Vec<(&str, Vec<&str>)> = model
+            .circuits
+            .iter()
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    c.unexcluded.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            unexcluded,
+            [
+                ("alpha", vec!["red small", "blue big"]),
+                ("beta", vec!["red big", "blue small"])
+            ]
+        );
+    }
+
+    /// Where one task claims a prefix, only its circuit fires, and it
+    /// computes exactly what the MoE model's expert computes.
+    #[test]
+    fn dense_logits_equal_the_moe_logits_on_unambiguous_prefixes() {
+        for file in [
+            "running_example.toml",
+            "shared_keys.toml",
+            "random_seed2.toml",
+        ] {
+            let ts = load(file);
+            let dense = build_dense(&ts, &Options::default());
+            let moe = build_moe(&ts, &Options::default());
+            let mut compared = 0;
+            for p in ts.prefixes.iter().filter(|p| !p.is_ambiguous()) {
+                let a = forward(&dense, &p.tokens).unwrap();
+                let b = forward(&moe, &p.tokens).unwrap();
+                assert_eq!(
+                    a.logits.nonzero,
+                    b.logits.nonzero,
+                    "{file}: {}",
+                    ts.render(&p.tokens)
+                );
+                let k = *p.tasks.first().unwrap();
+                assert!(
+                    a.firing
+                        .iter()
+                        .all(|(n, _)| dense.circuit_of(*n) == Some(k))
+                );
+                compared += 1;
+            }
+            assert_eq!(compared, ts.prefixes.len() - ts.ambiguous());
+        }
+    }
+}

@@ -462,3 +462,138 @@ impl FloatModel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::construct::{ModelKind, Options, build};
+    use crate::eval::forward;
+    use crate::scalar::Scalar;
+    use crate::spec;
+    use crate::taskset::TaskSet;
+    use std::path::Path;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs()))
+    }
+
+    fn same_sparse(a: &SparseVec<f64>, b: &SparseVec<f64>) -> bool {
+        let keys: std::collections::BTreeSet<usize> = a
+            .entries()
+            .iter()
+            .chain(b.entries())
+            .map(|(i, _)| *i)
+            .collect();
+        keys.iter().all(|&i| close(a.get(i), b.get(i)))
+    }
+
+    /// One forward-pass semantics: on every prefix of every construction,
+    /// in both models and both layouts, the nalgebra pass agrees with
+    /// `eval::forward` in f64 and with the exact pass: same expert, every
+    /// pre-activation, attention weight, hidden and output coordinate and
+    /// logit equal to rounding, the same nonzero logits.
+    #[test]
+    fn nalgebra_pass_matches_eval_forward_on_every_prefix() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("constructions");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 5, "{files:?}");
+        let mut checked = 0;
+        for file in &files {
+            let ts = TaskSet::from_spec(&spec::load(file).unwrap());
+            for kind in [ModelKind::Moe, ModelKind::Dense] {
+                let exact = build(&ts, &Options::default(), kind);
+                let model = exact.to_f64();
+                for layout in [Layout::Dense, Layout::Sparse] {
+                    let compiled = FloatModel::with_layout(&model, layout);
+                    assert_eq!(compiled.layout(), layout);
+                    for p in &ts.prefixes {
+                        let what = format!(
+                            "{} {kind} {layout:?} \"{}\"",
+                            file.display(),
+                            ts.render(&p.tokens)
+                        );
+                        let a = compiled.forward(&p.tokens).unwrap();
+                        let b = forward(&model, &p.tokens).unwrap();
+                        let e = forward(&exact, &p.tokens).unwrap();
+                        check(&a, &b, &e, &what);
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        // 39 + 41 + 564 + 445 + 38 prefixes, 2 models, 2 layouts.
+        assert_eq!(checked, (39 + 41 + 564 + 445 + 38) * 4);
+    }
+
+    /// `a` (nalgebra) against `b` (eval::forward in f64) and `e` (exact).
+    fn check(a: &Trace<f64>, b: &Trace<f64>, e: &Trace<crate::scalar::Rat>, what: &str) {
+        assert_eq!(a.expert, b.expert, "{what}");
+        assert_eq!(a.expert, e.expert, "{what}");
+        let all_close = |x: &[f64], y: &[f64]| {
+            x.len() == y.len() && x.iter().zip(y).all(|(u, v)| close(*u, *v))
+        };
+        assert!(all_close(&a.router_scores, &b.router_scores), "{what}");
+        assert!(all_close(&a.preactivations, &b.preactivations), "{what}");
+        for (x, y) in a.attention.iter().zip(&b.attention) {
+            assert!(all_close(x, y), "{what}");
+        }
+        // Firing agrees with the exact pass except where the exact
+        // pre-activation is 0 (an interpolation knot sits exactly on the
+        // pattern): rounding may tip it either way, with a negligible
+        // activation.
+        assert_eq!(a.preactivations.len(), e.preactivations.len(), "{what}");
+        let fired: Vec<usize> = a.firing.iter().map(|(n, _)| *n).collect();
+        for (n, pre) in e.preactivations.iter().enumerate() {
+            let pre = f64::from_rat(pre);
+            assert!(close(a.preactivations[n], pre), "{what} neuron {n}");
+            if pre.abs() > 1e-6 {
+                assert_eq!(fired.contains(&n), pre > 0.0, "{what} neuron {n}");
+            } else if fired.contains(&n) {
+                let act = a.firing.iter().find(|(m, _)| *m == n).unwrap().1;
+                assert!(act < 1e-6, "{what} neuron {n}");
+            }
+        }
+        assert!(same_sparse(&a.hidden, &b.hidden), "{what}");
+        assert!(same_sparse(&a.output, &b.output), "{what}");
+        assert!(same_sparse(&a.logits.nonzero, &b.logits.nonzero), "{what}");
+        // Every logit is the exact one to 1e-6 of the largest
+        // (a logit that is exactly 0 may come out as rounding noise: the
+        // dense model's gates cancel large weights to exactly 0).
+        let scale = (0..e.logits.vocab_size)
+            .map(|t| f64::from_rat(&e.logits.get(t)).abs())
+            .fold(1.0, f64::max);
+        for t in 0..e.logits.vocab_size {
+            assert!(
+                (a.logits.get(t) - f64::from_rat(&e.logits.get(t))).abs() <= 1e-6 * scale,
+                "{what} token {t}: {} vs {}",
+                a.logits.get(t),
+                e.logits.get(t)
+            );
+        }
+    }
+
+    #[test]
+    fn auto_layout_is_sparse_for_the_constructions_and_rejects_bad_input() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("constructions/running_example.toml");
+        let ts = TaskSet::from_spec(&spec::load(&path).unwrap());
+        let model = build(&ts, &Options::default(), ModelKind::Moe).to_f64();
+        let (stored, entries) = density(&model);
+        assert!(stored * DENSE_AT_DENSITY < entries, "{stored} of {entries}");
+        let compiled = FloatModel::new(&model);
+        assert_eq!(compiled.layout(), Layout::Sparse);
+        assert_eq!(compiled.forward(&[]).unwrap_err(), EvalError::Empty);
+        assert_eq!(
+            compiled.forward(&[0; 7]).unwrap_err(),
+            EvalError::TooLong { len: 7, max: 6 }
+        );
+        assert_eq!(
+            compiled.forward(&[99]).unwrap_err(),
+            EvalError::UnknownToken(99)
+        );
+    }
+}

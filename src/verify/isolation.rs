@@ -294,3 +294,138 @@ pub(crate) fn check<S: ClaimArith>(
         decisions,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::construct::{Options, build_dense};
+    use crate::model::Model;
+    use crate::scalar::{Rat, rat};
+    use crate::spec;
+    use crate::taskset::TaskSet;
+    use crate::verify::{verify, verify_f64};
+    use std::path::Path;
+
+    fn setup() -> (TaskSet, Model<Rat>) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("constructions/running_example.toml");
+        let ts = TaskSet::from_spec(&spec::load(&path).unwrap());
+        let model = build_dense(&ts, &Options::default());
+        (ts, model)
+    }
+
+    /// Remove the task gate from one neuron: its read loses −G·Γ_k.
+    fn ungate(model: &mut Model<Rat>, name: &str) {
+        let n = model.experts[0]
+            .neurons
+            .iter()
+            .position(|x| x.name.starts_with(name))
+            .unwrap();
+        let c = model.circuit_of(n).unwrap();
+        let at = model.circuits[c]
+            .neurons
+            .iter()
+            .position(|&x| x == n)
+            .unwrap();
+        let (g, gate) = (
+            model.circuits[c].gate_weight[at].clone(),
+            model.circuits[c].gate.clone(),
+        );
+        let neuron = &mut model.experts[0].neurons[n];
+        neuron.read = neuron.read.add_scaled(&g, &gate);
+    }
+
+    #[test]
+    fn the_running_example_is_isolated() {
+        let (ts, model) = setup();
+        for v in [
+            verify(&ts, &model, &rat(1, 1_000_000), "none"),
+            verify_f64(&ts, &model, &rat(1, 1_000_000), "none"),
+        ] {
+            assert!(v.all_hold(), "{:?}", v.failures);
+            let i = v.claims.isolation.clone().unwrap();
+            assert_eq!((i.holds, i.checked), (true, 39));
+            let reports: Vec<(String, usize, usize, bool)> = v
+                .circuits
+                .unwrap()
+                .into_iter()
+                .map(|c| {
+                    (
+                        c.task,
+                        c.neurons,
+                        c.prefixes,
+                        c.isolated && c.shared_neurons == 0,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                reports,
+                [
+                    ("located_in".to_string(), 10, 21, true),
+                    ("spoken_in".to_string(), 9, 18, true)
+                ]
+            );
+            // Routing does not apply: nothing was checked.
+            assert_eq!(v.claims.routing.checked, 0);
+        }
+    }
+
+    #[test]
+    fn a_neuron_without_its_gate_breaks_isolation_and_is_named() {
+        let (ts, mut model) = setup();
+        ungate(&mut model, "located_in/syn0");
+        let v = verify(&ts, &model, &rat(1, 1_000_000), "none");
+        let i = v.claims.isolation.clone().unwrap();
+        assert!(!i.holds && !v.all_hold());
+        // The ramp neuron fires on all 18 spoken_in prefixes, which the
+        // full model then gets wrong on 15; masked to C(spoken_in) they are
+        // right again.
+        assert_eq!(i.failures, 18);
+        assert_eq!(v.claims.probability.failures, 15);
+        let c = v.circuits.clone().unwrap();
+        assert_eq!((c[0].isolated, c[0].off_task_firings), (true, 0));
+        assert_eq!((c[1].changed_verdicts, c[1].off_task_firings), (15, 18));
+        let witnesses: Vec<_> = v
+            .failures
+            .iter()
+            .filter(|w| w.claim == "isolation")
+            .collect();
+        assert_eq!(witnesses.len(), 18);
+        assert!(witnesses.iter().all(|w| {
+            w.tasks == ["spoken_in"]
+                && w.expert.as_deref() == Some("C(spoken_in)")
+                && w.reason.contains("located_in/syn0")
+        }));
+        assert!(witnesses.iter().any(|w| w.reason.contains(
+            "masking to C(spoken_in) changes the verdict from P fails, A fails to P holds, A holds"
+        )));
+        // The smallest silence margin is now negative.
+        let m: Rat = i.min_margin.unwrap().parse().unwrap();
+        assert!(m < Rat::from_integer(0.into()));
+    }
+
+    #[test]
+    fn a_firing_off_task_neuron_fails_isolation_even_when_no_verdict_changes() {
+        let (ts, mut model) = setup();
+        ungate(&mut model, "spoken_in/syn4");
+        let v = verify(&ts, &model, &rat(1, 1_000_000), "none");
+        // It fires on 3 located_in prefixes without changing P or A there.
+        let c = v.circuits.clone().unwrap();
+        assert_eq!((c[0].changed_verdicts, c[0].off_task_firings), (0, 3));
+        assert_eq!(v.claims.isolation.clone().unwrap().failures, 3);
+        assert!(v.claims.probability.holds && v.claims.retrieval.holds);
+        assert!(!v.all_hold());
+    }
+
+    #[test]
+    fn circuits_that_share_a_neuron_are_reported() {
+        let (ts, mut model) = setup();
+        model.circuits[1].neurons.push(0);
+        let v = verify(&ts, &model, &rat(1, 1_000_000), "none");
+        let c = v.circuits.clone().unwrap();
+        assert_eq!((c[0].shared_neurons, c[1].shared_neurons), (1, 1));
+        assert!(!v.claims.isolation.clone().unwrap().holds);
+        assert!(v.failures.iter().any(|w| w.reason
+            == "C(spoken_in) shares neuron 0 (located_in/syn0: s ≥ s(\"⋆1\") − 1, gated) with the circuit(s) of located_in: circuits must be disjoint"));
+        // Size counts the shared neuron against spoken_in: 10 > 9.
+        assert!(!v.claims.size.holds);
+    }
+}

@@ -862,8 +862,8 @@ mod tests {
     use crate::construct::{Options, build_moe};
     use crate::model::SparseVec;
     use crate::scalar::{int, rat};
-    use num_traits::Zero;
     use crate::spec;
+    use num_traits::Zero;
     use std::path::Path;
 
     fn setup() -> (TaskSet, Model<Rat>) {
