@@ -190,7 +190,7 @@ fn circuit(
             Some(p) => format!("s(\"{}\")", pattern::render(p, word)),
             None => format!(
                 "s(\"{}\") − 1",
-                pattern::render(&knots[1].1.expect("a pattern"), word)
+                pattern::render(knots[1].1.expect("a pattern"), word)
             ),
         };
         members.push(neurons.len());

@@ -107,35 +107,37 @@ fn own_tokens(ts: &TaskSet, k: usize) -> Vec<bool> {
     own
 }
 
+/// The template words of task k.
+fn own_words(ts: &TaskSet, k: usize) -> Vec<usize> {
+    own_tokens(ts, k)
+        .into_iter()
+        .enumerate()
+        .filter(|&(t, own)| own && ts.vocab.kind(t) == TokenKind::Word)
+        .map(|(t, _)| t)
+        .collect()
+}
+
 /// The read coordinates Ψ_k may use: `one`, every position, head 1 on k's
 /// symbols, the head-2 entity features of k, and the current token when it
 /// is one of k's words. Each is at most 1 in magnitude on every prefix.
 fn psi_coordinates(ts: &TaskSet, k: usize, r: &Residual, e: &EntityDirs) -> Vec<usize> {
-    let own = own_tokens(ts, k);
     let mut dirs: BTreeSet<usize> = BTreeSet::new();
     dirs.insert(r.one);
     dirs.extend(&r.pos);
     dirs.insert(r.h1_entity);
     dirs.extend([e.count, e.keys[k], e.values[k]]);
-    for t in 0..ts.vocab.len() {
-        if own[t] && ts.vocab.kind(t) == TokenKind::Word {
-            dirs.insert(r.h1[t]);
-            dirs.insert(r.tok[t]);
-        }
+    for t in own_words(ts, k) {
+        dirs.insert(r.h1[t]);
+        dirs.insert(r.tok[t]);
     }
     dirs.into_iter().collect()
 }
 
 /// Φ_k as a read vector.
 fn foreign_evidence(ts: &TaskSet, k: usize, r: &Residual, e: &EntityDirs) -> SparseVec<Rat> {
-    let own = own_tokens(ts, k);
     let mut symbols: BTreeSet<usize> = BTreeSet::new();
     symbols.insert(r.h1_entity);
-    for t in 0..ts.vocab.len() {
-        if own[t] && ts.vocab.kind(t) == TokenKind::Word {
-            symbols.insert(r.h1[t]);
-        }
-    }
+    symbols.extend(own_words(ts, k).into_iter().map(|t| r.h1[t]));
     SparseVec::from_entries(
         [
             (r.one, int(1)),

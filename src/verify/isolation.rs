@@ -15,7 +15,11 @@
 //! pre-activation stayed (at least 1 by construction when the gates work).
 
 use super::compare::Decision;
-use super::{ClaimArith, ClaimResult, Tally, Witness, Witnesses, holds, logit_verdict};
+use super::{
+    ClaimArith, ClaimResult, TOP_LOGITS, Tally, Witness, Witnesses, holds, largest_logits,
+    logit_verdict,
+};
+use crate::eval::Logits;
 use crate::model::{Model, SparseVec};
 use crate::taskset::{TaskSet, TokenId};
 use serde::Serialize;
@@ -32,7 +36,7 @@ pub struct Outcome<S> {
     /// Every FFN neuron's pre-activation.
     pub preactivations: Vec<S>,
     pub hidden: SparseVec<S>,
-    pub top_logits: Vec<(String, String)>,
+    pub logits: Logits<S>,
 }
 
 /// Size and isolation of one circuit.
@@ -274,7 +278,10 @@ pub(crate) fn check<S: ClaimArith>(
                 }
                 reasons.push(why);
             }
-            witnesses.push(fail(reasons.join("; "), full.top_logits.clone()));
+            witnesses.push(fail(
+                reasons.join("; "),
+                largest_logits(model, &full.logits, TOP_LOGITS),
+            ));
         }
         reports.push(CircuitReport {
             task: circuit.name.clone(),

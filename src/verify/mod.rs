@@ -24,7 +24,7 @@ pub mod isolation;
 pub mod probability;
 
 use crate::eval::float::FloatModel;
-use crate::eval::{EvalError, Trace, forward};
+use crate::eval::{EvalError, Logits, Trace, forward};
 use crate::model::{Model, NeuronRole};
 use crate::scalar::{Rat, Scalar};
 use crate::taskset::{Prefix, TaskSet, TokenId};
@@ -368,15 +368,24 @@ pub fn top_logits<S: Scalar>(
     trace: &Trace<S>,
     n: usize,
 ) -> Vec<(String, String)> {
-    let mut entries: Vec<&(usize, S)> = trace.logits.nonzero.entries().iter().collect();
+    largest_logits(model, &trace.logits, n)
+}
+
+/// The largest of some logits, by name; tokens at 0 are counted, not named.
+pub fn largest_logits<S: Scalar>(
+    model: &Model<S>,
+    logits: &Logits<S>,
+    n: usize,
+) -> Vec<(String, String)> {
+    let mut entries: Vec<&(usize, S)> = logits.nonzero.entries().iter().collect();
     entries.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
     let mut top: Vec<(String, String)> = entries
         .iter()
         .take(n)
         .map(|(t, z)| (model.vocab[*t].clone(), z.show()))
         .collect();
-    if top.len() < n && trace.logits.vocab_size > entries.len() {
-        let rest = trace.logits.vocab_size - entries.len();
+    if top.len() < n && logits.vocab_size > entries.len() {
+        let rest = logits.vocab_size - entries.len();
         top.push((format!("({rest} other tokens)"), "0".into()));
     }
     top
@@ -663,7 +672,7 @@ fn verify_in<S: ClaimArith>(
                 retrieval: v.retrieval,
                 preactivations: trace.preactivations.clone(),
                 hidden: trace.hidden.clone(),
-                top_logits: top_logits(model, &trace, TOP_LOGITS),
+                logits: trace.logits.clone(),
             }));
         }
     }
