@@ -10,7 +10,9 @@
 //!   interpolation neurons for n patterns instead of n − 1 plus a bias;
 //! - every neuron subtracts G·Γ_k, where Γ_k is the task gate of
 //!   [`super::gate`]: exactly 0 on the task's prefixes, at least 1 on every
-//!   other prefix. G is sized from the weights: a syntactic neuron's input
+//!   other prefix. Its constant part is the neuron's large negative bias,
+//!   the rest is task evidence the neuron reads (k's own symbols and
+//!   entities push it up, foreign entities down). G is sized from the weights: a syntactic neuron's input
 //!   s_k never exceeds max r + c_L, so G = max r + c_L − t_0 + 1 leaves it at
 //!   most −1; a semantic neuron's L·h2:a never exceeds L, so G = L + 1.
 //!
@@ -170,6 +172,13 @@ fn circuit(
     let g_syn = ((&s_max - &t0 + int(1)) / &gate.floor).ceil();
     let g_sem = (int(ts.max_len as i64 + 1) / &gate.floor).ceil();
 
+    // Γ_k's constant term becomes a large negative bias (−G·Γ_k(one)); the
+    // rest is the task evidence each neuron reads.
+    let constant = gate.read.get(r.one);
+    let evidence = gate
+        .read
+        .add_scaled(&-constant.clone(), &SparseVec::unit(r.one));
+
     let mut members = Vec::new();
     let mut gate_weight = Vec::new();
     // Knots: (t_0, 0), then every pattern's (t_m, y_m).
@@ -198,8 +207,8 @@ fn circuit(
         neurons.push(Neuron {
             name: format!("{}/syn{m}: s ≥ {at}, gated", task.name),
             role: NeuronRole::Syntactic,
-            read: s_read.add_scaled(&-g_syn.clone(), &gate.read),
-            bias: -t_m.clone(),
+            read: s_read.add_scaled(&-g_syn.clone(), &evidence),
+            bias: -t_m.clone() - &g_syn * &constant,
             write,
         });
         previous_slope = slope;
@@ -213,8 +222,8 @@ fn circuit(
             name: format!("{}/sem: {} → {}, gated", task.name, word(key), word(value)),
             role: NeuronRole::Semantic,
             read: SparseVec::from_entries([(dir, int(ts.max_len as i64))])
-                .add_scaled(&-g_sem.clone(), &gate.read),
-            bias: Rat::zero(),
+                .add_scaled(&-g_sem.clone(), &evidence),
+            bias: -&g_sem * &constant,
             write: SparseVec::from_entries([(r.out[value], margins.semantic.clone())]),
         });
     }
@@ -323,9 +332,13 @@ mod tests {
             "{}",
             model.experts[0].neurons[0].name
         );
+        // A gated semantic neuron, by name: task evidence (k's symbols and
+        // entities, 441 = G·A with G = L + 1 = 7, A = 2^6 − 1) and a large
+        // negative bias cancel exactly on located_in's prefixes, leaving
+        // 6·h2:Paris.
         assert_eq!(
-            model.experts[0].neurons[7].name,
-            "located_in/sem: Paris → France, gated"
+            model.explain_neuron(0, 7),
+            "located_in/sem: Paris → France, gated: ReLU(h1:{entity}=441, h1:is=441, h1:in=441, h1:located=441, h2:Paris=6, h2:{entity}=-441, h2:{key of located_in}=441, h2:{value of located_in}=441 + -441) -> out:France=18"
         );
         for (c, circuit) in model.circuits.iter().enumerate() {
             for &n in &circuit.neurons {

@@ -305,7 +305,7 @@ pub(crate) fn check<S: ClaimArith>(
 #[cfg(test)]
 mod tests {
     use crate::construct::{Options, build_dense};
-    use crate::model::Model;
+    use crate::model::{Model, SparseVec};
     use crate::scalar::{Rat, rat};
     use crate::spec;
     use crate::taskset::TaskSet;
@@ -319,7 +319,8 @@ mod tests {
         (ts, model)
     }
 
-    /// Remove the task gate from one neuron: its read loses −G·Γ_k.
+    /// Remove the task gate from one neuron: its pre-activation loses
+    /// −G·Γ_k (the evidence it reads and its large negative bias).
     fn ungate(model: &mut Model<Rat>, name: &str) {
         let n = model.experts[0]
             .neurons
@@ -336,8 +337,12 @@ mod tests {
             model.circuits[c].gate_weight[at].clone(),
             model.circuits[c].gate.clone(),
         );
+        let one = model.residual.get("one").unwrap();
+        let constant = gate.get(one);
+        let evidence = gate.add_scaled(&-constant.clone(), &SparseVec::unit(one));
         let neuron = &mut model.experts[0].neurons[n];
-        neuron.read = neuron.read.add_scaled(&g, &gate);
+        neuron.read = neuron.read.add_scaled(&g, &evidence);
+        neuron.bias += &g * &constant;
     }
 
     #[test]
