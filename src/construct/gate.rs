@@ -1,9 +1,10 @@
 //! The task gate of the dense model: a linear function Γ_k of the hidden
-//! state that is exactly 0 on every prefix of task k and at least 1 on
-//! every other prefix of the task set.
+//! state that is exactly 0 on every prefix of task k and at least δ > 0
+//! (1 unless a lookalike sets it lower) on every other prefix of the task
+//! set.
 //!
 //! Every neuron of circuit C(k) subtracts G·Γ_k from its pre-activation
-//! (G sized so that ReLU stays at 0 once Γ_k ≥ 1): on the task's own
+//! (G sized so that ReLU stays at 0 once Γ_k ≥ δ): on the task's own
 //! prefixes the circuit computes exactly what expert k of the MoE model
 //! computes, everywhere else it is silent. Γ_k = A·Φ_k + Ψ_k:
 //!
@@ -17,15 +18,17 @@
 //!   slot is not foreign, and is left to Ψ_k.
 //! - Ψ_k, for the *lookalikes*: prefixes of other tasks made only of k's
 //!   words and entities (a shared opening such as "from in", or one of k's
-//!   values in another task's key slot). Ψ_k is a combination of a basis of
-//!   the functionals that vanish on every prefix of k (an exact nullspace),
-//!   found by a perceptron that asks Ψ_k ≥ 1 on every lookalike. Its
+//!   values in another task's key slot). Ψ_k is a functional of the exact
+//!   nullspace of k's hidden states (so it vanishes on every prefix of k),
+//!   chosen to be positive on every lookalike: the direction comes from a
+//!   margin perceptron in f64, its free coordinates are rounded, and the
+//!   exact functional with those coordinates is checked exactly. Its
 //!   features keep keys and values of k apart (h2:{key of k}, h2:{value of
 //!   k}), so a value in a key slot is not read as a key. When no such
 //!   functional exists (XOR-like templates: the sum of two of k's prefixes
 //!   equals the sum of two lookalikes) the lookalikes it misses are
 //!   recorded, and the verifier shows the circuit firing there.
-//! - A = (2^L − 1)(‖Ψ_k‖₁ + 1): every read coordinate is at most 1 in
+//! - A = ⌈(2^L − 1)(‖Ψ_k‖₁ + 1)⌉: every read coordinate is at most 1 in
 //!   magnitude, so |Ψ_k| ≤ ‖Ψ_k‖₁ and A·Φ_k outweighs it wherever a foreign
 //!   token appears.
 
