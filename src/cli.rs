@@ -2,15 +2,16 @@
 //! errors into messages and exit codes: 0 every claim holds, 1 a claim
 //! fails, 2 bad input.
 
-use crate::construct::{self, Head1Mode, Options, RouterMode};
-use crate::eval;
+use crate::construct::{self, Head1Mode, ModelKind, Options, RouterMode};
+use crate::eval::{self, Trace, float::FloatModel};
 use crate::generate::{self, Params};
+use crate::model::Model;
 use crate::report::{self, Format, OracleFacts};
 use crate::routability;
 use crate::scalar::{Rat, parse_rational};
 use crate::spec::{self, SpecError};
 use crate::taskset::TaskSet;
-use crate::verify::{self, approx, check_logits, probability::ExpCache};
+use crate::verify::{self, Arith, ClaimArith, approx, check_logits};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use num_traits::{One, Zero};
 use std::path::PathBuf;
@@ -56,6 +57,16 @@ pub struct ModelArgs {
     /// the current and the attended token (exact powers of two either way).
     #[arg(long, default_value = "positional", value_parser = parse_head1)]
     pub head1: Head1Mode,
+    /// Which construction: the MoE model of Theorem 4.2 (a router and one
+    /// expert per task) or the dense model of Theorem 4.1 (one FFN split
+    /// into gated circuits, one per task).
+    #[arg(long, default_value = "moe", value_parser = parse_model)]
+    pub model: ModelKind,
+    /// Arithmetic: exact rationals (P is a certificate), f64 on nalgebra
+    /// (fast, not a proof), or both (exact decides; every decision on which
+    /// f64 differs is listed).
+    #[arg(long, default_value = "exact", value_parser = parse_arith)]
+    pub arith: Arith,
 }
 
 #[derive(Args, Debug)]
@@ -143,6 +154,14 @@ fn parse_head1(s: &str) -> Result<Head1Mode, String> {
     s.parse()
 }
 
+fn parse_model(s: &str) -> Result<ModelKind, String> {
+    s.parse()
+}
+
+fn parse_arith(s: &str) -> Result<Arith, String> {
+    s.parse()
+}
+
 /// A failure to run: bad input (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -179,6 +198,11 @@ fn epsilon(text: &str) -> Result<Rat, CliError> {
 }
 
 fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
+    if args.model == ModelKind::Dense && args.head1 == Head1Mode::Content {
+        return Err(CliError::Input(
+            "--head1 content applies to the MoE model only: the dense model's gates are built on the positional head 1".into(),
+        ));
+    }
     let options = Options {
         router: args.router,
         head1: args.head1,
@@ -191,8 +215,12 @@ fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
 
 fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
     let (ts, options) = load(&args.model)?;
-    let model = construct::build_moe(&ts, &options);
-    let verdict = verify::verify(&ts, &model, &options.epsilon, &options.router.to_string());
+    let model = construct::build(&ts, &options, args.model.model);
+    let router = match args.model.model {
+        ModelKind::Moe => options.router.to_string(),
+        ModelKind::Dense => "none".to_string(),
+    };
+    let verdict = verify::verify_with(&ts, &model, &options.epsilon, &router, args.model.arith);
     let format = match args.format {
         FormatArg::Text => Format::Text,
         FormatArg::Json => Format::Json,
@@ -221,7 +249,7 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
             tokens.len()
         )));
     }
-    let model = construct::build_moe(&ts, &options);
+    let model = construct::build(&ts, &options, args.model.model);
     // Task-set and model vocabularies coincide by construction; map by name.
     let input: Vec<usize> = tokens
         .iter()
@@ -231,30 +259,64 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
             })
         })
         .collect::<Result<_, _>>()?;
-    let trace = eval::forward(&model, &input).map_err(|e| CliError::Input(e.to_string()))?;
-    let oracle = ts.prefixes.iter().find(|p| p.tokens == tokens).map(|p| {
-        let valid = p
+    let text = ts.render(&tokens);
+    let prefix = ts.prefixes.iter().find(|p| p.tokens == tokens);
+    let input_error = |e: eval::EvalError| CliError::Input(e.to_string());
+    let mut out = match args.model.arith {
+        Arith::Exact | Arith::Both => {
+            let trace = eval::forward(&model, &input).map_err(input_error)?;
+            let oracle = prefix.map(|p| oracle_facts(&ts, &model, p, &trace));
+            report::inspect(&model, &text, &trace, oracle.as_ref())
+        }
+        Arith::F64 => {
+            let float = model.to_f64();
+            let trace = FloatModel::new(&float)
+                .forward(&input)
+                .map_err(input_error)?;
+            let oracle = prefix.map(|p| oracle_facts(&ts, &float, p, &trace));
+            report::inspect(&float, &text, &trace, oracle.as_ref())
+        }
+    };
+    if args.model.arith == Arith::Both {
+        let float = model.to_f64();
+        let trace = FloatModel::new(&float)
+            .forward(&input)
+            .map_err(input_error)?;
+        let oracle = prefix.map(|p| oracle_facts(&ts, &float, p, &trace));
+        out.push_str(&report::inspect_f64_line(&float, &trace, oracle.as_ref()));
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the oracle says about a prefix, with the model's P(invalid) on it.
+fn oracle_facts<S: ClaimArith>(
+    ts: &TaskSet,
+    model: &Model<S>,
+    p: &crate::taskset::Prefix,
+    trace: &Trace<S>,
+) -> OracleFacts {
+    let valid = p
+        .valid_next
+        .iter()
+        .filter_map(|&t| model.token(ts.vocab.name(t)))
+        .collect();
+    let check = check_logits(trace, &valid, &mut S::Cache::default());
+    let bound = check.invalid_bound.text();
+    OracleFacts {
+        tasks: p.tasks.iter().map(|&k| ts.tasks[k].name.clone()).collect(),
+        valid_next: p
             .valid_next
             .iter()
-            .filter_map(|&t| model.token(ts.vocab.name(t)))
-            .collect();
-        let check = check_logits(&trace, &valid, &mut ExpCache::default());
-        OracleFacts {
-            tasks: p.tasks.iter().map(|&k| ts.tasks[k].name.clone()).collect(),
-            valid_next: p
-                .valid_next
-                .iter()
-                .map(|&t| ts.vocab.name(t).to_string())
-                .collect(),
-            is_query: p.is_query,
-            invalid_bound: approx(&check.invalid_bound),
-        }
-    });
-    print!(
-        "{}",
-        report::inspect(&model, &ts.render(&tokens), &trace, oracle.as_ref())
-    );
-    Ok(ExitCode::SUCCESS)
+            .map(|&t| ts.vocab.name(t).to_string())
+            .collect(),
+        is_query: p.is_query,
+        invalid_bound: match bound.parse::<Rat>() {
+            Ok(r) => approx(&r),
+            Err(_) => bound,
+        },
+        certified: S::CERTIFIED,
+    }
 }
 
 fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {

@@ -5,6 +5,8 @@
 //! the arithmetic; every product is a sparse product over the real weights.
 //! Eval never sees the spec, the task set or the intended answer.
 
+pub mod float;
+
 use crate::model::{Model, SparseVec};
 use crate::scalar::{ArithError, Scalar};
 
@@ -73,6 +75,9 @@ pub struct Trace<S> {
     pub expert: usize,
     /// (neuron index in the expert, activation) for every neuron that fired.
     pub firing: Vec<(usize, S)>,
+    /// read·A' + bias for every neuron of the chosen expert, fired or not:
+    /// how far each silent neuron stayed below its threshold.
+    pub preactivations: Vec<S>,
     /// A'' at the last position.
     pub output: SparseVec<S>,
     pub logits: Logits<S>,
@@ -151,8 +156,11 @@ pub fn forward<S: Scalar>(model: &Model<S>, tokens: &[usize]) -> Result<Trace<S>
     let ffn = &model.experts[expert];
     let mut output = hidden.add_scaled(&S::one(), &ffn.output_bias);
     let mut firing = Vec::new();
+    let mut preactivations = Vec::with_capacity(ffn.neurons.len());
     for (n, neuron) in ffn.neurons.iter().enumerate() {
-        let act = (neuron.read.dot(&hidden) + neuron.bias.clone()).relu();
+        let pre = neuron.read.dot(&hidden) + neuron.bias.clone();
+        let act = pre.relu();
+        preactivations.push(pre);
         if act > S::zero() {
             output = output.add_scaled(&act, &neuron.write);
             firing.push((n, act));
@@ -170,6 +178,7 @@ pub fn forward<S: Scalar>(model: &Model<S>, tokens: &[usize]) -> Result<Trace<S>
         router_scores,
         expert,
         firing,
+        preactivations,
         output,
         logits,
     })
@@ -254,6 +263,7 @@ mod tests {
             },
             experts: vec![expert("first", out_a), expert("second", out_b)],
             unembed,
+            circuits: Vec::new(),
         }
     }
 

@@ -98,11 +98,12 @@ impl<S: Scalar> SparseVec<S> {
 
     /// Inner product (merge of two sorted lists).
     pub fn dot(&self, other: &Self) -> S {
-        let (mut a, mut b, mut acc) = (0, 0, S::zero());
+        let (mut a, mut b) = (0, 0);
+        let mut pairs = Vec::new();
         while a < self.entries.len() && b < other.entries.len() {
             let (i, j) = (self.entries[a].0, other.entries[b].0);
             if i == j {
-                acc = acc + self.entries[a].1.clone() * other.entries[b].1.clone();
+                pairs.push((&self.entries[a].1, &other.entries[b].1));
                 a += 1;
                 b += 1;
             } else if i < j {
@@ -111,7 +112,7 @@ impl<S: Scalar> SparseVec<S> {
                 b += 1;
             }
         }
-        acc
+        S::sum_of_products(pairs.into_iter())
     }
 
     /// self + c · other, by a linear merge of the two sorted lists.
@@ -288,8 +289,34 @@ pub struct Router<S> {
     pub synthesis: Synthesis,
 }
 
-/// The MoE model: embeddings, two heads with W_O onto their own blocks, a
-/// router, experts, and the unembedding.
+/// A circuit of the dense model (Theorem 4.1): the FFN neurons of one task,
+/// C(k), and the task evidence Γ_k that gates them.
+///
+/// Every neuron of C(k) reads −G·Γ_k(x) on top of its own input (G its
+/// `gate_weight`), where Γ_k is designed to be exactly 0 on every prefix of
+/// the task and at least 1 on every other prefix: off-task, the neuron's
+/// pre-activation is pushed below zero. Eval never reads this; the verifier
+/// uses `neurons` to mask the model to M_C, and `inspect` shows Γ_k.
+#[derive(Debug, Clone)]
+pub struct Circuit<S> {
+    /// The task's name.
+    pub name: String,
+    /// Indices into the FFN's neurons (`experts[0]`).
+    pub neurons: Vec<usize>,
+    /// Γ_k as a read vector over the residual stream (`one` carries its
+    /// constant term).
+    pub gate: SparseVec<S>,
+    /// G per neuron of `neurons`, in the same order.
+    pub gate_weight: Vec<S>,
+    /// Prefixes of other tasks that gate synthesis could not exclude (for
+    /// messages only: the verifier decides from the forward pass).
+    pub unexcluded: Vec<String>,
+}
+
+/// The model: embeddings, two heads with W_O onto their own blocks, a
+/// router, experts, and the unembedding. The MoE model (Theorem 4.2) has one
+/// expert per task; the dense model (Theorem 4.1) has a single FFN (one
+/// expert, a router with nothing to choose) split into `circuits`.
 #[derive(Debug, Clone)]
 pub struct Model<S> {
     /// Token names; the model's input alphabet.
@@ -305,6 +332,8 @@ pub struct Model<S> {
     pub experts: Vec<Expert<S>>,
     /// W_U: residual → logits, one per token.
     pub unembed: LinearMap<S>,
+    /// The dense model's circuits, one per task; empty for the MoE model.
+    pub circuits: Vec<Circuit<S>>,
 }
 
 impl<S: Scalar> Model<S> {
@@ -361,7 +390,53 @@ impl<S: Scalar> Model<S> {
                 })
                 .collect(),
             unembed: self.unembed.map(f),
+            circuits: self
+                .circuits
+                .iter()
+                .map(|c| Circuit {
+                    name: c.name.clone(),
+                    neurons: c.neurons.clone(),
+                    gate: c.gate.map(f),
+                    gate_weight: c.gate_weight.iter().map(f).collect(),
+                    unexcluded: c.unexcluded.clone(),
+                })
+                .collect(),
         }
+    }
+
+    /// "moe" or "dense", as reports print it.
+    pub fn kind(&self) -> &'static str {
+        if self.circuits.is_empty() {
+            "moe"
+        } else {
+            "dense"
+        }
+    }
+
+    /// The paper's M_C for circuit `c` of the dense model: every FFN neuron
+    /// outside the circuit zeroed (read, bias and write), so it contributes
+    /// ReLU(0)·0 = 0. Indices stay as they were.
+    pub fn masked_to(&self, c: usize) -> Model<S> {
+        let mut masked = self.clone();
+        let keep: std::collections::HashSet<usize> =
+            self.circuits[c].neurons.iter().copied().collect();
+        for expert in &mut masked.experts {
+            for (n, neuron) in expert.neurons.iter_mut().enumerate() {
+                if !keep.contains(&n) {
+                    neuron.read = SparseVec::default();
+                    neuron.bias = S::zero();
+                    neuron.write = SparseVec::default();
+                }
+            }
+        }
+        masked
+    }
+
+    /// The circuit a neuron of the FFN belongs to, if any.
+    pub fn circuit_of(&self, neuron: usize) -> Option<usize> {
+        self.circuits
+            .iter()
+            .position(|c| c.neurons.contains(&neuron))
     }
 
     /// A sparse vector as "name=value" terms, largest magnitude first.

@@ -36,41 +36,93 @@ fn status(c: &ClaimResult, unit: &str) -> String {
     }
 }
 
-/// The one-line summary every text report starts with.
+/// The one-line summary every text report starts with. f64 verdicts say
+/// so up front; the dense model has no router (R) and an isolation claim
+/// (I).
 pub fn headline(v: &Verdict) -> String {
     let c = &v.claims;
-    format!(
-        "{} prefixes, {} queries, {} ambiguous | R routing {} | P probability {} | A retrieval {} | S size {}",
+    let dense = v.model == "dense";
+    let routing = if dense {
+        "R routing n/a (dense: no router)".to_string()
+    } else {
+        format!("R routing {}", status(&c.routing, "prefixes"))
+    };
+    let mut line = format!(
+        "{} prefixes, {} queries, {} ambiguous | {routing} | P probability {} | A retrieval {} | S size {}",
         v.prefixes,
         v.queries,
         v.ambiguous,
-        status(&c.routing, "prefixes"),
         status(&c.probability, "prefixes"),
         status(&c.retrieval, "prefixes"),
-        status(&c.size, "experts"),
-    )
+        status(&c.size, if dense { "circuits" } else { "experts" }),
+    );
+    if let Some(i) = &c.isolation {
+        line.push_str(&format!(" | I isolation {}", status(i, "task prefixes")));
+    }
+    if v.arith == "f64" {
+        line = format!("[f64, not certified] {line}");
+    }
+    if let Some(x) = &v.cross_check {
+        line.push_str(&format!(
+            " | f64 cross-check: {} disagreement(s)",
+            x.disagreements.len()
+        ));
+    }
+    line
+}
+
+fn arithmetic(v: &Verdict) -> &'static str {
+    match v.arith.as_str() {
+        "f64" => "f64 (nalgebra; floating point, not a certificate)",
+        "both" => "exact, cross-checked in f64",
+        _ => "exact",
+    }
 }
 
 fn context(v: &Verdict, source: &str) -> String {
     format!(
         "{source}: model {}, arithmetic {}, router {}, ε = {}, L = {}, |V| = {}",
-        v.model, v.arith, v.router, v.epsilon, v.max_len, v.vocabulary
+        v.model,
+        arithmetic(v),
+        v.router,
+        v.epsilon,
+        v.max_len,
+        v.vocabulary
     )
 }
 
-fn worst(v: &Verdict) -> String {
+/// A margin or probability for people: exact when short, else rounded.
+fn short(x: &Option<String>) -> String {
+    match x {
+        None => "n/a".into(),
+        Some(t) => match t.parse::<crate::scalar::Rat>() {
+            Ok(r) => approx(&r),
+            Err(_) => t
+                .parse::<f64>()
+                .map_or_else(|_| t.clone(), |f| format!("{f:.6e}")),
+        },
+    }
+}
+
+/// The smallest margin of every claim.
+fn margins(v: &Verdict) -> String {
     let c = &v.claims;
-    let show = |x: &Option<String>| x.clone().unwrap_or_else(|| "n/a".into());
-    format!(
-        "worst cases: routing margin {}, retrieval margin {}, P(invalid) ≤ {}",
-        show(&c.routing.worst),
-        show(&c.retrieval.worst),
-        c.probability
-            .worst
-            .as_ref()
-            .and_then(|w| w.parse().ok())
-            .map_or("n/a".into(), |r| approx(&r)),
-    )
+    let relation = if v.arith == "f64" { "≈" } else { "≤" };
+    let mut line = String::from("smallest margins:");
+    if v.model != "dense" {
+        line.push_str(&format!(" routing {},", short(&c.routing.min_margin)));
+    }
+    line.push_str(&format!(
+        " probability ε − P(invalid) = {} (P(invalid) {relation} {}), retrieval {}, size {}",
+        short(&c.probability.min_margin),
+        short(&c.probability.worst),
+        short(&c.retrieval.min_margin),
+        short(&c.size.min_margin),
+    ));
+    if let Some(i) = &c.isolation {
+        line.push_str(&format!(", isolation {}", short(&i.min_margin)));
+    }
+    line
 }
 
 const COLUMNS: [&str; 7] = [
@@ -83,11 +135,21 @@ const COLUMNS: [&str; 7] = [
     "neurons (syn + sem)",
 ];
 
-fn rows(v: &Verdict) -> Vec<[String; 7]> {
+/// The size table's header: the dense model adds whether each circuit is
+/// isolated.
+fn columns(v: &Verdict) -> Vec<&'static str> {
+    let mut c = COLUMNS.to_vec();
+    if v.circuits.is_some() {
+        c.push("isolated");
+    }
+    c
+}
+
+fn rows(v: &Verdict) -> Vec<Vec<String>> {
     v.experts
         .iter()
         .map(|e| {
-            [
+            let mut row = vec![
                 e.task.clone(),
                 e.templates.to_string(),
                 e.template_length_sum.to_string(),
@@ -95,9 +157,65 @@ fn rows(v: &Verdict) -> Vec<[String; 7]> {
                 e.complexity.to_string(),
                 e.bound.to_string(),
                 format!("{} ({} + {})", e.neurons, e.syntactic, e.semantic),
-            ]
+            ];
+            if let Some(circuits) = &v.circuits {
+                row.push(
+                    circuits
+                        .iter()
+                        .find(|c| c.task == e.task)
+                        .map_or_else(|| "n/a".into(), isolated),
+                );
+            }
+            row
         })
         .collect()
+}
+
+fn isolated(c: &crate::verify::isolation::CircuitReport) -> String {
+    if c.isolated {
+        return "yes".into();
+    }
+    let mut why = Vec::new();
+    if c.changed_verdicts > 0 {
+        why.push(format!("masking changes {} verdict(s)", c.changed_verdicts));
+    }
+    if c.off_task_firings > 0 {
+        why.push(format!(
+            "off-task neurons fire on {} prefix(es)",
+            c.off_task_firings
+        ));
+    }
+    if c.shared_neurons > 0 {
+        why.push(format!("{} shared neuron(s)", c.shared_neurons));
+    }
+    format!("NO: {}", why.join(", "))
+}
+
+/// `--arith both`: the disagreements between exact and f64.
+fn cross_check_text(v: &Verdict, bullet: &str) -> String {
+    let Some(x) = &v.cross_check else {
+        return String::new();
+    };
+    let mut s = format!(
+        "\nf64 cross-check: {} decisions compared, {} disagreement(s) (exact decides)\n",
+        x.decisions,
+        x.disagreements.len()
+    );
+    for d in x.disagreements.iter().take(SHOWN_WITNESSES) {
+        let _ = writeln!(
+            s,
+            "{bullet}{} on \"{}\": exact {}, f64 {}",
+            d.claim, d.subject, d.exact, d.f64
+        );
+    }
+    if x.disagreements.len() > SHOWN_WITNESSES {
+        let _ = writeln!(
+            s,
+            "{bullet}… and {} more (--format json lists them all)",
+            x.disagreements.len() - SHOWN_WITNESSES
+        );
+    }
+    s
 }
 
 fn witness_text(w: &Witness) -> String {
@@ -130,14 +248,15 @@ fn text(v: &Verdict, source: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{}", headline(v));
     let _ = writeln!(s, "{}", context(v, source));
-    let _ = writeln!(s, "{}", worst(v));
+    let _ = writeln!(s, "{}", margins(v));
     let _ = writeln!(s);
     let rows = rows(v);
-    let widths: Vec<usize> = (0..COLUMNS.len())
+    let columns = columns(v);
+    let widths: Vec<usize> = (0..columns.len())
         .map(|c| {
             rows.iter()
                 .map(|r| r[c].chars().count())
-                .chain([COLUMNS[c].chars().count()])
+                .chain([columns[c].chars().count()])
                 .max()
                 .unwrap_or(0)
         })
@@ -152,7 +271,7 @@ fn text(v: &Verdict, source: &str) -> String {
             .trim_end()
             .to_string()
     };
-    let _ = writeln!(s, "{}", line(COLUMNS.to_vec()));
+    let _ = writeln!(s, "{}", line(columns.clone()));
     for r in &rows {
         let _ = writeln!(s, "{}", line(r.iter().map(String::as_str).collect()));
     }
@@ -170,6 +289,7 @@ fn text(v: &Verdict, source: &str) -> String {
             );
         }
     }
+    s.push_str(&cross_check_text(v, "  "));
     s
 }
 
@@ -180,9 +300,10 @@ fn json(v: &Verdict) -> String {
 fn markdown(v: &Verdict, source: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "**{}**\n", headline(v));
-    let _ = writeln!(s, "{}\n\n{}\n", context(v, source), worst(v));
-    let _ = writeln!(s, "| {} |", COLUMNS.join(" | "));
-    let _ = writeln!(s, "|{}", "---|".repeat(COLUMNS.len()));
+    let _ = writeln!(s, "{}\n\n{}\n", context(v, source), margins(v));
+    let columns = columns(v);
+    let _ = writeln!(s, "| {} |", columns.join(" | "));
+    let _ = writeln!(s, "|{}", "---|".repeat(columns.len()));
     for r in rows(v) {
         let _ = writeln!(s, "| {} |", r.join(" | "));
     }
@@ -200,6 +321,7 @@ fn markdown(v: &Verdict, source: &str) -> String {
             );
         }
     }
+    s.push_str(&cross_check_text(v, "- "));
     s
 }
 
@@ -208,8 +330,10 @@ pub struct OracleFacts {
     pub tasks: Vec<String>,
     pub valid_next: Vec<String>,
     pub is_query: bool,
-    /// Certified upper bound on P(invalid).
+    /// Upper bound on P(invalid) (exact) or its f64 estimate.
     pub invalid_bound: String,
+    /// Whether `invalid_bound` is a certified bound.
+    pub certified: bool,
 }
 
 /// The trace of one prefix, by name.
@@ -238,14 +362,18 @@ pub fn inspect<S: Scalar>(
     for (head, out) in model.heads.iter().zip(&trace.heads) {
         let _ = writeln!(s, "{}: {}", head.name, model.describe(out, &head.values));
     }
-    let scores: Vec<String> = model
-        .experts
-        .iter()
-        .zip(&trace.router_scores)
-        .map(|(e, z)| format!("{}={}", e.name, z.show()))
-        .collect();
-    let _ = writeln!(s, "router scores: {}", scores.join(", "));
-    let _ = writeln!(s, "routed to expert: {}", model.experts[trace.expert].name);
+    if model.circuits.is_empty() {
+        let scores: Vec<String> = model
+            .experts
+            .iter()
+            .zip(&trace.router_scores)
+            .map(|(e, z)| format!("{}={}", e.name, z.show()))
+            .collect();
+        let _ = writeln!(s, "router scores: {}", scores.join(", "));
+        let _ = writeln!(s, "routed to expert: {}", model.experts[trace.expert].name);
+    } else {
+        s.push_str(&circuits_text(model, trace));
+    }
     let _ = writeln!(s, "firing neurons ({}):", trace.firing.len());
     for (n, act) in &trace.firing {
         let neuron = &model.experts[trace.expert].neurons[*n];
@@ -261,7 +389,75 @@ pub fn inspect<S: Scalar>(
     let top: Vec<String> = top.iter().map(|(t, z)| format!("{t}={z}")).collect();
     let _ = writeln!(s, "top logits: {}", top.join(", "));
     if let Some(o) = oracle {
-        let _ = writeln!(s, "P(valid) ≥ 1 − {} (certified)", o.invalid_bound);
+        if o.certified {
+            let _ = writeln!(s, "P(valid) ≥ 1 − {} (certified)", o.invalid_bound);
+        } else {
+            let _ = writeln!(s, "P(valid) ≈ 1 − {} (f64, not certified)", o.invalid_bound);
+        }
     }
     s
+}
+
+/// The dense model on one prefix: each circuit's gate Γ_k and how many of
+/// its neurons fire.
+fn circuits_text<S: Scalar>(model: &Model<S>, trace: &Trace<S>) -> String {
+    let mut firing_in = vec![0usize; model.circuits.len()];
+    for (n, _) in &trace.firing {
+        if let Some(c) = model.circuit_of(*n) {
+            firing_in[c] += 1;
+        }
+    }
+    let fired: Vec<String> = model
+        .circuits
+        .iter()
+        .zip(&firing_in)
+        .filter(|(_, f)| **f > 0)
+        .map(|(c, f)| format!("{} ({f} of {} neurons)", c.name, c.neurons.len()))
+        .collect();
+    let gates: Vec<String> = model
+        .circuits
+        .iter()
+        .map(|c| {
+            let g = c.gate.dot(&trace.hidden);
+            let state = if g.is_zero() {
+                "open"
+            } else {
+                "closed at ≥ 1"
+            };
+            format!("{}={} ({state})", c.name, g.show())
+        })
+        .collect();
+    format!(
+        "dense model: one FFN, no router\ngates Γ_k: {}\ncircuits firing: {}\n",
+        gates.join(", "),
+        if fired.is_empty() {
+            "none".to_string()
+        } else {
+            fired.join(", ")
+        }
+    )
+}
+
+/// `inspect --arith both`: the f64 pass on the same prefix, in one line.
+pub fn inspect_f64_line(
+    model: &Model<f64>,
+    trace: &Trace<f64>,
+    oracle: Option<&OracleFacts>,
+) -> String {
+    let top = crate::verify::top_logits(model, trace, 3);
+    let top: Vec<String> = top.iter().map(|(t, z)| format!("{t}={z}")).collect();
+    let routed = if model.circuits.is_empty() {
+        format!("routed to {}, ", model.experts[trace.expert].name)
+    } else {
+        String::new()
+    };
+    format!(
+        "f64 cross-check: {routed}{} neurons fire, top logits {}{}\n",
+        trace.firing.len(),
+        top.join(", "),
+        oracle.map_or_else(String::new, |o| format!(
+            ", P(invalid) ≈ {}",
+            o.invalid_bound
+        ))
+    )
 }

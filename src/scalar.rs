@@ -56,6 +56,18 @@ pub trait Scalar:
     fn exp2(&self) -> Result<Self, ArithError>;
     /// A rendering for reports: exact fractions stay exact.
     fn show(&self) -> String;
+    /// A rendering that loses nothing: the exact fraction, or the shortest
+    /// decimal that reads back as the same f64. JSON margins use it.
+    fn text(&self) -> String {
+        self.show()
+    }
+    /// Σ a·b over the pairs: the inner products of the forward pass.
+    fn sum_of_products<'a>(terms: impl Iterator<Item = (&'a Self, &'a Self)>) -> Self
+    where
+        Self: 'a,
+    {
+        terms.fold(Self::zero(), |acc, (a, b)| acc + a.clone() * b.clone())
+    }
     /// ReLU.
     fn relu(&self) -> Self {
         if *self > Self::zero() {
@@ -93,6 +105,31 @@ impl Scalar for Rat {
     fn show(&self) -> String {
         self.to_string()
     }
+
+    /// Exact, with one gcd at the end instead of one per term: the sum is
+    /// kept as an unreduced fraction (terms that share its denominator add
+    /// to the numerator directly), and reduced early only if the
+    /// denominator grows past a few hundred bits.
+    fn sum_of_products<'a>(terms: impl Iterator<Item = (&'a Rat, &'a Rat)>) -> Rat {
+        let mut num = BigInt::zero();
+        let mut den = BigInt::one();
+        for (a, b) in terms {
+            let n = a.numer() * b.numer();
+            let d = a.denom() * b.denom();
+            if d == den {
+                num += n;
+            } else {
+                num = num * &d + n * &den;
+                den *= d;
+                if den.bits() > 512 {
+                    let r = Rat::new(num, den);
+                    num = r.numer().clone();
+                    den = r.denom().clone();
+                }
+            }
+        }
+        Rat::new(num, den)
+    }
 }
 
 impl Scalar for f64 {
@@ -112,6 +149,17 @@ impl Scalar for f64 {
 
     fn show(&self) -> String {
         format!("{self:.6}")
+    }
+
+    fn text(&self) -> String {
+        // Display is the shortest round-trip decimal but never uses an
+        // exponent; switch to one for very small or large magnitudes.
+        let a = self.abs();
+        if a == 0.0 || (1e-4..1e15).contains(&a) || !a.is_finite() {
+            format!("{self}")
+        } else {
+            format!("{self:e}")
+        }
     }
 }
 

@@ -252,3 +252,23 @@ fn bad_flags() {
     let run = routecert(&["verify", spec, "--format", "yaml"]);
     assert_eq!(run.code, 2);
 }
+
+#[test]
+fn content_head_is_moe_only() {
+    let spec = common::construction("running_example.toml");
+    let run = routecert(&[
+        "verify",
+        spec.to_str().unwrap(),
+        "--model",
+        "dense",
+        "--head1",
+        "content",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("--head1 content applies to the MoE model only"),
+        "{}",
+        run.stderr
+    );
+}

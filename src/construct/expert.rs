@@ -174,6 +174,48 @@ fn target(next: &Next, k: usize, r: &Residual, eos: usize, beta: &Rat) -> Sparse
     SparseVec::from_entries(dirs.into_iter().map(|d| (d, beta.clone())))
 }
 
+/// One interpolation point: s_k on a pattern of T(k), the pattern, and the
+/// logits the syntactic neurons must produce there.
+pub type Point = (Rat, Pattern, SparseVec<Rat>);
+
+/// The projection s_k of task k and its interpolation points, sorted by s,
+/// for the positional head 1. Shared by the MoE expert and the dense
+/// model's circuit.
+pub fn interpolation(
+    ts: &TaskSet,
+    k: usize,
+    r: &Residual,
+    margins: &Margins,
+) -> (Projection, Vec<Point>) {
+    interpolation_with(ts, k, r, margins, &Head1::design(ts, Head1Mode::Positional))
+}
+
+/// The projection s_k and its interpolation points for the given head 1.
+pub fn interpolation_with(
+    ts: &TaskSet,
+    k: usize,
+    r: &Residual,
+    margins: &Margins,
+    head: &Head1,
+) -> (Projection, Vec<Point>) {
+    let patterns = pattern::patterns(&ts.tasks[k]);
+    let keys: Vec<&Pattern> = patterns.keys().collect();
+    let proj = projection_with(&keys, k as u64, ts.max_len, head);
+    let eos = ts.vocab.eos();
+    let mut points: Vec<Point> = patterns
+        .iter()
+        .map(|(p, next)| {
+            (
+                proj.value_with(head, p),
+                p.clone(),
+                target(next, k, r, eos, &margins.syntactic),
+            )
+        })
+        .collect();
+    points.sort_by(|a, b| a.0.cmp(&b.0));
+    (proj, points)
+}
+
 /// Build expert k for the positional head 1.
 pub fn build(ts: &TaskSet, k: usize, r: &Residual, margins: &Margins) -> Expert<Rat> {
     build_with(ts, k, r, margins, &Head1::design(ts, Head1Mode::Positional))
@@ -189,23 +231,8 @@ pub fn build_with(
 ) -> Expert<Rat> {
     let task = &ts.tasks[k];
     let word = |t: usize| ts.vocab.name(t).to_string();
-    let patterns = pattern::patterns(task);
-    let keys: Vec<&Pattern> = patterns.keys().collect();
-    let proj = projection_with(&keys, k as u64, ts.max_len, head);
+    let (proj, points) = interpolation_with(ts, k, r, margins, head);
     let read = proj.read(r);
-    let eos = ts.vocab.eos();
-
-    let mut points: Vec<(Rat, &Pattern, SparseVec<Rat>)> = patterns
-        .iter()
-        .map(|(p, next)| {
-            (
-                proj.value_with(head, p),
-                p,
-                target(next, k, r, eos, &margins.syntactic),
-            )
-        })
-        .collect();
-    points.sort_by(|a, b| a.0.cmp(&b.0));
 
     let mut neurons = Vec::new();
     let mut previous_slope = SparseVec::default();

@@ -7,10 +7,14 @@
 //! - [`head1`]: head 1's scores, positional or content-aware;
 //! - [`pattern`]: the syntactic patterns of each task's templates;
 //! - [`expert`]: syntactic (interpolation) and semantic (recall) neurons;
-//! - [`router`]: synthesise a linear top-1 router over exact features.
+//! - [`router`]: synthesise a linear top-1 router over exact features;
+//! - [`dense`]: the dense model of Theorem 4.1, one FFN split into gated
+//!   circuits.
 
 pub mod attention;
+pub mod dense;
 pub mod expert;
+pub mod gate;
 pub mod head1;
 pub mod pattern;
 pub mod residual;
@@ -22,8 +26,47 @@ use crate::scalar::{Rat, int};
 use crate::taskset::TaskSet;
 use residual::Residual;
 
+pub use dense::build_dense;
 pub use head1::{Head1, Head1Mode};
 pub use router::RouterMode;
+
+/// Which of the paper's two constructions to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModelKind {
+    /// Theorem 4.2: a router and one expert per task.
+    #[default]
+    Moe,
+    /// Theorem 4.1: one FFN split into gated circuits, one per task.
+    Dense,
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelKind::Moe => "moe",
+            ModelKind::Dense => "dense",
+        })
+    }
+}
+
+impl std::str::FromStr for ModelKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "moe" => Ok(ModelKind::Moe),
+            "dense" => Ok(ModelKind::Dense),
+            other => Err(format!("unknown model '{other}' (expected moe or dense)")),
+        }
+    }
+}
+
+/// Build the chosen model.
+pub fn build(ts: &TaskSet, options: &Options, kind: ModelKind) -> Model<Rat> {
+    match kind {
+        ModelKind::Moe => build_moe(ts, options),
+        ModelKind::Dense => build_dense(ts, options),
+    }
+}
 
 /// Choices the construction leaves open.
 #[derive(Debug, Clone)]
@@ -72,6 +115,20 @@ impl Margins {
     }
 }
 
+/// W_U: out:t is token t's logit, and keys:k spreads over every key of k.
+fn unembedding(ts: &TaskSet, residual: &Residual) -> LinearMap<Rat> {
+    let mut unembed = LinearMap::zero(residual.basis.len(), ts.vocab.len());
+    for t in 0..ts.vocab.len() {
+        unembed.add(t, residual.out[t], int(1));
+    }
+    for (k, task) in ts.tasks.iter().enumerate() {
+        for key in task.keys() {
+            unembed.add(key, residual.keys_of[k], int(1));
+        }
+    }
+    unembed
+}
+
 /// Build the MoE model for a task set, its router synthesised.
 pub fn build_moe(ts: &TaskSet, options: &Options) -> Model<Rat> {
     let residual = Residual::new(ts);
@@ -113,15 +170,7 @@ fn assemble(
         .enumerate()
         .map(|(k, _)| expert::build_with(ts, k, &residual, &margins, head1))
         .collect();
-    let mut unembed = LinearMap::zero(residual.basis.len(), ts.vocab.len());
-    for t in 0..ts.vocab.len() {
-        unembed.add(t, residual.out[t], int(1));
-    }
-    for (k, task) in ts.tasks.iter().enumerate() {
-        for key in task.keys() {
-            unembed.add(key, residual.keys_of[k], int(1));
-        }
-    }
+    let unembed = unembedding(ts, &residual);
     Model {
         vocab: ts.vocab.names().to_vec(),
         residual: residual.basis,
@@ -132,6 +181,7 @@ fn assemble(
         router,
         experts,
         unembed,
+        circuits: Vec::new(),
     }
 }
 

@@ -2,32 +2,161 @@
 //!
 //! Two independent paths meet here: the oracle (V(w), C(w), queries) comes
 //! from the task set, i.e. from the spec only; the model's answer comes from
-//! [`crate::eval::forward`] on the weights only. Claims:
-//! - R routing: C(w) = {k} ⇒ the top-1 expert is k with a strict margin;
-//!   |C(w)| > 1 ⇒ the expert is in C(w), strictly above every task outside.
-//! - P probability: Σ_{u ∈ V(w)} P(u | w) > 1 − ε, a rational certificate.
+//! the forward pass on the weights only ([`crate::eval::forward`] in exact
+//! arithmetic, [`crate::eval::float`] in f64). Claims:
+//! - R routing (MoE): C(w) = {k} ⇒ the top-1 expert is k with a strict
+//!   margin; |C(w)| > 1 ⇒ the expert is in C(w), strictly above every task
+//!   outside.
+//! - P probability: Σ_{u ∈ V(w)} P(u | w) > 1 − ε; a rational certificate in
+//!   exact mode, a floating-point estimate (labelled so) in f64.
 //! - A retrieval: the largest logit belongs only to valid tokens (on a query,
 //!   that is a right value for the key).
-//! - S size: expert k has at most L·|T(k)| + |Δk| neurons.
+//! - S size: expert k (dense: circuit C(k)) has at most L·|T(k)| + |Δk|
+//!   neurons.
+//! - I isolation (dense): see [`isolation`].
+//!
+//! The same code decides every claim in either arithmetic ([`ClaimArith`]);
+//! `--arith both` runs both and lists every decision on which they differ
+//! ([`compare`]).
 
+pub mod compare;
+pub mod isolation;
 pub mod probability;
 
-use crate::eval::{Trace, forward};
+use crate::eval::float::FloatModel;
+use crate::eval::{EvalError, Logits, Trace, forward};
 use crate::model::{Model, NeuronRole};
 use crate::scalar::{Rat, Scalar};
-use crate::taskset::{TaskSet, TokenId};
-use num_traits::Zero;
-use probability::{ExpCache, invalid_mass_bound};
+use crate::taskset::{Prefix, TaskSet, TokenId};
+use compare::{CrossCheck, Decision};
+use probability::{ExpCache, invalid_mass_bound, invalid_mass_f64};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::hash::Hash;
+use std::str::FromStr;
 
 /// Witnesses kept in a verdict (all failures are counted).
 pub const MAX_WITNESSES: usize = 1000;
 /// Logits shown in a witness.
 const TOP_LOGITS: usize = 5;
 
+/// The arithmetic the claims are decided in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Arith {
+    /// Exact rationals; P is a certificate.
+    #[default]
+    Exact,
+    /// f64 on nalgebra; fast, not a proof.
+    F64,
+    /// Both; exact decides, f64 is cross-checked against it.
+    Both,
+}
+
+impl fmt::Display for Arith {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Arith::Exact => "exact",
+            Arith::F64 => "f64",
+            Arith::Both => "both",
+        })
+    }
+}
+
+impl FromStr for Arith {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exact" => Ok(Arith::Exact),
+            "f64" => Ok(Arith::F64),
+            "both" => Ok(Arith::Both),
+            other => Err(format!(
+                "unknown arithmetic '{other}' (expected exact, f64 or both)"
+            )),
+        }
+    }
+}
+
+/// A forward pass over a model's weights.
+pub trait Forward<S> {
+    fn run(&self, tokens: &[usize]) -> Result<Trace<S>, EvalError>;
+}
+
+/// The generic pass over the weights as stored (exact mode).
+struct Direct<'a, S>(&'a Model<S>);
+
+impl<S: Scalar> Forward<S> for Direct<'_, S> {
+    fn run(&self, tokens: &[usize]) -> Result<Trace<S>, EvalError> {
+        forward(self.0, tokens)
+    }
+}
+
+impl Forward<f64> for FloatModel {
+    fn run(&self, tokens: &[usize]) -> Result<Trace<f64>, EvalError> {
+        self.forward(tokens)
+    }
+}
+
+/// A number type the claims can be decided in.
+pub trait ClaimArith: Scalar {
+    /// Reused work across prefixes (exact: bounds on exp by argument).
+    type Cache: Default;
+    /// A hashable image of a value, to find prefixes with identical router
+    /// inputs.
+    type Key: Hash + Eq;
+    /// Whether a verdict in this arithmetic is a proof.
+    const CERTIFIED: bool;
+    /// The forward pass for a model in this arithmetic.
+    fn engine(model: &Model<Self>) -> Box<dyn Forward<Self> + '_>;
+    /// P(invalid | w) from logit histograms (value, count) of the valid and
+    /// invalid tokens: a certified upper bound (exact) or an estimate (f64).
+    fn invalid_mass(
+        valid: &[(Self, usize)],
+        invalid: &[(Self, usize)],
+        cache: &mut Self::Cache,
+    ) -> Self;
+    fn key(&self) -> Self::Key;
+}
+
+impl ClaimArith for Rat {
+    type Cache = ExpCache;
+    type Key = Rat;
+    const CERTIFIED: bool = true;
+
+    fn engine(model: &Model<Rat>) -> Box<dyn Forward<Rat> + '_> {
+        Box::new(Direct(model))
+    }
+
+    fn invalid_mass(valid: &[(Rat, usize)], invalid: &[(Rat, usize)], cache: &mut ExpCache) -> Rat {
+        invalid_mass_bound(valid, invalid, cache)
+    }
+
+    fn key(&self) -> Rat {
+        self.clone()
+    }
+}
+
+impl ClaimArith for f64 {
+    type Cache = ();
+    type Key = u64;
+    const CERTIFIED: bool = false;
+
+    fn engine(model: &Model<f64>) -> Box<dyn Forward<f64> + '_> {
+        Box::new(FloatModel::new(model))
+    }
+
+    fn invalid_mass(valid: &[(f64, usize)], invalid: &[(f64, usize)], _: &mut ()) -> f64 {
+        invalid_mass_f64(valid, invalid)
+    }
+
+    fn key(&self) -> u64 {
+        // +0.0 and −0.0 are the same input.
+        (self + 0.0).to_bits()
+    }
+}
+
 /// The result of one claim.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
 pub struct ClaimResult {
     pub holds: bool,
     /// Prefixes (experts, for size) on which the claim fails.
@@ -35,20 +164,42 @@ pub struct ClaimResult {
     /// Prefixes (experts, for size) checked.
     pub checked: usize,
     /// The worst case seen: the smallest margin (routing, retrieval), the
-    /// largest bound on P(invalid) (probability), the smallest slack
-    /// bound − neurons (size). An exact rational as text.
+    /// largest P(invalid) (probability: the certified bound in exact mode,
+    /// the estimate in f64), the smallest slack bound − neurons (size), the
+    /// smallest silence margin (isolation). Exact rational or f64, as text.
     pub worst: Option<String>,
+    /// The smallest margin by which the claim held, in the same units:
+    /// positive where it holds. Routing: best compatible score − best
+    /// incompatible; probability: ε − P(invalid); retrieval: best valid
+    /// logit − best invalid; size: bound − neurons; isolation: how far below
+    /// zero the most active off-task neuron stayed.
+    pub min_margin: Option<String>,
+}
+
+impl ClaimResult {
+    /// A claim that does not apply (routing in the dense model): nothing
+    /// checked, nothing failed.
+    pub fn not_applicable() -> ClaimResult {
+        ClaimResult {
+            holds: true,
+            ..ClaimResult::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Claims {
+    /// Not applicable to the dense model (checked = 0).
     pub routing: ClaimResult,
     pub probability: ClaimResult,
     pub retrieval: ClaimResult,
     pub size: ClaimResult,
+    /// The dense model only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<ClaimResult>,
 }
 
-/// Expert size against the task's complexity.
+/// Expert (dense: circuit) size against the task's complexity.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ExpertSize {
     pub task: String,
@@ -68,12 +219,12 @@ pub struct ExpertSize {
 /// A failed claim, with what a person needs to act on it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Witness {
-    /// "routing", "probability", "retrieval" or "size".
+    /// "routing", "probability", "retrieval", "size" or "isolation".
     pub claim: &'static str,
     pub prefix: String,
     /// C(w), by name.
     pub tasks: Vec<String>,
-    /// The routed expert.
+    /// The routed expert (dense: "ffn").
     pub expert: Option<String>,
     /// The largest logits, (token, exact value).
     pub top_logits: Vec<(String, String)>,
@@ -83,7 +234,9 @@ pub struct Witness {
 /// Everything `verify` found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
-    pub arith: &'static str,
+    /// "exact", "f64" or "both".
+    pub arith: String,
+    /// "moe" or "dense".
     pub model: &'static str,
     pub router: String,
     pub epsilon: String,
@@ -93,31 +246,57 @@ pub struct Verdict {
     pub queries: usize,
     pub ambiguous: usize,
     pub claims: Claims,
+    /// One row per task: its expert (MoE) or its circuit (dense).
     pub experts: Vec<ExpertSize>,
+    /// Per circuit of the dense model: size and isolation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuits: Option<Vec<isolation::CircuitReport>>,
     /// Total failures over all claims (witnesses beyond MAX_WITNESSES are
     /// counted here but not listed).
     pub failure_count: usize,
     pub failures: Vec<Witness>,
+    /// `--arith both`: the f64 run's claims and every decision on which it
+    /// differs from the exact run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cross_check: Option<CrossCheck>,
+    /// Every decision taken, for the cross-check.
+    #[serde(skip)]
+    pub decisions: Vec<Decision>,
 }
 
 impl Verdict {
+    /// Every claim holds (in the arithmetic that decides: exact for both).
     pub fn all_hold(&self) -> bool {
         let c = &self.claims;
-        c.routing.holds && c.probability.holds && c.retrieval.holds && c.size.holds
+        c.routing.holds
+            && c.probability.holds
+            && c.retrieval.holds
+            && c.size.holds
+            && c.isolation.as_ref().is_none_or(|i| i.holds)
     }
 }
 
 /// Running tally of one claim.
-#[derive(Default)]
-struct Tally {
+struct Tally<S> {
     failures: usize,
     checked: usize,
-    worst: Option<Rat>,
+    worst: Option<S>,
+    /// Whether the worst case is the smallest value (margins) or the
+    /// largest (P(invalid)).
+    keep_min: bool,
 }
 
-impl Tally {
-    /// Record a check; `keep_min` picks whether the worst is the min or max.
-    fn record(&mut self, ok: bool, value: Option<Rat>, keep_min: bool) {
+impl<S: Scalar> Tally<S> {
+    fn new(keep_min: bool) -> Self {
+        Tally {
+            failures: 0,
+            checked: 0,
+            worst: None,
+            keep_min,
+        }
+    }
+
+    fn record(&mut self, ok: bool, value: Option<S>) {
         self.checked += 1;
         if !ok {
             self.failures += 1;
@@ -125,7 +304,7 @@ impl Tally {
         if let Some(v) = value {
             let worse = match &self.worst {
                 None => true,
-                Some(w) => (v < *w) == keep_min,
+                Some(w) => (v < *w) == self.keep_min,
             };
             if worse {
                 self.worst = Some(v);
@@ -133,26 +312,28 @@ impl Tally {
         }
     }
 
-    fn finish(self) -> ClaimResult {
+    /// `margin` turns the worst case into the smallest margin.
+    fn finish(self, margin: impl Fn(&S) -> S) -> ClaimResult {
         ClaimResult {
             holds: self.failures == 0,
             failures: self.failures,
             checked: self.checked,
-            worst: self.worst.map(|w| w.to_string()),
+            min_margin: self.worst.as_ref().map(|w| margin(w).text()),
+            worst: self.worst.map(|w| w.text()),
         }
     }
 }
 
 /// Per-prefix outcome of the logit claims, shared with `inspect`.
 #[derive(Debug, Clone)]
-pub struct LogitCheck {
-    pub best_valid: Rat,
-    pub best_invalid: Option<Rat>,
-    /// Certified upper bound on P(invalid | w).
-    pub invalid_bound: Rat,
+pub struct LogitCheck<S> {
+    pub best_valid: S,
+    pub best_invalid: Option<S>,
+    /// P(invalid | w): certified upper bound (exact) or estimate (f64).
+    pub invalid_bound: S,
 }
 
-impl LogitCheck {
+impl<S: Scalar> LogitCheck<S> {
     pub fn argmax_valid(&self) -> bool {
         self.best_invalid
             .as_ref()
@@ -161,19 +342,23 @@ impl LogitCheck {
 }
 
 /// Check the logit claims on one trace against V(w) (model token ids).
-pub fn check_logits(
-    trace: &Trace<Rat>,
+pub fn check_logits<S: ClaimArith>(
+    trace: &Trace<S>,
     valid: &BTreeSet<usize>,
-    cache: &mut ExpCache,
-) -> LogitCheck {
+    cache: &mut S::Cache,
+) -> LogitCheck<S> {
     let logits = &trace.logits;
     let valid_hist = logits.histogram(|t| valid.contains(&t), valid.len());
     let invalid_hist = logits.histogram(|t| !valid.contains(&t), logits.vocab_size - valid.len());
-    let best = |h: &[(Rat, usize)]| h.iter().map(|(z, _)| z.clone()).max();
+    let best = |h: &[(S, usize)]| {
+        h.iter()
+            .map(|(z, _)| z.clone())
+            .reduce(|a, b| if b > a { b } else { a })
+    };
     LogitCheck {
-        best_valid: best(&valid_hist).unwrap_or_else(Rat::zero),
+        best_valid: best(&valid_hist).unwrap_or_else(S::zero),
         best_invalid: best(&invalid_hist),
-        invalid_bound: invalid_mass_bound(&valid_hist, &invalid_hist, cache),
+        invalid_bound: S::invalid_mass(&valid_hist, &invalid_hist, cache),
     }
 }
 
@@ -183,15 +368,24 @@ pub fn top_logits<S: Scalar>(
     trace: &Trace<S>,
     n: usize,
 ) -> Vec<(String, String)> {
-    let mut entries: Vec<&(usize, S)> = trace.logits.nonzero.entries().iter().collect();
+    largest_logits(model, &trace.logits, n)
+}
+
+/// The largest of some logits, by name; tokens at 0 are counted, not named.
+pub fn largest_logits<S: Scalar>(
+    model: &Model<S>,
+    logits: &Logits<S>,
+    n: usize,
+) -> Vec<(String, String)> {
+    let mut entries: Vec<&(usize, S)> = logits.nonzero.entries().iter().collect();
     entries.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
     let mut top: Vec<(String, String)> = entries
         .iter()
         .take(n)
         .map(|(t, z)| (model.vocab[*t].clone(), z.show()))
         .collect();
-    if top.len() < n && trace.logits.vocab_size > entries.len() {
-        let rest = trace.logits.vocab_size - entries.len();
+    if top.len() < n && logits.vocab_size > entries.len() {
+        let rest = logits.vocab_size - entries.len();
         top.push((format!("({rest} other tokens)"), "0".into()));
     }
     top
@@ -199,7 +393,7 @@ pub fn top_logits<S: Scalar>(
 
 /// Map task-set token ids to model token ids by name: the model carries its
 /// own vocabulary, and the two paths meet only through names.
-fn token_map(ts: &TaskSet, model: &Model<Rat>) -> HashMap<TokenId, usize> {
+pub(crate) fn token_map<S>(ts: &TaskSet, model: &Model<S>) -> HashMap<TokenId, usize> {
     let by_name: HashMap<&str, usize> = model
         .vocab
         .iter()
@@ -214,8 +408,98 @@ fn token_map(ts: &TaskSet, model: &Model<Rat>) -> HashMap<TokenId, usize> {
         .collect()
 }
 
-/// Verify every claim of the MoE model on every prefix.
+/// The P and A verdicts of one trace against the oracle's V(w).
+pub(crate) struct LogitVerdict<S> {
+    pub check: LogitCheck<S>,
+    pub probability: bool,
+    pub retrieval: bool,
+}
+
+pub(crate) fn logit_verdict<S: ClaimArith>(
+    trace: &Trace<S>,
+    prefix: &Prefix,
+    tokens: &HashMap<TokenId, usize>,
+    epsilon: &S,
+    cache: &mut S::Cache,
+) -> LogitVerdict<S> {
+    let valid: BTreeSet<usize> = prefix
+        .valid_next
+        .iter()
+        .filter_map(|t| tokens.get(t).copied())
+        .collect();
+    let check = check_logits(trace, &valid, cache);
+    LogitVerdict {
+        probability: check.invalid_bound < *epsilon,
+        retrieval: check.argmax_valid(),
+        check,
+    }
+}
+
+/// Verify every claim on every prefix in exact arithmetic: the MoE model
+/// (R, P, A, S) or the dense model (P, A, S, I).
 pub fn verify(ts: &TaskSet, model: &Model<Rat>, epsilon: &Rat, router: &str) -> Verdict {
+    verify_in(ts, model, epsilon, router)
+}
+
+/// The same claims decided in f64 on the nalgebra forward pass.
+pub fn verify_f64(ts: &TaskSet, model: &Model<Rat>, epsilon: &Rat, router: &str) -> Verdict {
+    verify_in(ts, &model.to_f64(), epsilon, router)
+}
+
+/// Exact verification (which decides) cross-checked by f64: the verdict is
+/// the exact one, with the f64 claims and every disagreement attached.
+pub fn verify_both(ts: &TaskSet, model: &Model<Rat>, epsilon: &Rat, router: &str) -> Verdict {
+    let mut exact = verify(ts, model, epsilon, router);
+    let float = verify_f64(ts, model, epsilon, router);
+    exact.cross_check = Some(compare::cross_check(&exact, &float));
+    exact.arith = Arith::Both.to_string();
+    exact
+}
+
+/// Verify in the chosen arithmetic.
+pub fn verify_with(
+    ts: &TaskSet,
+    model: &Model<Rat>,
+    epsilon: &Rat,
+    router: &str,
+    arith: Arith,
+) -> Verdict {
+    match arith {
+        Arith::Exact => verify(ts, model, epsilon, router),
+        Arith::F64 => verify_f64(ts, model, epsilon, router),
+        Arith::Both => verify_both(ts, model, epsilon, router),
+    }
+}
+
+/// Collects witnesses up to MAX_WITNESSES and counts all of them.
+#[derive(Default)]
+pub(crate) struct Witnesses {
+    pub list: Vec<Witness>,
+    pub count: usize,
+}
+
+impl Witnesses {
+    pub fn push(&mut self, w: Witness) {
+        self.count += 1;
+        if self.list.len() < MAX_WITNESSES {
+            self.list.push(w);
+        }
+    }
+}
+
+fn holds(ok: bool) -> String {
+    if ok { "holds" } else { "fails" }.to_string()
+}
+
+fn verify_in<S: ClaimArith>(
+    ts: &TaskSet,
+    model: &Model<S>,
+    epsilon: &Rat,
+    router: &str,
+) -> Verdict {
+    let dense = !model.circuits.is_empty();
+    let engine = S::engine(model);
+    let eps = S::from_rat(epsilon);
     let tokens = token_map(ts, model);
     let expert_of_task: Vec<Option<usize>> = ts
         .tasks
@@ -229,20 +513,16 @@ pub fn verify(ts: &TaskSet, model: &Model<Rat>, epsilon: &Rat, router: &str) -> 
             .collect::<Vec<_>>()
     };
 
-    let mut routing = Tally::default();
-    let mut probability = Tally::default();
-    let mut retrieval = Tally::default();
-    let mut witnesses: Vec<Witness> = Vec::new();
-    let mut failure_count = 0;
-    let mut cache = ExpCache::default();
+    let mut routing = Tally::new(true);
+    let mut probability = Tally::new(false);
+    let mut retrieval = Tally::new(true);
+    let mut witnesses = Witnesses::default();
+    let mut decisions = Vec::new();
+    let mut cache = S::Cache::default();
     let mut misrouted: Vec<(usize, Witness)> = Vec::new();
-    let mut router_inputs: Vec<Vec<(usize, Rat)>> = Vec::with_capacity(ts.prefixes.len());
-    let push = |w: Witness, witnesses: &mut Vec<Witness>, failure_count: &mut usize| {
-        *failure_count += 1;
-        if witnesses.len() < MAX_WITNESSES {
-            witnesses.push(w);
-        }
-    };
+    let mut router_inputs: Vec<Vec<(usize, S::Key)>> = Vec::with_capacity(ts.prefixes.len());
+    // The full model's outcome on every prefix, for the isolation claim.
+    let mut outcomes: Vec<Option<isolation::Outcome<S>>> = Vec::new();
 
     for (index, prefix) in ts.prefixes.iter().enumerate() {
         let text = ts.render(&prefix.tokens);
@@ -253,42 +533,51 @@ pub fn verify(ts: &TaskSet, model: &Model<Rat>, epsilon: &Rat, router: &str) -> 
             .collect();
         let trace = match input
             .ok_or_else(|| "a token of this prefix is not in the model's vocabulary".to_string())
-            .and_then(|i| forward(model, &i).map_err(|e| e.to_string()))
+            .and_then(|i| engine.run(&i).map_err(|e| e.to_string()))
         {
             Ok(trace) => trace,
             Err(reason) => {
-                for (claim, tally) in [
-                    ("routing", &mut routing),
-                    ("probability", &mut probability),
-                    ("retrieval", &mut retrieval),
-                ] {
-                    tally.record(false, None, true);
-                    push(
-                        Witness {
-                            claim,
-                            prefix: text.clone(),
-                            tasks: task_names(&prefix.tasks),
-                            expert: None,
-                            top_logits: vec![],
-                            reason: format!("the forward pass failed: {reason}"),
-                        },
-                        &mut witnesses,
-                        &mut failure_count,
-                    );
+                let claims: &[&'static str] = if dense {
+                    &["probability", "retrieval"]
+                } else {
+                    &["routing", "probability", "retrieval"]
+                };
+                for &claim in claims {
+                    let tally = match claim {
+                        "routing" => &mut routing,
+                        "probability" => &mut probability,
+                        _ => &mut retrieval,
+                    };
+                    tally.record(false, None);
+                    decisions.push(Decision::new(claim, &text, holds(false)));
+                    witnesses.push(Witness {
+                        claim,
+                        prefix: text.clone(),
+                        tasks: task_names(&prefix.tasks),
+                        expert: None,
+                        top_logits: vec![],
+                        reason: format!("the forward pass failed: {reason}"),
+                    });
                 }
                 router_inputs.push(vec![]);
+                if dense {
+                    outcomes.push(None);
+                }
                 continue;
             }
         };
-        router_inputs.push(
-            model
-                .router
-                .inputs
-                .iter()
-                .map(|&d| (d, trace.hidden.get(d)))
-                .filter(|(_, v)| !v.is_zero())
-                .collect(),
-        );
+        if !dense {
+            router_inputs.push(
+                model
+                    .router
+                    .inputs
+                    .iter()
+                    .map(|&d| (d, trace.hidden.get(d)))
+                    .filter(|(_, v)| !v.is_zero())
+                    .map(|(d, v)| (d, v.key()))
+                    .collect(),
+            );
+        }
         let expert_name = model.experts[trace.expert].name.clone();
         let witness = |claim, reason: String| Witness {
             claim,
@@ -299,59 +588,69 @@ pub fn verify(ts: &TaskSet, model: &Model<Rat>, epsilon: &Rat, router: &str) -> 
             reason,
         };
 
-        // R: routing.
-        let compatible: BTreeSet<usize> = prefix
-            .tasks
-            .iter()
-            .filter_map(|&k| expert_of_task[k])
-            .collect();
-        let chosen = &trace.router_scores[trace.expert];
-        let best_outside = (0..trace.router_scores.len())
-            .filter(|e| !compatible.contains(e))
-            .map(|e| &trace.router_scores[e])
-            .max();
-        let margin = best_outside.map(|o| chosen - o);
-        let routed_ok =
-            compatible.contains(&trace.expert) && margin.as_ref().is_none_or(|m| *m > Rat::zero());
-        routing.record(routed_ok, margin.clone(), true);
-        if !routed_ok {
-            let reason = if compatible.contains(&trace.expert) {
-                format!(
-                    "expert {expert_name} is compatible but ties with an incompatible expert (margin {})",
-                    margin.unwrap_or_default()
-                )
-            } else {
-                format!("routed to expert {expert_name}, which is not in C(w)")
-            };
-            misrouted.push((index, witness("routing", reason)));
+        // R: routing (MoE only: the dense model has nothing to route).
+        if !dense {
+            let compatible: BTreeSet<usize> = prefix
+                .tasks
+                .iter()
+                .filter_map(|&k| expert_of_task[k])
+                .collect();
+            let chosen = &trace.router_scores[trace.expert];
+            let best_outside = (0..trace.router_scores.len())
+                .filter(|e| !compatible.contains(e))
+                .map(|e| trace.router_scores[e].clone())
+                .reduce(|a, b| if b > a { b } else { a });
+            let margin = best_outside.map(|o| chosen.clone() - o);
+            let routed_ok = compatible.contains(&trace.expert)
+                && margin.as_ref().is_none_or(|m| *m > S::zero());
+            routing.record(routed_ok, margin.clone());
+            decisions.push(Decision::new(
+                "routing",
+                &text,
+                format!("{} (expert {expert_name})", holds(routed_ok)),
+            ));
+            if !routed_ok {
+                let reason = if compatible.contains(&trace.expert) {
+                    format!(
+                        "expert {expert_name} is compatible but ties with an incompatible expert (margin {})",
+                        margin.map_or_else(|| "0".into(), |m| m.text())
+                    )
+                } else {
+                    format!("routed to expert {expert_name}, which is not in C(w)")
+                };
+                misrouted.push((index, witness("routing", reason)));
+            }
         }
 
         // P and A: the logits against V(w).
-        let valid: BTreeSet<usize> = prefix
-            .valid_next
-            .iter()
-            .filter_map(|t| tokens.get(t).copied())
-            .collect();
-        let check = check_logits(&trace, &valid, &mut cache);
-        let p_ok = check.invalid_bound < *epsilon;
-        probability.record(p_ok, Some(check.invalid_bound.clone()), false);
-        if !p_ok {
+        let v = logit_verdict(&trace, prefix, &tokens, &eps, &mut cache);
+        let check = &v.check;
+        probability.record(v.probability, Some(check.invalid_bound.clone()));
+        decisions.push(Decision::new("probability", &text, holds(v.probability)));
+        if !v.probability {
+            let what = if S::CERTIFIED {
+                "certified P(invalid) ≤"
+            } else {
+                "P(invalid) ≈ (f64, not certified)"
+            };
             let reason = format!(
-                "certified P(invalid) ≤ {} is not below ε = {epsilon} (best valid logit {}, best invalid {})",
-                approx(&check.invalid_bound),
-                check.best_valid,
-                check.best_invalid.clone().unwrap_or_default()
+                "{what} {} is not below ε = {epsilon} (best valid logit {}, best invalid {})",
+                show_small(&check.invalid_bound),
+                check.best_valid.text(),
+                check
+                    .best_invalid
+                    .as_ref()
+                    .map_or_else(|| "0".into(), |b| b.text())
             );
-            push(
-                witness("probability", reason),
-                &mut witnesses,
-                &mut failure_count,
-            );
+            witnesses.push(witness("probability", reason));
         }
-        let a_ok = check.argmax_valid();
-        let a_margin = check.best_invalid.as_ref().map(|b| &check.best_valid - b);
-        retrieval.record(a_ok, a_margin, true);
-        if !a_ok {
+        let a_margin = check
+            .best_invalid
+            .as_ref()
+            .map(|b| check.best_valid.clone() - b.clone());
+        retrieval.record(v.retrieval, a_margin);
+        decisions.push(Decision::new("retrieval", &text, holds(v.retrieval)));
+        if !v.retrieval {
             let what = if prefix.is_query {
                 "a right value"
             } else {
@@ -359,20 +658,28 @@ pub fn verify(ts: &TaskSet, model: &Model<Rat>, epsilon: &Rat, router: &str) -> 
             };
             let reason = format!(
                 "the largest logit is not only on {what}: best valid {} ≤ best invalid {}",
-                check.best_valid,
-                check.best_invalid.clone().unwrap_or_default()
+                check.best_valid.text(),
+                check
+                    .best_invalid
+                    .as_ref()
+                    .map_or_else(|| "0".into(), |b| b.text())
             );
-            push(
-                witness("retrieval", reason),
-                &mut witnesses,
-                &mut failure_count,
-            );
+            witnesses.push(witness("retrieval", reason));
+        }
+        if dense {
+            outcomes.push(Some(isolation::Outcome {
+                probability: v.probability,
+                retrieval: v.retrieval,
+                preactivations: trace.preactivations.clone(),
+                hidden: trace.hidden.clone(),
+                logits: trace.logits.clone(),
+            }));
         }
     }
 
     // Routing witnesses get the strongest explanation available: a prefix of
     // another task with the identical router input proves no router can work.
-    let mut by_input: HashMap<&[(usize, Rat)], Vec<usize>> = HashMap::new();
+    let mut by_input: HashMap<&[(usize, S::Key)], Vec<usize>> = HashMap::new();
     for (i, input) in router_inputs.iter().enumerate() {
         by_input.entry(input.as_slice()).or_default().push(i);
     }
@@ -396,79 +703,38 @@ pub fn verify(ts: &TaskSet, model: &Model<Rat>, epsilon: &Rat, router: &str) -> 
                 "{}; router synthesis found no linear router over {} (the perceptron stopped after {} epochs, its best router misroutes {} prefix(es)): the tasks are likely not linearly separable here, as with XOR-like templates (the same words in swapped combinations across tasks); make some word before the key unique to each task, or try --head1 content; `routecert routability` decides whether any linear router exists and, if none does, prints a checked certificate with the minimal conflicting prefixes",
                 w.reason, synthesis.reads, synthesis.epochs, synthesis.misrouted
             ),
+            None if !S::CERTIFIED => format!(
+                "{}; the synthesised router separates the designed features exactly, so f64 rounding decided this prefix (compare with --arith exact)",
+                w.reason
+            ),
             None => format!(
                 "{}; the synthesised router separates the designed features, so the forward pass disagrees with the design (a construction bug)",
                 w.reason
             ),
         };
-        push(w, &mut witnesses, &mut failure_count);
+        witnesses.push(w);
     }
-    failure_count -= others.len();
-    for w in others {
-        push(w, &mut witnesses, &mut failure_count);
+    witnesses.count += others.count - others.list.len();
+    for w in others.list {
+        witnesses.push(w);
     }
 
-    // S: size, counted from the model's experts.
-    let mut size = Tally::default();
-    let mut experts = Vec::new();
-    for (k, task) in ts.tasks.iter().enumerate() {
-        let bound = task.bound(ts.max_len);
-        let Some(e) = expert_of_task[k] else {
-            size.record(false, None, true);
-            push(
-                Witness {
-                    claim: "size",
-                    prefix: String::new(),
-                    tasks: vec![task.name.clone()],
-                    expert: None,
-                    top_logits: vec![],
-                    reason: format!("the model has no expert for task {}", task.name),
-                },
-                &mut witnesses,
-                &mut failure_count,
-            );
-            continue;
-        };
-        let expert = &model.experts[e];
-        let neurons = expert.neurons.len();
-        size.record(
-            neurons <= bound,
-            Some(Rat::from_integer((bound as i64 - neurons as i64).into())),
-            true,
-        );
-        if neurons > bound {
-            push(
-                Witness {
-                    claim: "size",
-                    prefix: String::new(),
-                    tasks: vec![task.name.clone()],
-                    expert: Some(expert.name.clone()),
-                    top_logits: vec![],
-                    reason: format!(
-                        "expert {} has {neurons} neurons, above L·|T(k)| + |Δk| = {bound}",
-                        expert.name
-                    ),
-                },
-                &mut witnesses,
-                &mut failure_count,
-            );
+    let (size, experts) = size_claim(ts, model, &expert_of_task, &mut witnesses, &mut decisions);
+    let (isolation_claim, circuits) = if dense {
+        let found = isolation::check(ts, model, &outcomes, &tokens, &eps);
+        witnesses.count += found.witnesses.count - found.witnesses.list.len();
+        for w in found.witnesses.list {
+            witnesses.push(w);
         }
-        experts.push(ExpertSize {
-            task: task.name.clone(),
-            templates: task.templates.len(),
-            template_length_sum: task.template_length_sum(),
-            pairs: task.pairs.len(),
-            neurons,
-            syntactic: expert.count(NeuronRole::Syntactic),
-            semantic: expert.count(NeuronRole::Semantic),
-            complexity: task.complexity(),
-            bound,
-        });
-    }
+        decisions.extend(found.decisions);
+        (Some(found.claim), Some(found.circuits))
+    } else {
+        (None, None)
+    };
 
     Verdict {
-        arith: Rat::NAME,
-        model: "moe",
+        arith: S::NAME.to_string(),
+        model: model.kind(),
         router: router.to_string(),
         epsilon: epsilon.to_string(),
         max_len: ts.max_len,
@@ -477,14 +743,115 @@ pub fn verify(ts: &TaskSet, model: &Model<Rat>, epsilon: &Rat, router: &str) -> 
         queries: ts.queries(),
         ambiguous: ts.ambiguous(),
         claims: Claims {
-            routing: routing.finish(),
-            probability: probability.finish(),
-            retrieval: retrieval.finish(),
-            size: size.finish(),
+            routing: if dense {
+                ClaimResult::not_applicable()
+            } else {
+                routing.finish(Clone::clone)
+            },
+            probability: probability.finish(|p| eps.clone() - p.clone()),
+            retrieval: retrieval.finish(Clone::clone),
+            size,
+            isolation: isolation_claim,
         },
         experts,
-        failure_count,
-        failures: witnesses,
+        circuits,
+        failure_count: witnesses.count,
+        failures: witnesses.list,
+        cross_check: None,
+        decisions,
+    }
+}
+
+/// S: size, counted from the model's experts (MoE) or circuits (dense).
+fn size_claim<S: ClaimArith>(
+    ts: &TaskSet,
+    model: &Model<S>,
+    expert_of_task: &[Option<usize>],
+    witnesses: &mut Witnesses,
+    decisions: &mut Vec<Decision>,
+) -> (ClaimResult, Vec<ExpertSize>) {
+    let dense = !model.circuits.is_empty();
+    let unit = if dense { "circuit" } else { "expert" };
+    let mut size = Tally::<Rat>::new(true);
+    let mut experts = Vec::new();
+    for (k, task) in ts.tasks.iter().enumerate() {
+        let bound = task.bound(ts.max_len);
+        // (name, roles of its neurons)
+        let found: Option<(String, Vec<NeuronRole>)> = if dense {
+            model
+                .circuits
+                .iter()
+                .find(|c| c.name == task.name)
+                .map(|c| {
+                    let roles = c
+                        .neurons
+                        .iter()
+                        .filter_map(|&n| model.experts[0].neurons.get(n).map(|x| x.role))
+                        .collect();
+                    (c.name.clone(), roles)
+                })
+        } else {
+            expert_of_task[k].map(|e| {
+                let expert = &model.experts[e];
+                (
+                    expert.name.clone(),
+                    expert.neurons.iter().map(|n| n.role).collect(),
+                )
+            })
+        };
+        let Some((name, roles)) = found else {
+            size.record(false, None);
+            decisions.push(Decision::new("size", &task.name, holds(false)));
+            witnesses.push(Witness {
+                claim: "size",
+                prefix: String::new(),
+                tasks: vec![task.name.clone()],
+                expert: None,
+                top_logits: vec![],
+                reason: format!("the model has no {unit} for task {}", task.name),
+            });
+            continue;
+        };
+        let neurons = roles.len();
+        size.record(
+            neurons <= bound,
+            Some(Rat::from_integer((bound as i64 - neurons as i64).into())),
+        );
+        decisions.push(Decision::new("size", &task.name, holds(neurons <= bound)));
+        if neurons > bound {
+            witnesses.push(Witness {
+                claim: "size",
+                prefix: String::new(),
+                tasks: vec![task.name.clone()],
+                expert: Some(name.clone()),
+                top_logits: vec![],
+                reason: format!(
+                    "{unit} {name} has {neurons} neurons, above L·|T(k)| + |Δk| = {bound}"
+                ),
+            });
+        }
+        let count = |role| roles.iter().filter(|&&r| r == role).count();
+        experts.push(ExpertSize {
+            task: task.name.clone(),
+            templates: task.templates.len(),
+            template_length_sum: task.template_length_sum(),
+            pairs: task.pairs.len(),
+            neurons,
+            syntactic: count(NeuronRole::Syntactic),
+            semantic: count(NeuronRole::Semantic),
+            complexity: task.complexity(),
+            bound,
+        });
+    }
+    (size.finish(Clone::clone), experts)
+}
+
+/// A small probability for a message: exact if short, else scientific.
+fn show_small<S: Scalar>(p: &S) -> String {
+    let t = p.text();
+    match t.parse::<Rat>() {
+        Ok(r) if t.len() > 24 => approx(&r),
+        _ => t,
     }
 }
 
@@ -505,6 +872,7 @@ mod tests {
     use crate::model::SparseVec;
     use crate::scalar::{int, rat};
     use crate::spec;
+    use num_traits::Zero;
     use std::path::Path;
 
     fn setup() -> (TaskSet, Model<Rat>) {
@@ -527,6 +895,49 @@ mod tests {
         // The smallest routing margin is positive and exact.
         let worst: Rat = v.claims.routing.worst.unwrap().parse().unwrap();
         assert!(worst > Rat::zero());
+        // min_margin: the same for routing; ε − P(invalid) for P.
+        assert_eq!(v.claims.routing.min_margin, Some(worst.to_string()));
+        let p: Rat = v.claims.probability.worst.unwrap().parse().unwrap();
+        let m: Rat = v.claims.probability.min_margin.unwrap().parse().unwrap();
+        assert_eq!(m, eps() - p);
+        // spoken_in: 8 neurons against L·|T(k)| + |Δk| = 9.
+        assert_eq!(v.claims.size.min_margin.as_deref(), Some("1"));
+        assert!(v.claims.isolation.is_none());
+    }
+
+    #[test]
+    fn f64_decides_the_same_claims_with_similar_margins() {
+        let (ts, model) = setup();
+        let exact = verify(&ts, &model, &eps(), "syntactic+key");
+        let float = verify_f64(&ts, &model, &eps(), "syntactic+key");
+        assert_eq!(float.arith, "f64");
+        assert!(float.all_hold());
+        assert_eq!(exact.decisions, float.decisions);
+        let r = |v: &Verdict| -> f64 {
+            v.claims
+                .routing
+                .min_margin
+                .as_ref()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let exact_margin: Rat = exact
+            .claims
+            .routing
+            .min_margin
+            .clone()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((r(&float) - f64::from_rat(&exact_margin)).abs() < 1e-9);
+        // The f64 P(invalid) is an estimate at or below the certified bound.
+        let pe: Rat = exact.claims.probability.worst.unwrap().parse().unwrap();
+        let pf: f64 = float.claims.probability.worst.unwrap().parse().unwrap();
+        assert!(
+            pf > 0.0 && pf <= f64::from_rat(&pe) * (1.0 + 1e-12),
+            "{pf} vs {pe}"
+        );
     }
 
     #[test]
@@ -581,6 +992,9 @@ mod tests {
         assert!(!v.claims.probability.holds);
         assert!(v.claims.retrieval.holds && v.claims.routing.holds);
         assert!(v.failures.iter().all(|w| w.claim == "probability"));
+        // Where P fails its margin ε − P(invalid) is negative.
+        let m: Rat = v.claims.probability.min_margin.unwrap().parse().unwrap();
+        assert!(m < Rat::zero());
     }
 
     #[test]
@@ -599,5 +1013,13 @@ mod tests {
         }));
         // Dead neurons change no logit: every other claim still holds.
         assert!(v.claims.routing.holds && v.claims.probability.holds && v.claims.retrieval.holds);
+    }
+
+    #[test]
+    fn arith_names_parse() {
+        for a in [Arith::Exact, Arith::F64, Arith::Both] {
+            assert_eq!(a.to_string().parse::<Arith>(), Ok(a));
+        }
+        assert!("float".parse::<Arith>().is_err());
     }
 }

@@ -1,5 +1,5 @@
 //! Claim P as a certificate: Σ_{u ∈ V(w)} P(u | w) > 1 − ε, decided in
-//! rationals.
+//! rationals (and, labelled as such, estimated in f64).
 //!
 //! With m the largest valid logit, P(invalid) = I / (I + V) where
 //! I = Σ_{t invalid} e^{z_t − m} and V = Σ_{u valid} e^{z_u − m} ≥ 1.
@@ -66,6 +66,26 @@ pub fn invalid_mass_bound(
     &upper_invalid / (&upper_invalid + lower_valid)
 }
 
+/// P(invalid | w) in f64, from logit histograms: the softmax shifted by the
+/// largest logit m, I / (I + V) with I = Σ_{invalid} e^{z − m} and
+/// V = Σ_{valid} e^{z − m}. Every term is at most its count and the largest
+/// is 1, so nothing overflows however large the logits; terms that
+/// underflow are below 1e-308 of the total. An estimate, not a bound.
+pub fn invalid_mass_f64(valid: &[(f64, usize)], invalid: &[(f64, usize)]) -> f64 {
+    if valid.is_empty() {
+        return 1.0;
+    }
+    let m = valid
+        .iter()
+        .chain(invalid)
+        .map(|(z, _)| *z)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mass =
+        |h: &[(f64, usize)]| -> f64 { h.iter().map(|(z, c)| *c as f64 * (z - m).exp()).sum() };
+    let (i, v) = (mass(invalid), mass(valid));
+    i / (i + v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +112,19 @@ mod tests {
         // e^5 / (e^5 + 1) ≈ 0.9933.
         assert!(b > rat(99, 100));
         assert!(b < int(1));
+    }
+
+    #[test]
+    fn f64_mass_is_stable_for_logits_in_the_hundreds() {
+        // e^900 overflows f64; the shifted softmax does not.
+        let p = invalid_mass_f64(&[(900.0, 1)], &[(880.0, 2), (0.0, 10)]);
+        let truth = 2.0 * (-20f64).exp() / (1.0 + 2.0 * (-20f64).exp());
+        assert!((p - truth).abs() < 1e-20, "{p} vs {truth}");
+        // An invalid token on top.
+        let p = invalid_mass_f64(&[(0.0, 1)], &[(700.0, 1)]);
+        assert!(p > 0.999_999 && p <= 1.0);
+        assert_eq!(invalid_mass_f64(&[(3.0, 2)], &[]), 0.0);
+        assert_eq!(invalid_mass_f64(&[], &[(3.0, 2)]), 1.0);
     }
 
     #[test]

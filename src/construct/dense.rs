@@ -1,0 +1,478 @@
+//! The dense model of Theorem 4.1: the same embeddings and two heads as the
+//! MoE model, no router, and one FFN whose neurons split into disjoint
+//! circuits C(k), one per task.
+//!
+//! Circuit C(k) is expert k of the MoE model made to live among the other
+//! tasks' neurons:
+//! - the syntactic interpolation is written without an output bias (a
+//!   dense FFN has one bias for every task): a ramp from 0 at the virtual
+//!   knot t_0 = t_1 − 1 up to y_1 at t_1 replaces it, so the circuit has n
+//!   interpolation neurons for n patterns instead of n − 1 plus a bias;
+//! - every neuron subtracts G·Γ_k, where Γ_k is the task gate of
+//!   [`super::gate`]: exactly 0 on the task's prefixes, at least 1 on every
+//!   other prefix. Its constant part is the neuron's large negative bias,
+//!   the rest is task evidence the neuron reads (k's own symbols and
+//!   entities push it up, foreign entities down). G is sized from the weights: a syntactic neuron's input
+//!   s_k never exceeds max r + c_L, so G = max r + c_L − t_0 + 1 leaves it at
+//!   most −1; a semantic neuron's L·h2:a never exceeds L, so G = L + 1.
+//!
+//! C(k) has n + |Δk| ≤ Σ|τ| + |Δk| = c(k) ≤ L·|T(k)| + |Δk| neurons, gate
+//! included: the gate is part of each neuron's weights, not extra neurons.
+//! Head 2 writes three more kinds of direction for the gates: h2:{entity}
+//! (every entity), h2:{key of k} and h2:{value of k}.
+
+use super::attention;
+use super::expert;
+use super::gate::{self, EntityDirs};
+use super::pattern;
+use super::residual::Residual;
+use super::{Margins, Options, unembedding};
+use crate::model::{
+    Basis, Circuit, Expert, Head, LinearMap, Model, Neuron, NeuronRole, Router, SparseVec,
+    Synthesis,
+};
+use crate::scalar::{Rat, int};
+use crate::taskset::{TaskSet, TokenId};
+use num_bigint::BigInt;
+use num_traits::Zero;
+
+/// The residual of the dense model: the MoE model's directions plus the
+/// head-2 entity features the gates read.
+#[derive(Debug, Clone)]
+pub struct DenseResidual {
+    pub residual: Residual,
+    pub entities: EntityDirs,
+    /// written[t]: the extra head-2 directions token t writes.
+    written: Vec<Vec<usize>>,
+}
+
+/// `name`, primed until no direction of the basis has it (an entity may be
+/// called "{entity}").
+fn fresh(basis: &Basis, name: String) -> String {
+    let mut name = name;
+    while basis.get(&name).is_some() {
+        name.push('\'');
+    }
+    name
+}
+
+impl DenseResidual {
+    pub fn new(ts: &TaskSet) -> DenseResidual {
+        let mut residual = Residual::new(ts);
+        let mut add = |name: String| {
+            let name = fresh(&residual.basis, name);
+            residual.basis.add(name)
+        };
+        let count = add("h2:{entity}".into());
+        let keys = ts
+            .tasks
+            .iter()
+            .map(|t| add(format!("h2:{{key of {}}}", t.name)))
+            .collect();
+        let values = ts
+            .tasks
+            .iter()
+            .map(|t| add(format!("h2:{{value of {}}}", t.name)))
+            .collect();
+        let entities = EntityDirs {
+            count,
+            keys,
+            values,
+        };
+        let written = (0..ts.vocab.len())
+            .map(|t| entities.written_by(ts, t))
+            .collect();
+        DenseResidual {
+            residual,
+            entities,
+            written,
+        }
+    }
+
+    /// The hidden state A' at the last position, in closed form: the MoE
+    /// model's plus 1/i on each extra head-2 direction per entity
+    /// occurrence. Gate synthesis works on it; a test checks that the
+    /// forward pass computes exactly this on every prefix.
+    pub fn hidden_state(&self, tokens: &[TokenId]) -> SparseVec<Rat> {
+        let i = tokens.len() as i64;
+        let base = attention::hidden_state(&self.residual, tokens);
+        let extra = tokens.iter().flat_map(|&t| {
+            self.written[t]
+                .iter()
+                .map(move |&d| (d, Rat::new(1.into(), i.into())))
+        });
+        base.add_scaled(&int(1), &SparseVec::from_entries(extra))
+    }
+}
+
+/// A copy of `map` with room for `rows` more outputs and `cols` more inputs.
+fn widen(map: &LinearMap<Rat>, rows: usize, cols: usize) -> LinearMap<Rat> {
+    let mut wide = LinearMap::zero(map.in_dim + cols, map.out_dim + rows);
+    for c in 0..map.in_dim {
+        for (r, w) in map.column(c).entries() {
+            wide.add(*r, c, w.clone());
+        }
+    }
+    wide
+}
+
+/// Give head 2 one value slot per extra direction, written by the entities
+/// that carry it and copied by W_O onto that direction.
+fn extend_key_head(head: &mut Head<Rat>, ts: &TaskSet, d: &DenseResidual) {
+    let r = &d.residual;
+    let extra: Vec<usize> = [d.entities.count]
+        .into_iter()
+        .chain(d.entities.keys.iter().copied())
+        .chain(d.entities.values.iter().copied())
+        .collect();
+    let first = head.values.len();
+    let mut value = widen(&head.value, extra.len(), 0);
+    let mut output = widen(&head.output, 0, extra.len());
+    for (s, &dir) in extra.iter().enumerate() {
+        head.values
+            .add(r.basis.name(dir).trim_start_matches("h2:").to_string());
+        output.add(dir, first + s, int(1));
+    }
+    for t in 0..ts.vocab.len() {
+        for dir in &d.written[t] {
+            let s = extra
+                .iter()
+                .position(|x| x == dir)
+                .expect("an extra direction");
+            value.add(first + s, r.tok[t], int(1));
+        }
+    }
+    head.value = value;
+    head.output = output;
+}
+
+/// The neurons of circuit C(k), appended to `neurons`; returns the circuit.
+fn circuit(
+    ts: &TaskSet,
+    k: usize,
+    d: &DenseResidual,
+    margins: &Margins,
+    gate: &gate::Gate,
+    neurons: &mut Vec<Neuron<Rat>>,
+) -> Circuit<Rat> {
+    let r = &d.residual;
+    let task = &ts.tasks[k];
+    let word = |t: usize| ts.vocab.name(t).to_string();
+    let (proj, points) = expert::interpolation(ts, k, r, margins);
+    let s_read = proj.read(r);
+    let max_r = proj
+        .symbol_weight
+        .values()
+        .max()
+        .cloned()
+        .unwrap_or_else(BigInt::zero);
+    let s_max = Rat::from_integer(max_r + proj.position_offset.last().cloned().unwrap_or_default());
+    let t0 = &points[0].0 - int(1);
+    // Off-task Γ_k ≥ δ, so G·δ must cover the largest input a neuron can see.
+    let g_syn = ((&s_max - &t0 + int(1)) / &gate.floor).ceil();
+    let g_sem = (int(ts.max_len as i64 + 1) / &gate.floor).ceil();
+
+    // Γ_k's constant term becomes a large negative bias (−G·Γ_k(one)); the
+    // rest is the task evidence each neuron reads.
+    let constant = gate.read.get(r.one);
+    let evidence = gate
+        .read
+        .add_scaled(&-constant.clone(), &SparseVec::unit(r.one));
+
+    let mut members = Vec::new();
+    let mut gate_weight = Vec::new();
+    // Knots: (t_0, 0), then every pattern's (t_m, y_m).
+    let mut knots: Vec<(Rat, Option<&pattern::Pattern>, SparseVec<Rat>)> =
+        vec![(t0.clone(), None, SparseVec::default())];
+    knots.extend(
+        points
+            .iter()
+            .map(|(t, p, y)| (t.clone(), Some(p), y.clone())),
+    );
+    let mut previous_slope = SparseVec::default();
+    for m in 0..knots.len() - 1 {
+        let (t_m, p_m, y_m) = &knots[m];
+        let (t_next, _, y_next) = &knots[m + 1];
+        let slope = y_next.add_scaled(&int(-1), y_m).map(|v| v / (t_next - t_m));
+        let write = slope.add_scaled(&int(-1), &previous_slope);
+        let at = match p_m {
+            Some(p) => format!("s(\"{}\")", pattern::render(p, word)),
+            None => format!(
+                "s(\"{}\") − 1",
+                pattern::render(knots[1].1.expect("a pattern"), word)
+            ),
+        };
+        members.push(neurons.len());
+        gate_weight.push(g_syn.clone());
+        neurons.push(Neuron {
+            name: format!("{}/syn{m}: s ≥ {at}, gated", task.name),
+            role: NeuronRole::Syntactic,
+            read: s_read.add_scaled(&-g_syn.clone(), &evidence),
+            bias: -t_m.clone() - &g_syn * &constant,
+            write,
+        });
+        previous_slope = slope;
+    }
+
+    for &(key, value) in &task.pairs {
+        let dir = r.entity(key).unwrap_or(r.one);
+        members.push(neurons.len());
+        gate_weight.push(g_sem.clone());
+        neurons.push(Neuron {
+            name: format!("{}/sem: {} → {}, gated", task.name, word(key), word(value)),
+            role: NeuronRole::Semantic,
+            read: SparseVec::from_entries([(dir, int(ts.max_len as i64))])
+                .add_scaled(&-g_sem.clone(), &evidence),
+            bias: -&g_sem * &constant,
+            write: SparseVec::from_entries([(r.out[value], margins.semantic.clone())]),
+        });
+    }
+    Circuit {
+        name: task.name.clone(),
+        neurons: members,
+        gate: gate.read.clone(),
+        gate_weight,
+        unexcluded: gate
+            .unexcluded
+            .iter()
+            .map(|&q| ts.render(&ts.prefixes[q].tokens))
+            .collect(),
+    }
+}
+
+/// Build the dense model for a task set.
+pub fn build_dense(ts: &TaskSet, options: &Options) -> Model<Rat> {
+    let d = DenseResidual::new(ts);
+    let r = &d.residual;
+    let margins = Margins::new(ts.vocab.len(), ts.max_len, &options.epsilon);
+    let (token_embed, pos_embed) = attention::embeddings(ts, r);
+    let mut heads = attention::heads(ts, r);
+    extend_key_head(&mut heads[1], ts, &d);
+
+    let states: Vec<SparseVec<Rat>> = ts
+        .prefixes
+        .iter()
+        .map(|p| d.hidden_state(&p.tokens))
+        .collect();
+    let mut neurons = Vec::new();
+    let circuits = (0..ts.tasks.len())
+        .map(|k| {
+            let gate = gate::synthesize(ts, k, r, &d.entities, &states);
+            circuit(ts, k, &d, &margins, &gate, &mut neurons)
+        })
+        .collect();
+
+    let width = r.basis.len();
+    Model {
+        vocab: ts.vocab.names().to_vec(),
+        residual: r.basis.clone(),
+        max_len: ts.max_len,
+        token_embed,
+        pos_embed,
+        heads,
+        router: Router {
+            inputs: vec![],
+            weights: LinearMap::zero(width, 1),
+            bias: vec![Rat::zero()],
+            synthesis: Synthesis {
+                converged: true,
+                epochs: 0,
+                misrouted: 0,
+                forced: 0,
+                reads: "nothing (the dense model has one FFN)".into(),
+            },
+        },
+        experts: vec![Expert {
+            name: "ffn".into(),
+            neurons,
+            output_bias: SparseVec::default(),
+        }],
+        unembed: unembedding(ts, r),
+        circuits,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::construct::build_moe;
+    use crate::eval::forward;
+    use crate::spec;
+    use num_traits::Zero;
+    use std::path::Path;
+
+    fn load(name: &str) -> TaskSet {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("constructions")
+            .join(name);
+        TaskSet::from_spec(&spec::load(&path).unwrap())
+    }
+
+    #[test]
+    fn circuits_are_the_experts_plus_a_ramp_and_stay_within_the_bound() {
+        let ts = load("running_example.toml");
+        let model = build_dense(&ts, &Options::default());
+        assert_eq!(model.kind(), "dense");
+        assert_eq!(model.experts.len(), 1);
+        let sizes: Vec<(&str, usize)> = model
+            .circuits
+            .iter()
+            .map(|c| (c.name.as_str(), c.neurons.len()))
+            .collect();
+        // located_in: 7 patterns → 7 ramp/interpolation neurons + 3 pairs;
+        // spoken_in: 6 + 3 = 9 = L·|T(k)| + |Δk|, exactly at the bound.
+        assert_eq!(sizes, [("located_in", 10), ("spoken_in", 9)]);
+        assert_eq!(model.experts[0].neurons.len(), 19);
+        assert!(model.experts[0].output_bias.entries().is_empty());
+        // The first neuron ramps up from 0 one unit below the first pattern.
+        assert!(
+            model.experts[0].neurons[0]
+                .name
+                .starts_with("located_in/syn0: s ≥ s(\"⋆1\") − 1, gated"),
+            "{}",
+            model.experts[0].neurons[0].name
+        );
+        // A gated semantic neuron, by name: task evidence (k's symbols and
+        // entities, 441 = G·A with G = L + 1 = 7, A = 2^6 − 1) and a large
+        // negative bias cancel exactly on located_in's prefixes, leaving
+        // 6·h2:Paris.
+        assert_eq!(
+            model.explain_neuron(0, 7),
+            "located_in/sem: Paris → France, gated: ReLU(h1:{entity}=441, h1:is=441, h1:in=441, h1:located=441, h2:Paris=6, h2:{entity}=-441, h2:{key of located_in}=441, h2:{value of located_in}=441 + -441) -> out:France=18"
+        );
+        for (c, circuit) in model.circuits.iter().enumerate() {
+            for &n in &circuit.neurons {
+                assert_eq!(model.circuit_of(n), Some(c));
+            }
+            assert!(circuit.unexcluded.is_empty());
+        }
+    }
+
+    #[test]
+    fn closed_form_hidden_state_is_what_the_weights_compute() {
+        for file in [
+            "running_example.toml",
+            "shared_keys.toml",
+            "random_seed2.toml",
+        ] {
+            let ts = load(file);
+            let d = DenseResidual::new(&ts);
+            let model = build_dense(&ts, &Options::default());
+            for p in &ts.prefixes {
+                let trace = forward(&model, &p.tokens).unwrap();
+                assert_eq!(
+                    trace.hidden,
+                    d.hidden_state(&p.tokens),
+                    "{file}: {}",
+                    ts.render(&p.tokens)
+                );
+            }
+        }
+        // Head 2 counts entities and tells keys from values.
+        let ts = load("running_example.toml");
+        let model = build_dense(&ts, &Options::default());
+        let t = forward(&model, &ts.tokenize("Paris is in France").unwrap()).unwrap();
+        let named = model.describe(&t.heads[1], &model.heads[1].values);
+        assert_eq!(
+            named,
+            "Paris=1/4, France=1/4, {entity}=1/2, {key of located_in}=1/4, {value of located_in}=1/4, {value of spoken_in}=1/4"
+        );
+    }
+
+    /// Γ_k is exactly 0 on every prefix of task k and positive on every
+    /// other prefix: every gate closes where it must.
+    #[test]
+    fn gates_vanish_on_their_task_and_close_elsewhere() {
+        for file in [
+            "running_example.toml",
+            "shared_keys.toml",
+            "random_seed1.toml",
+            "random_seed2.toml",
+        ] {
+            let ts = load(file);
+            let d = DenseResidual::new(&ts);
+            let model = build_dense(&ts, &Options::default());
+            for (k, circuit) in model.circuits.iter().enumerate() {
+                assert!(circuit.unexcluded.is_empty(), "{file} {}", circuit.name);
+                for p in &ts.prefixes {
+                    let g = circuit.gate.dot(&d.hidden_state(&p.tokens));
+                    if p.tasks.contains(&k) {
+                        assert!(
+                            g.is_zero(),
+                            "{file} {}: {}",
+                            circuit.name,
+                            ts.render(&p.tokens)
+                        );
+                    } else {
+                        assert!(
+                            g > Rat::zero(),
+                            "{file} {}: {}",
+                            circuit.name,
+                            ts.render(&p.tokens)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// On the XOR-like set no functional vanishes on alpha's prefixes and is
+    /// positive on both of beta's crossed openings (x(red big) + x(blue
+    /// small) = x(red small) + x(blue big)): each gate says which it misses.
+    #[test]
+    fn xor_like_openings_cannot_be_gated() {
+        let ts = load("xor_expected_failure.toml");
+        let model = build_dense(&ts, &Options::default());
+        let unexcluded: Vec<(&str, Vec<&str>)> = model
+            .circuits
+            .iter()
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    c.unexcluded.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            unexcluded,
+            [
+                ("alpha", vec!["red small", "blue big"]),
+                ("beta", vec!["red big", "blue small"])
+            ]
+        );
+    }
+
+    /// Where one task claims a prefix, only its circuit fires, and it
+    /// computes exactly what the MoE model's expert computes.
+    #[test]
+    fn dense_logits_equal_the_moe_logits_on_unambiguous_prefixes() {
+        for file in [
+            "running_example.toml",
+            "shared_keys.toml",
+            "random_seed2.toml",
+        ] {
+            let ts = load(file);
+            let dense = build_dense(&ts, &Options::default());
+            let moe = build_moe(&ts, &Options::default());
+            let mut compared = 0;
+            for p in ts.prefixes.iter().filter(|p| !p.is_ambiguous()) {
+                let a = forward(&dense, &p.tokens).unwrap();
+                let b = forward(&moe, &p.tokens).unwrap();
+                assert_eq!(
+                    a.logits.nonzero,
+                    b.logits.nonzero,
+                    "{file}: {}",
+                    ts.render(&p.tokens)
+                );
+                let k = *p.tasks.first().unwrap();
+                assert!(
+                    a.firing
+                        .iter()
+                        .all(|(n, _)| dense.circuit_of(*n) == Some(k))
+                );
+                compared += 1;
+            }
+            assert_eq!(compared, ts.prefixes.len() - ts.ambiguous());
+        }
+    }
+}

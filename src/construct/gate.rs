@@ -1,0 +1,371 @@
+//! The task gate of the dense model: a linear function Γ_k of the hidden
+//! state that is exactly 0 on every prefix of task k and at least δ > 0
+//! (1 unless a lookalike sets it lower) on every other prefix of the task
+//! set.
+//!
+//! Every neuron of circuit C(k) subtracts G·Γ_k from its pre-activation
+//! (G sized so that ReLU stays at 0 once Γ_k ≥ δ): on the task's own
+//! prefixes the circuit computes exactly what expert k of the MoE model
+//! computes, everywhere else it is silent. Γ_k = A·Φ_k + Ψ_k:
+//!
+//! - Φ_k, *foreign evidence*: the head-1 mass of symbols that no template of
+//!   k uses, 1 − Σ_{σ ∈ Σ_k} h1:σ (head 1's weights sum to 1), plus the
+//!   head-2 mass of entities outside Δk, h2:{entity} − h2:{key of k} −
+//!   h2:{value of k}. Both are exactly 0 on the prefixes of k and at least
+//!   1/(2^L − 1) on any prefix with a foreign token (the smallest head-1
+//!   weight is 2/(2^{L+1} − 2); a head-2 weight is 1/i ≥ 1/L). Evidence
+//!   only ever closes a gate: an entity of k seen in another task's key
+//!   slot is not foreign, and is left to Ψ_k.
+//! - Ψ_k, for the *lookalikes*: prefixes of other tasks made only of k's
+//!   words and entities (a shared opening such as "from in", or one of k's
+//!   values in another task's key slot). Ψ_k is a functional of the exact
+//!   nullspace of k's hidden states (so it vanishes on every prefix of k),
+//!   chosen to be positive on every lookalike: the direction comes from a
+//!   margin perceptron in f64, its free coordinates are rounded, and the
+//!   exact functional with those coordinates is checked exactly. Its
+//!   features keep keys and values of k apart (h2:{key of k}, h2:{value of
+//!   k}), so a value in a key slot is not read as a key. When no such
+//!   functional exists (XOR-like templates: the sum of two of k's prefixes
+//!   equals the sum of two lookalikes) the lookalikes it misses are
+//!   recorded, and the verifier shows the circuit firing there.
+//! - A = ⌈(2^L − 1)(‖Ψ_k‖₁ + 1)⌉: every read coordinate is at most 1 in
+//!   magnitude, so |Ψ_k| ≤ ‖Ψ_k‖₁ and A·Φ_k outweighs it wherever a foreign
+//!   token appears.
+
+use super::residual::Residual;
+use crate::model::SparseVec;
+use crate::scalar::{Rat, Scalar, int};
+use crate::taskset::{TaskSet, TokenKind};
+use nalgebra::{DMatrix, DVector};
+use num_bigint::BigInt;
+use num_traits::{One, Signed, Zero};
+use std::collections::{BTreeSet, HashSet};
+
+/// Perceptron epochs before gate synthesis settles for its current Ψ_k.
+const MAX_EPOCHS: usize = 2000;
+
+/// Head-2 directions the dense model adds for its gates.
+#[derive(Debug, Clone)]
+pub struct EntityDirs {
+    /// h2:{entity}: the number of entities in the prefix over i.
+    pub count: usize,
+    /// h2:{key of k}: occurrences of k's keys over i.
+    pub keys: Vec<usize>,
+    /// h2:{value of k}: occurrences of k's values that are not also keys of
+    /// k, over i.
+    pub values: Vec<usize>,
+}
+
+impl EntityDirs {
+    /// The directions head 2 writes for token t beyond its own h2:t.
+    pub fn written_by(&self, ts: &TaskSet, t: usize) -> Vec<usize> {
+        if ts.vocab.kind(t) != TokenKind::Entity {
+            return vec![];
+        }
+        let mut dirs = vec![self.count];
+        for (k, task) in ts.tasks.iter().enumerate() {
+            let key = task.pairs.iter().any(|&(a, _)| a == t);
+            let value = task.pairs.iter().any(|&(_, b)| b == t);
+            if key {
+                dirs.push(self.keys[k]);
+            } else if value {
+                dirs.push(self.values[k]);
+            }
+        }
+        dirs
+    }
+}
+
+/// The gate of one task.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    /// Γ_k as a read vector over the residual (`one` holds the constant);
+    /// integer weights.
+    pub read: SparseVec<Rat>,
+    /// δ: Γ_k ≥ δ on every prefix outside D(k) that it excludes (1, or the
+    /// smallest positive Ψ_k on a lookalike).
+    pub floor: Rat,
+    /// Prefixes (indices into `ts.prefixes`) of other tasks without a
+    /// foreign token on which Ψ_k is not positive: the gate stays open there.
+    pub unexcluded: Vec<usize>,
+    /// How many lookalike prefixes Ψ_k had to exclude.
+    pub lookalikes: usize,
+}
+
+/// Tokens of task k: its template words and its keys and values.
+fn own_tokens(ts: &TaskSet, k: usize) -> Vec<bool> {
+    let mut own = vec![false; ts.vocab.len()];
+    let task = &ts.tasks[k];
+    for template in &task.templates {
+        for slot in &template.slots {
+            if let crate::taskset::Slot::Word(w) = slot {
+                own[*w] = true;
+            }
+        }
+    }
+    for &(a, b) in &task.pairs {
+        own[a] = true;
+        own[b] = true;
+    }
+    own
+}
+
+/// The template words of task k.
+fn own_words(ts: &TaskSet, k: usize) -> Vec<usize> {
+    own_tokens(ts, k)
+        .into_iter()
+        .enumerate()
+        .filter(|&(t, own)| own && ts.vocab.kind(t) == TokenKind::Word)
+        .map(|(t, _)| t)
+        .collect()
+}
+
+/// The read coordinates Ψ_k may use: `one`, every position, head 1 on k's
+/// symbols, the head-2 entity features of k, and the current token when it
+/// is one of k's words. Each is at most 1 in magnitude on every prefix.
+fn psi_coordinates(ts: &TaskSet, k: usize, r: &Residual, e: &EntityDirs) -> Vec<usize> {
+    let mut dirs: BTreeSet<usize> = BTreeSet::new();
+    dirs.insert(r.one);
+    dirs.extend(&r.pos);
+    dirs.insert(r.h1_entity);
+    dirs.extend([e.count, e.keys[k], e.values[k]]);
+    for t in own_words(ts, k) {
+        dirs.insert(r.h1[t]);
+        dirs.insert(r.tok[t]);
+    }
+    dirs.into_iter().collect()
+}
+
+/// Φ_k as a read vector.
+fn foreign_evidence(ts: &TaskSet, k: usize, r: &Residual, e: &EntityDirs) -> SparseVec<Rat> {
+    let mut symbols: BTreeSet<usize> = BTreeSet::new();
+    symbols.insert(r.h1_entity);
+    symbols.extend(own_words(ts, k).into_iter().map(|t| r.h1[t]));
+    SparseVec::from_entries(
+        [
+            (r.one, int(1)),
+            (e.count, int(1)),
+            (e.keys[k], int(-1)),
+            (e.values[k], int(-1)),
+        ]
+        .into_iter()
+        .chain(symbols.into_iter().map(|d| (d, int(-1)))),
+    )
+}
+
+/// The functionals over `dims` coordinates that vanish on every row, in
+/// reduced form (exact Gauss–Jordan elimination, rows reduced one at a
+/// time): each pivot row has a 1 at its pivot column and 0 at every other
+/// pivot column. A functional vanishing on every row is then fixed by its
+/// free (non-pivot) coordinates z_f: its pivot coordinate p is −Σ_f z_f·row_p[f].
+struct Nullspace {
+    pivots: Vec<(usize, Vec<Rat>)>,
+    free: Vec<usize>,
+    dims: usize,
+}
+
+impl Nullspace {
+    fn new(rows: &[Vec<Rat>], dims: usize) -> Nullspace {
+        let mut pivots: Vec<(usize, Vec<Rat>)> = Vec::new();
+        for row in rows {
+            if pivots.len() == dims {
+                break;
+            }
+            let mut x = row.clone();
+            for (col, p) in &pivots {
+                if !x[*col].is_zero() {
+                    let f = x[*col].clone();
+                    for (xi, pi) in x.iter_mut().zip(p) {
+                        if !pi.is_zero() {
+                            *xi -= &f * pi;
+                        }
+                    }
+                }
+            }
+            let Some(col) = x.iter().position(|v| !v.is_zero()) else {
+                continue;
+            };
+            let lead = x[col].clone();
+            for xi in x.iter_mut() {
+                *xi /= &lead;
+            }
+            for (_, p) in pivots.iter_mut() {
+                if !p[col].is_zero() {
+                    let f = p[col].clone();
+                    for (pi, xi) in p.iter_mut().zip(&x) {
+                        if !xi.is_zero() {
+                            *pi -= &f * xi;
+                        }
+                    }
+                }
+            }
+            pivots.push((col, x));
+        }
+        let pivot_cols: HashSet<usize> = pivots.iter().map(|(c, _)| *c).collect();
+        let free = (0..dims).filter(|f| !pivot_cols.contains(f)).collect();
+        Nullspace { pivots, free, dims }
+    }
+
+    /// The exact functional with free coordinates z.
+    fn complete(&self, z: &[Rat]) -> Vec<Rat> {
+        let mut d = vec![Rat::zero(); self.dims];
+        for (&f, zf) in self.free.iter().zip(z) {
+            d[f] = zf.clone();
+        }
+        for (c, row) in &self.pivots {
+            d[*c] = -self
+                .free
+                .iter()
+                .zip(z)
+                .filter(|(f, zf)| !zf.is_zero() && !row[**f].is_zero())
+                .map(|(f, zf)| zf * &row[*f])
+                .sum::<Rat>();
+        }
+        d
+    }
+
+    /// The basis functional of free coordinate f, in f64.
+    fn basis_f64(&self, f: usize) -> Vec<f64> {
+        let z: Vec<Rat> = self
+            .free
+            .iter()
+            .map(|&g| if g == f { Rat::one() } else { Rat::zero() })
+            .collect();
+        self.complete(&z).iter().map(f64::from_rat).collect()
+    }
+}
+
+/// A direction, in f64, along which every lookalike scores at least 1:
+/// a margin perceptron on the lookalikes projected onto an orthonormal
+/// basis of the nullspace (nalgebra QR), unit-normalised so that no single
+/// lookalike's scale dominates. Lookalikes with no component outside the
+/// task's span cannot be excluded by any functional and are skipped.
+fn direction(null: &Nullspace, lookalikes: &[Vec<f64>]) -> Vec<f64> {
+    let r = null.free.len();
+    let columns: Vec<Vec<f64>> = null.free.iter().map(|&f| null.basis_f64(f)).collect();
+    let n = DMatrix::from_fn(null.dims, r, |i, j| columns[j][i]);
+    let q = n.qr().q();
+    let samples: Vec<DVector<f64>> = lookalikes
+        .iter()
+        .map(|x| q.tr_mul(&DVector::from_column_slice(x)))
+        .filter(|u| u.norm() > 1e-9)
+        .map(|u| u.normalize())
+        .collect();
+    let mut w = DVector::<f64>::zeros(q.ncols());
+    for _ in 0..MAX_EPOCHS {
+        let mut updated = false;
+        for u in &samples {
+            if w.dot(u) < 1.0 {
+                w += u;
+                updated = true;
+            }
+        }
+        if !updated {
+            break;
+        }
+    }
+    (q * w).as_slice().to_vec()
+}
+
+/// Synthesise Γ_k from the exact hidden states of every prefix (`states`,
+/// in the order of `ts.prefixes`).
+pub fn synthesize(
+    ts: &TaskSet,
+    k: usize,
+    r: &Residual,
+    e: &EntityDirs,
+    states: &[SparseVec<Rat>],
+) -> Gate {
+    let phi = foreign_evidence(ts, k, r, e);
+    let own = own_tokens(ts, k);
+    let lookalikes: Vec<usize> = ts
+        .prefixes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !p.tasks.contains(&k) && p.tokens.iter().all(|&t| own[t]))
+        .map(|(i, _)| i)
+        .collect();
+
+    let mut psi = SparseVec::default();
+    let mut unexcluded = Vec::new();
+    // δ: the least value of Γ_k outside D(k) (1 unless a lookalike sets it).
+    let mut floor = Rat::one();
+    if !lookalikes.is_empty() {
+        let coords = psi_coordinates(ts, k, r, e);
+        let restrict =
+            |x: &SparseVec<Rat>| -> Vec<Rat> { coords.iter().map(|&c| x.get(c)).collect() };
+        // Distinct restricted states of the task's own prefixes.
+        let mut seen: HashSet<Vec<Rat>> = HashSet::new();
+        let rows: Vec<Vec<Rat>> = ts
+            .prefixes
+            .iter()
+            .zip(states)
+            .filter(|(p, _)| p.tasks.contains(&k))
+            .map(|(_, x)| restrict(x))
+            .filter(|row| seen.insert(row.clone()))
+            .collect();
+        let null = Nullspace::new(&rows, coords.len());
+        if !null.free.is_empty() {
+            let seen: Vec<Vec<Rat>> = lookalikes.iter().map(|&q| restrict(&states[q])).collect();
+            let seen_f64: Vec<Vec<f64>> = seen
+                .iter()
+                .map(|x| x.iter().map(f64::from_rat).collect())
+                .collect();
+            let d = direction(&null, &seen_f64);
+            // The f64 direction only guides: its free coordinates, rounded
+            // to multiples of 2^-20, fix an exact functional of the
+            // nullspace, so Ψ_k vanishes on D(k) whatever the rounding.
+            let grid = f64::from(1u32 << 20);
+            let z: Vec<Rat> = null
+                .free
+                .iter()
+                .map(|&f| {
+                    Rat::new(
+                        BigInt::from((d[f] * grid).round() as i64),
+                        BigInt::from(1u32 << 20),
+                    )
+                })
+                .collect();
+            let exact = null.complete(&z);
+            psi = SparseVec::from_entries(coords.iter().copied().zip(exact));
+            // Rescale so the least excluded lookalike scores about 1 (by
+            // an integer, to keep the weights' denominators small).
+            let least = lookalikes
+                .iter()
+                .map(|&q| psi.dot(&states[q]))
+                .filter(|v| *v >= Rat::one())
+                .min();
+            if let Some(least) = least {
+                let by = least.floor();
+                psi = psi.map(|v| v / &by);
+            }
+        }
+        let values: Vec<(usize, Rat)> = lookalikes
+            .iter()
+            .map(|&q| (q, psi.dot(&states[q])))
+            .collect();
+        unexcluded = values
+            .iter()
+            .filter(|(_, v)| *v <= Rat::zero())
+            .map(|(q, _)| *q)
+            .collect();
+        if let Some(least) = values
+            .iter()
+            .map(|(_, v)| v)
+            .filter(|v| **v > Rat::zero())
+            .min()
+        {
+            floor = floor.min(least.clone());
+        }
+    }
+
+    let norm: Rat = psi.entries().iter().map(|(_, v)| v.abs()).sum();
+    let a = (Rat::from_integer((BigInt::one() << ts.max_len) - 1) * (norm + Rat::one())).ceil();
+    let read = psi.add_scaled(&a, &phi);
+    Gate {
+        read,
+        floor,
+        unexcluded,
+        lookalikes: lookalikes.len(),
+    }
+}

@@ -1,0 +1,365 @@
+//! Every file in constructions/ through the binary, for both models
+//! (`--model moe|dense`) in every arithmetic (`--arith exact|f64|both`):
+//! the verdicts must not depend on the arithmetic, and must be the ones the
+//! constructions are known for.
+
+mod common;
+
+use common::{construction, routecert, verify_json};
+use serde_json::Value;
+
+/// (claim, holds, failures) for every claim the verdict reports.
+fn claims(v: &Value) -> Vec<(String, bool, u64)> {
+    v["claims"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, c)| {
+            (
+                name.clone(),
+                c["holds"].as_bool().unwrap(),
+                c["failures"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn failures(v: &Value, claim: &str) -> u64 {
+    v["claims"][claim]["failures"].as_u64().unwrap()
+}
+
+/// Run one file in every arithmetic; check what they share and return the
+/// exact verdict. The verdicts must agree, and so must every decision.
+fn every_arith(file: &str, model: &str) -> (i32, Value) {
+    let (code, exact, float, both) = every_arith_raw(file, model);
+    let what = format!("{file} --model {model}");
+    assert_eq!(claims(&exact), claims(&float), "{what}");
+    assert_eq!(
+        both["cross_check"]["disagreements"],
+        serde_json::json!([]),
+        "{what}"
+    );
+    (code, exact)
+}
+
+/// The three runs, with the checks that hold even where exact and f64 may
+/// legitimately decide differently (an exact tie).
+fn every_arith_raw(file: &str, model: &str) -> (i32, Value, Value, Value) {
+    let path = construction(file);
+    let (code, exact) = verify_json(&path, &["--model", model, "--arith", "exact"]);
+    let (f_code, float) = verify_json(&path, &["--model", model, "--arith", "f64"]);
+    let (b_code, both) = verify_json(&path, &["--model", model, "--arith", "both"]);
+    let what = format!("{file} --model {model}");
+    assert_eq!(exact["arith"], "exact", "{what}");
+    assert_eq!(float["arith"], "f64", "{what}");
+    assert_eq!(both["arith"], "both", "{what}");
+    for v in [&exact, &float, &both] {
+        assert_eq!(v["model"], model, "{what}");
+        // Every claim reports its smallest margin.
+        for (name, c) in v["claims"].as_object().unwrap() {
+            if name == "routing" && model == "dense" {
+                assert_eq!(c["checked"], 0, "{what}: no router to check");
+                continue;
+            }
+            assert!(c["min_margin"].is_string(), "{what} {name}: {c}");
+        }
+        assert_eq!(
+            v["claims"]["isolation"].is_object(),
+            model == "dense",
+            "{what}"
+        );
+        assert_eq!(v["circuits"].is_array(), model == "dense", "{what}");
+    }
+    // The exit code follows the verdict; `both` is decided by exact and
+    // carries the f64 claims.
+    assert_eq!((code, f_code, b_code), (code, code, code), "{what}");
+    assert_eq!(claims(&exact), claims(&both), "{what}");
+    assert!(exact["cross_check"].is_null() && float["cross_check"].is_null());
+    let x = &both["cross_check"];
+    assert!(x["decisions"].as_u64().unwrap() > exact["prefixes"].as_u64().unwrap());
+    let f64_claims: Value = [("claims".to_string(), x["f64_claims"].clone())]
+        .into_iter()
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    assert_eq!(claims(&f64_claims), claims(&float), "{what}");
+    (code, exact, float, both)
+}
+
+#[test]
+fn the_small_constructions_hold_in_both_models_and_every_arithmetic() {
+    for file in ["running_example.toml", "shared_keys.toml"] {
+        for model in ["moe", "dense"] {
+            let (code, v) = every_arith(file, model);
+            assert_eq!(code, 0, "{file} {model}: {v:#}");
+            assert!(claims(&v).iter().all(|(_, holds, _)| *holds));
+        }
+    }
+}
+
+#[test]
+fn random_seed1_holds_in_both_models_and_every_arithmetic() {
+    for model in ["moe", "dense"] {
+        let (code, v) = every_arith("random_seed1.toml", model);
+        assert_eq!(code, 0, "{model}: {:#}", v["failures"]);
+    }
+}
+
+#[test]
+fn random_seed2_holds_in_both_models_and_every_arithmetic() {
+    for model in ["moe", "dense"] {
+        let (code, v) = every_arith("random_seed2.toml", model);
+        assert_eq!(code, 0, "{model}: {:#}", v["failures"]);
+    }
+}
+
+#[test]
+fn the_xor_set_fails_in_both_models_and_every_arithmetic() {
+    // MoE: no linear router separates the crossed openings.
+    let (code, v) = every_arith("xor_expected_failure.toml", "moe");
+    assert_eq!(code, 1);
+    assert_eq!(
+        (failures(&v, "routing"), failures(&v, "probability")),
+        (1, 1)
+    );
+    // Dense: no gate closes on them either. On each of the 4 crossed
+    // openings the other task's circuit fires; masking restores the
+    // verdict; the witnesses say why.
+    let (code, v, float, both) = every_arith_raw("xor_expected_failure.toml", "dense");
+    assert_eq!(code, 1);
+    // There both circuits put exactly 217 on a valid and an invalid key: an
+    // exact tie, which fails A exactly. f64 rounding may break such a tie
+    // either way; the cross-check must list every decision that flipped,
+    // and only those.
+    let flipped: Vec<&str> = both["cross_check"]["disagreements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d["claim"], "retrieval", "{d}");
+            assert_eq!(
+                (d["exact"].as_str(), d["f64"].as_str()),
+                (Some("fails"), Some("holds")),
+                "{d}"
+            );
+            d["subject"].as_str().unwrap()
+        })
+        .collect();
+    assert!(
+        flipped
+            .iter()
+            .all(|p| ["red big", "blue small", "red small", "blue big"].contains(p))
+    );
+    assert_eq!(
+        failures(&float, "retrieval") + flipped.len() as u64,
+        failures(&v, "retrieval")
+    );
+    assert_eq!(failures(&float, "isolation"), 4);
+    assert_eq!(failures(&v, "retrieval"), 4);
+    assert_eq!(failures(&v, "isolation"), 4);
+    assert_eq!(failures(&v, "probability"), 4);
+    let isolation: Vec<&Value> = v["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["claim"] == "isolation")
+        .collect();
+    let mut prefixes: Vec<&str> = isolation
+        .iter()
+        .map(|w| w["prefix"].as_str().unwrap())
+        .collect();
+    prefixes.sort();
+    assert_eq!(prefixes, ["blue big", "blue small", "red big", "red small"]);
+    for w in isolation {
+        let reason = w["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("gate synthesis found no evidence"),
+            "{reason}"
+        );
+        assert!(reason.contains("XOR-like"), "{reason}");
+    }
+    for c in v["circuits"].as_array().unwrap() {
+        assert_eq!(c["isolated"], false);
+        assert_eq!(c["off_task_firings"], 2);
+    }
+}
+
+#[test]
+fn dense_sizes_and_reports_read_as_documented() {
+    let (code, v) = verify_json(&construction("running_example.toml"), &["--model", "dense"]);
+    assert_eq!(code, 0);
+    let rows: Vec<(String, u64, u64, u64, u64)> = v["experts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let n = |k: &str| e[k].as_u64().unwrap();
+            (
+                e["task"].as_str().unwrap().to_string(),
+                n("neurons"),
+                n("syntactic"),
+                n("semantic"),
+                n("bound"),
+            )
+        })
+        .collect();
+    // One more syntactic neuron than the MoE expert (the ramp that replaces
+    // the expert's output bias); spoken_in sits exactly at its bound.
+    assert_eq!(
+        rows,
+        [
+            ("located_in".to_string(), 10, 7, 3, 15),
+            ("spoken_in".to_string(), 9, 6, 3, 9)
+        ]
+    );
+    assert_eq!(v["router"], "none");
+    let c = &v["circuits"][0];
+    assert_eq!(
+        (
+            c["task"].as_str(),
+            c["prefixes"].as_u64(),
+            c["changed_verdicts"].as_u64()
+        ),
+        (Some("located_in"), Some(21), Some(0))
+    );
+
+    let run = routecert(&[
+        "verify",
+        construction("running_example.toml").to_str().unwrap(),
+        "--model",
+        "dense",
+    ]);
+    assert_eq!(run.code, 0);
+    let first = run.stdout.lines().next().unwrap();
+    assert_eq!(
+        first,
+        "39 prefixes, 9 queries, 0 ambiguous | R routing n/a (dense: no router) | P probability holds (39/39 prefixes) | A retrieval holds (39/39 prefixes) | S size holds (2/2 circuits) | I isolation holds (39/39 task prefixes)"
+    );
+    assert!(
+        run.stdout.contains(
+            "spoken_in   1          6     3     9     9              9 (6 + 3)            yes"
+        ),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn f64_reports_say_they_are_not_certified() {
+    let path = construction("running_example.toml");
+    let run = routecert(&["verify", path.to_str().unwrap(), "--arith", "f64"]);
+    assert_eq!(run.code, 0);
+    let mut lines = run.stdout.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("[f64, not certified] 39 prefixes")
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .contains("arithmetic f64 (nalgebra; floating point, not a certificate)")
+    );
+    assert!(lines.next().unwrap().contains("(P(invalid) ≈ "));
+
+    let run = routecert(&["verify", path.to_str().unwrap(), "--arith", "both"]);
+    assert_eq!(run.code, 0);
+    assert!(
+        run.stdout
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("| f64 cross-check: 0 disagreement(s)")
+    );
+    assert!(
+        run.stdout
+            .contains("f64 cross-check: 119 decisions compared, 0 disagreement(s) (exact decides)")
+    );
+
+    let run = routecert(&[
+        "inspect",
+        path.to_str().unwrap(),
+        "--prefix",
+        "Paris is",
+        "--arith",
+        "f64",
+    ]);
+    assert_eq!(run.code, 0);
+    assert!(
+        run.stdout.contains("(f64, not certified)"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("routed to expert: located_in"));
+}
+
+#[test]
+fn inspect_shows_which_circuits_fire() {
+    let path = construction("running_example.toml");
+    let run = routecert(&[
+        "inspect",
+        path.to_str().unwrap(),
+        "--prefix",
+        "Paris is",
+        "--model",
+        "dense",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = &run.stdout;
+    // Head 2 also counts entities and marks located_in's keys.
+    assert!(
+        out.contains("head2 (key): Paris=1/2, {entity}=1/2, {key of located_in}=1/2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("gates Γ_k: located_in=0 (open), spoken_in="),
+        "{out}"
+    );
+    assert!(
+        out.contains("circuits firing: located_in (3 of 10 neurons)"),
+        "{out}"
+    );
+    // The same logits as the MoE expert.
+    assert!(
+        out.contains("top logits: in=217, located=217, France=54"),
+        "{out}"
+    );
+
+    // On a spoken_in prefix only spoken_in's circuit fires.
+    let run = routecert(&[
+        "inspect",
+        path.to_str().unwrap(),
+        "--prefix",
+        "French is spoken",
+        "--model",
+        "dense",
+    ]);
+    assert!(
+        run.stdout.contains("circuits firing: spoken_in ("),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("located_in ("), "{}", run.stdout);
+}
+
+#[test]
+fn unknown_models_and_arithmetics_are_bad_input() {
+    let path = construction("running_example.toml");
+    for (flag, value, expected) in [
+        (
+            "--model",
+            "sparse",
+            "unknown model 'sparse' (expected moe or dense)",
+        ),
+        (
+            "--arith",
+            "float",
+            "unknown arithmetic 'float' (expected exact, f64 or both)",
+        ),
+    ] {
+        let run = routecert(&["verify", path.to_str().unwrap(), flag, value]);
+        assert_eq!(run.code, 2);
+        assert!(run.stderr.contains(expected), "{}", run.stderr);
+    }
+}
