@@ -148,12 +148,18 @@ pub struct Sweep {
 }
 
 impl Sweep {
-    /// The built-in sweep of a parameter.
+    /// The built-in sweep of a parameter. The vocabulary sweeps run with 16
+    /// tasks, so that the pools they grow can actually be used: 16 tasks of
+    /// 8 words and 8 pairs can tell apart up to 128 words and 128 values.
     pub fn builtin(param: Param) -> Sweep {
+        let mut base = base();
+        if matches!(param, Param::Words | Param::Entities) {
+            base.tasks = 16;
+        }
         Sweep {
             param,
             values: param.builtin_values(),
-            base: base(),
+            base,
         }
     }
 
@@ -268,8 +274,7 @@ pub fn check_prediction(param: Param, table: &Table) -> Prediction {
         by_task.entry(&r.task).or_default().push(r);
     }
     let rows = table.rows.len();
-    let every_row =
-        "on every row: syntactic = patterns − 1, semantic = |Δk|, neurons < c(k) ≤ L·|T(k)| + |Δk|";
+    let every_row = "on every row: neurons = syntactic + semantic, syntactic = patterns − 1, semantic = |Δk|, neurons < c(k) ≤ L·|T(k)| + |Δk|";
     let along = |same: &dyn Fn(&Row, &Row) -> bool, what: &str| {
         for (task, rows) in &by_task {
             if let Some(w) = rows.windows(2).find(|w| !same(w[0], w[1])) {
