@@ -23,7 +23,7 @@ impl Bar {
     pub fn new(len: usize, label: &str, enabled: bool) -> Bar {
         let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::hidden());
         if let Ok(style) = ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} points, {elapsed} elapsed, now at {msg}",
+            "{prefix} [{bar:24}] {pos}/{len} points, at {msg} ({elapsed})",
         ) {
             bar.set_style(style.progress_chars("=> "));
         }
