@@ -78,7 +78,8 @@ pub struct InspectArgs {
 /// `generate`'s defaults, `--paper-scale`, or a sweep's fixed parameters.
 #[derive(Args, Debug, Default)]
 pub struct GenFlags {
-    /// Number of tasks (defaults: generate 6, --paper-scale 50, table sweeps 4).
+    /// Number of tasks (defaults: generate 6, --paper-scale 50, table sweeps 4,
+    /// but 16 for the words and entities sweeps).
     #[arg(long)]
     pub tasks: Option<usize>,
     /// Templates per task (defaults: generate 3, --paper-scale 5, table sweeps 3).
