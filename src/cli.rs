@@ -4,17 +4,21 @@
 
 use crate::construct::{self, Head1Mode, ModelKind, Options, RouterMode};
 use crate::eval::{self, Trace, float::FloatModel};
-use crate::generate::{self, Params};
+use crate::generate::{self, GenerateError, Params};
 use crate::model::Model;
+use crate::progress;
 use crate::report::{self, Format, OracleFacts};
 use crate::routability;
 use crate::scalar::{Rat, parse_rational};
 use crate::spec::{self, SpecError};
+use crate::sweep::{self, Param, Sweep};
+use crate::table::{self, Table};
 use crate::taskset::TaskSet;
 use crate::verify::{self, Arith, ClaimArith, approx, check_logits};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use num_traits::{One, Zero};
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -40,6 +44,9 @@ pub enum Command {
     /// prefix: a router checked by the verifier, or a checked certificate
     /// that none exists with a minimal set of conflicting prefixes.
     Routability(RoutabilityArgs),
+    /// Expert size against task complexity, from verified constructions:
+    /// over spec files, or over a sweep of generated task sets.
+    Table(TableArgs),
 }
 
 #[derive(Args, Debug)]
@@ -106,37 +113,150 @@ pub struct RoutabilityArgs {
     pub format: FormatArg,
 }
 
-#[derive(Args, Debug)]
-pub struct GenerateArgs {
-    /// Number of tasks.
-    #[arg(long, default_value_t = 6)]
-    pub tasks: usize,
-    /// Templates per task.
-    #[arg(long, default_value_t = 3)]
-    pub templates: usize,
-    /// Shortest template, in positions (wildcards included; at least 2).
-    #[arg(long, default_value_t = 2)]
-    pub min_len: usize,
-    /// Longest template, in positions.
-    #[arg(long, default_value_t = 7)]
-    pub max_len: usize,
-    /// Key–value pairs per task.
-    #[arg(long, default_value_t = 8)]
-    pub pairs: usize,
-    /// Size of the shared pool of template words.
-    #[arg(long, default_value_t = 12)]
-    pub words: usize,
-    /// Size of the shared pool of values.
-    #[arg(long, default_value_t = 8)]
-    pub values: usize,
+/// Parameters of a generated task set. Unset flags keep the preset's value:
+/// `generate`'s defaults, `--paper-scale`, or a sweep's fixed parameters.
+#[derive(Args, Debug, Default)]
+pub struct GenFlags {
+    /// Number of tasks (defaults: generate 6, --paper-scale 50, table sweeps 4,
+    /// but 16 for the words and entities sweeps).
+    #[arg(long)]
+    pub tasks: Option<usize>,
+    /// Templates per task (defaults: generate 3, --paper-scale 5, table sweeps 3).
+    #[arg(long)]
+    pub templates: Option<usize>,
+    /// Shortest template, in positions, wildcards included (defaults: generate 2, --paper-scale 4, table sweeps 3).
+    #[arg(long)]
+    pub min_len: Option<usize>,
+    /// Longest template, in positions (defaults: generate 7, --paper-scale 12, table sweeps 8).
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Key–value pairs per task (defaults: generate 8, --paper-scale 200, table sweeps 8).
+    #[arg(long)]
+    pub pairs: Option<usize>,
+    /// Size of the shared pool of template words (defaults: generate 12, --paper-scale 400, table sweeps 48).
+    #[arg(long)]
+    pub words: Option<usize>,
+    /// Words each task draws its templates from, a random subset of the
+    /// pool; a larger pool then renames a task's words without changing its
+    /// templates' shape (defaults: generate the whole pool, --paper-scale 40, table sweeps 8).
+    #[arg(long)]
+    pub task_words: Option<usize>,
+    /// Size of the entity pool that values are drawn from (defaults: generate 8, --paper-scale 2000, table sweeps 16).
+    #[arg(long, visible_alias = "values")]
+    pub entities: Option<usize>,
     /// Draw keys from one pool shared by all tasks.
     #[arg(long)]
     pub shared_keys: bool,
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
+    /// Open every template with "{key} is", as in the paper's running example.
+    #[arg(long)]
+    pub shared_prefixes: bool,
+    /// Random seed; the same seed gives the same file (default 1).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl GenFlags {
+    /// Override `p` with the flags that were given.
+    fn apply(&self, p: &mut Params) {
+        let set = |field: &mut usize, v: Option<usize>| {
+            if let Some(v) = v {
+                *field = v;
+            }
+        };
+        set(&mut p.tasks, self.tasks);
+        set(&mut p.templates, self.templates);
+        set(&mut p.min_len, self.min_len);
+        set(&mut p.max_len, self.max_len);
+        set(&mut p.pairs, self.pairs);
+        set(&mut p.words, self.words);
+        set(&mut p.values, self.entities);
+        if self.task_words.is_some() {
+            p.task_words = self.task_words;
+        }
+        p.shared_keys |= self.shared_keys;
+        p.shared_prefixes |= self.shared_prefixes;
+        if let Some(seed) = self.seed {
+            p.seed = seed;
+        }
+    }
+
+    fn any(&self) -> bool {
+        let GenFlags {
+            tasks,
+            templates,
+            min_len,
+            max_len,
+            pairs,
+            words,
+            task_words,
+            entities,
+            shared_keys,
+            shared_prefixes,
+            seed,
+        } = self;
+        [
+            tasks, templates, min_len, max_len, pairs, words, task_words, entities,
+        ]
+        .iter()
+        .any(|v| v.is_some())
+            || *shared_keys
+            || *shared_prefixes
+            || seed.is_some()
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub params: GenFlags,
+    /// Start from the paper's scale: 50 tasks, 5 templates of 4–12
+    /// positions, 200 pairs each (other flags still override).
+    #[arg(long)]
+    pub paper_scale: bool,
     /// Write here instead of standard output.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct TableArgs {
+    /// Spec files, one point each (instead of --sweep).
+    pub specs: Vec<PathBuf>,
+    /// Vary one generator parameter: tasks, pairs, templates, length (every
+    /// template exactly this long), words or entities. Alone it runs the
+    /// built-in sweep; --over and the generator flags change it.
+    #[arg(long, value_parser = parse_param)]
+    pub sweep: Option<Param>,
+    /// The values of the swept parameter: "1,2,4", "3-12" or a mix.
+    #[arg(long, requires = "sweep")]
+    pub over: Option<String>,
+    #[command(flatten)]
+    pub params: GenFlags,
+    /// What the router reads (as for verify).
+    #[arg(long, default_value = "syntactic+key", value_parser = parse_router)]
+    pub router: RouterMode,
+    /// Target ε of the probability claim (as for verify).
+    #[arg(long, default_value = "1e-6")]
+    pub epsilon: String,
+    /// Output format: csv (for pandas), markdown or json.
+    #[arg(long, value_enum, default_value_t = TableFormat::Markdown)]
+    pub format: TableFormat,
+    /// Also draw neurons against c(k) as an SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Write the table here instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// No progress bar (it shows only on a terminal, after a second).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TableFormat {
+    Csv,
+    Markdown,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -162,6 +282,10 @@ fn parse_arith(s: &str) -> Result<Arith, String> {
     s.parse()
 }
 
+fn parse_param(s: &str) -> Result<Param, String> {
+    s.parse()
+}
+
 /// A failure to run: bad input (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -177,6 +301,15 @@ impl From<SpecError> for CliError {
     }
 }
 
+impl From<GenerateError> for CliError {
+    fn from(e: GenerateError) -> Self {
+        match e {
+            GenerateError::Spec(e) => e.into(),
+            GenerateError::Params(m) => CliError::Input(format!("generate: {m}")),
+        }
+    }
+}
+
 /// Run a parsed command line; the binary prints errors and exits 2.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
@@ -184,6 +317,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Inspect(args) => inspect_command(args),
         Command::Generate(args) => generate_command(args),
         Command::Routability(args) => routability_command(args),
+        Command::Table(args) => table_command(args),
     }
 }
 
@@ -372,44 +506,107 @@ fn check_command(path: &PathBuf, ts: &TaskSet, options: &Options) -> Result<Exit
 }
 
 fn generate_command(args: GenerateArgs) -> Result<ExitCode, CliError> {
-    let params = Params {
-        tasks: args.tasks,
-        templates: args.templates,
-        min_len: args.min_len,
-        max_len: args.max_len,
-        pairs: args.pairs,
-        words: args.words,
-        values: args.values,
-        shared_keys: args.shared_keys,
-        seed: args.seed,
+    let mut params = if args.paper_scale {
+        Params::paper_scale()
+    } else {
+        Params::default()
     };
-    if params.tasks == 0 || params.templates == 0 || params.pairs == 0 {
-        return Err(CliError::Input(
-            "generate: --tasks, --templates and --pairs must be at least 1".into(),
-        ));
-    }
+    args.params.apply(&mut params);
     let spec = generate::generate(&params)?;
+    // The header is the command that regenerates the file, every flag explicit.
     let toml = format!(
-        "# routecert generate --tasks {} --templates {} --min-len {} --max-len {} --pairs {} --words {} --values {}{} --seed {}\n{}",
-        params.tasks,
-        params.templates,
-        params.min_len,
-        params.max_len,
-        params.pairs,
-        params.words,
-        params.values,
-        if params.shared_keys {
-            " --shared-keys"
-        } else {
-            ""
-        },
-        params.seed,
+        "# routecert generate {}\n{}",
+        params.to_args(),
         spec.to_toml()
     );
-    match args.output {
-        Some(path) => std::fs::write(&path, toml)
-            .map_err(|e| CliError::Input(format!("{}: cannot write: {e}", path.display())))?,
-        None => print!("{toml}"),
-    }
+    write_output(args.output.as_deref(), &toml)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn write_output(path: Option<&Path>, text: &str) -> Result<(), CliError> {
+    match path {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| CliError::Input(format!("{}: cannot write: {e}", path.display()))),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn table_command(args: TableArgs) -> Result<ExitCode, CliError> {
+    let options = Options {
+        router: args.router,
+        epsilon: epsilon(&args.epsilon)?,
+        ..Options::default()
+    };
+    // The bar is for a person watching: not when stdout is piped or captured.
+    let show = !args.quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    let table = match (args.sweep, args.specs.is_empty()) {
+        (Some(param), true) => {
+            let mut sweep = Sweep::builtin(param);
+            if let Some(over) = &args.over {
+                sweep.values = sweep::parse_values(over).map_err(CliError::Input)?;
+            }
+            args.params.apply(&mut sweep.base);
+            sweep.check().map_err(CliError::Input)?;
+            let bar = progress::Bar::new(sweep.values.len(), &format!("sweep {param}"), show);
+            let table = sweep.run(&options, |event| match event {
+                sweep::Progress::Start(v) => bar.start(format!("{param} = {v}")),
+                sweep::Progress::Done => bar.done(),
+            });
+            bar.finish();
+            table?
+        }
+        (None, false) => {
+            if args.params.any() {
+                return Err(CliError::Input(
+                    "table: generator flags (--tasks, --pairs, …) apply only with --sweep".into(),
+                ));
+            }
+            // Read every file first: a bad one fails before any work.
+            let specs = args
+                .specs
+                .iter()
+                .map(|p| spec::load(p).map(|s| (p.display().to_string(), s)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let bar = progress::Bar::new(specs.len(), "specs", show);
+            let mut table = Table::new("spec");
+            for (name, spec) in &specs {
+                bar.start(name.clone());
+                let (point, rows) = table::measure("spec", name, spec, &options);
+                table.push(point, rows);
+                bar.done();
+            }
+            bar.finish();
+            table
+        }
+        (Some(_), false) => {
+            return Err(CliError::Input(
+                "table: give spec files or --sweep, not both".into(),
+            ));
+        }
+        (None, true) => {
+            return Err(CliError::Input(
+                "table: give spec files or --sweep (tasks, pairs, templates, length, words, entities)"
+                    .into(),
+            ));
+        }
+    };
+    let text = match args.format {
+        TableFormat::Csv => table.csv(),
+        TableFormat::Markdown => table.markdown(),
+        TableFormat::Json => table.json(),
+    };
+    write_output(args.output.as_deref(), &text)?;
+    if let Some(path) = &args.plot {
+        let svg = crate::plot::svg(&table).map_err(CliError::Input)?;
+        std::fs::write(path, svg)
+            .map_err(|e| CliError::Input(format!("{}: cannot write: {e}", path.display())))?;
+    }
+    Ok(if table.all_verified() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

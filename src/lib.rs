@@ -8,6 +8,10 @@
 //! [`spec`] → [`taskset`] → [`construct`] → [`eval`] → [`verify`] →
 //! [`report`] → [`cli`]. The weights live in [`model`] on named bases;
 //! [`scalar`] and [`expbound`] are the arithmetic underneath.
+//!
+//! Around the pipeline: [`generate`] writes random task sets, [`sweep`]
+//! varies one of their parameters, [`table`] measures expert size against
+//! complexity on verified constructions and [`plot`] draws it.
 
 pub mod cli;
 pub mod construct;
@@ -15,9 +19,13 @@ pub mod eval;
 pub mod expbound;
 pub mod generate;
 pub mod model;
+pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod routability;
 pub mod scalar;
 pub mod spec;
+pub mod sweep;
+pub mod table;
 pub mod taskset;
 pub mod verify;

@@ -69,7 +69,9 @@ fn params() -> impl Strategy<Value = Params> {
                 pairs,
                 words,
                 values: 3,
+                task_words: None,
                 shared_keys,
+                shared_prefixes: false,
                 seed,
             },
         )
@@ -112,7 +114,9 @@ fn random_sets_give_both_answers() {
             pairs: 2,
             words: 3,
             values: 3,
+            task_words: None,
             shared_keys: true,
+            shared_prefixes: false,
             seed,
         };
         for head1 in [Head1Mode::Positional, Head1Mode::Content] {

@@ -1,0 +1,70 @@
+//! A progress bar on stderr for sweeps. It stays hidden for the first
+//! second, so quick sweeps print nothing, and it is never drawn when the
+//! caller disables it (quiet, or output that is not a terminal).
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// How long work runs before the bar appears.
+const DELAY: Duration = Duration::from_secs(1);
+
+pub struct Bar {
+    bar: ProgressBar,
+    /// Dropping it tells the waiting thread the work is over.
+    finished: Option<mpsc::Sender<()>>,
+    waiter: Option<JoinHandle<()>>,
+}
+
+impl Bar {
+    /// A bar over `len` points, labelled `label`; `enabled = false` gives a
+    /// bar that never draws.
+    pub fn new(len: usize, label: &str, enabled: bool) -> Bar {
+        let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::hidden());
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix} [{bar:24}] {pos}/{len} points, at {msg} ({elapsed})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(label.to_string());
+        if !enabled {
+            return Bar {
+                bar,
+                finished: None,
+                waiter: None,
+            };
+        }
+        let (finished, wait) = mpsc::channel::<()>();
+        let shown = bar.clone();
+        let waiter = thread::spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = wait.recv_timeout(DELAY) {
+                shown.set_draw_target(ProgressDrawTarget::stderr());
+                shown.enable_steady_tick(Duration::from_millis(250));
+            }
+        });
+        Bar {
+            bar,
+            finished: Some(finished),
+            waiter: Some(waiter),
+        }
+    }
+
+    /// The point now running.
+    pub fn start(&self, what: String) {
+        self.bar.set_message(what);
+    }
+
+    pub fn done(&self) {
+        self.bar.inc(1);
+    }
+
+    /// Remove the bar (if it was ever drawn).
+    pub fn finish(mut self) {
+        drop(self.finished.take());
+        if let Some(w) = self.waiter.take() {
+            let _ = w.join();
+        }
+        self.bar.finish_and_clear();
+    }
+}
