@@ -14,6 +14,7 @@ pub mod construct;
 pub mod eval;
 pub mod expbound;
 pub mod generate;
+pub mod hypotheses;
 pub mod model;
 pub mod report;
 pub mod scalar;
