@@ -5,6 +5,7 @@
 use crate::construct::{self, Options, RouterMode};
 use crate::eval;
 use crate::generate::{self, Params};
+use crate::hypotheses::Hypotheses;
 use crate::report::{self, Format, OracleFacts};
 use crate::scalar::{Rat, parse_rational};
 use crate::spec::{self, SpecError};
@@ -164,9 +165,16 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
         FormatArg::Json => Format::Json,
         FormatArg::Markdown => Format::Markdown,
     };
+    let hypotheses = Hypotheses::check(&ts, options.router, &options.epsilon);
     print!(
         "{}",
-        report::render(&verdict, &args.model.spec.display().to_string(), format)
+        report::render_with_hypotheses(
+            &verdict,
+            &hypotheses,
+            &ts,
+            &args.model.spec.display().to_string(),
+            format
+        )
     );
     Ok(if verdict.all_hold() {
         ExitCode::SUCCESS
@@ -220,6 +228,10 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
         "{}",
         report::inspect(&model, &ts.render(&tokens), &trace, oracle.as_ref())
     );
+    if let Some(i) = ts.prefixes.iter().position(|p| p.tokens == tokens) {
+        let h = Hypotheses::check(&ts, options.router, &options.epsilon);
+        println!("hypothesis H-R: {}", h.explain(&ts, i));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
