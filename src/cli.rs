@@ -5,6 +5,7 @@
 use crate::construct::{self, Head1Mode, ModelKind, Options, RouterMode};
 use crate::eval::{self, Trace, float::FloatModel};
 use crate::generate::{self, GenerateError, Params};
+use crate::hypotheses::Hypotheses;
 use crate::model::Model;
 use crate::progress;
 use crate::report::{self, Format, OracleFacts};
@@ -360,9 +361,16 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
         FormatArg::Json => Format::Json,
         FormatArg::Markdown => Format::Markdown,
     };
+    let hypotheses = Hypotheses::check(&ts, options.router, &options.epsilon);
     print!(
         "{}",
-        report::render(&verdict, &args.model.spec.display().to_string(), format)
+        report::render_with_hypotheses(
+            &verdict,
+            &hypotheses,
+            &ts,
+            &args.model.spec.display().to_string(),
+            format
+        )
     );
     Ok(if verdict.all_hold() {
         ExitCode::SUCCESS
@@ -420,6 +428,10 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
         out.push_str(&report::inspect_f64_line(&float, &trace, oracle.as_ref()));
     }
     print!("{out}");
+    if let Some(i) = ts.prefixes.iter().position(|p| p.tokens == tokens) {
+        let h = Hypotheses::check(&ts, options.router, &options.epsilon);
+        println!("hypothesis H-R: {}", h.explain(&ts, i));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

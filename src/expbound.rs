@@ -62,6 +62,23 @@ pub fn exp_neg_upper(x: &Rat) -> Rat {
     Rat::one() / taylor(x, terms_for(x))
 }
 
+/// An upper bound on `exp_neg_upper(y)` for every y ≥ x ≥ 0: what the
+/// probability certificate can charge a token whose logit gap is at least x.
+///
+/// `exp_neg_upper` is nonincreasing on [0, TAIL) (the argument is rounded
+/// down, and both the Taylor sum T_n(x) and its degree n = 2⌈x⌉ + 10 grow
+/// with x) and on [TAIL, ∞) (a power of two with a nonincreasing exponent),
+/// but it jumps up at TAIL, where the power of two takes over from the
+/// tighter Taylor bound. So the supremum over y ≥ x is the larger of the
+/// values at x and at TAIL.
+pub fn exp_neg_upper_sup(x: &Rat) -> Rat {
+    let at_x = exp_neg_upper(x);
+    if *x >= int(TAIL) {
+        return at_x;
+    }
+    at_x.max(exp_neg_upper(&int(TAIL)))
+}
+
 /// A lower bound on e^{-x} for x ≥ 0: the odd-degree Taylor polynomial for
 /// x ≤ 1, and (e^{-x/2})² above (a product of positive lower bounds).
 pub fn exp_neg_lower(x: &Rat) -> Rat {
@@ -175,6 +192,32 @@ mod tests {
         let x = int(TAIL);
         let taylor_bound = Rat::one() / taylor(&x, terms_for(&x));
         assert!(f(&exp_neg_upper(&x)) / f(&taylor_bound) < 1.2);
+    }
+
+    #[test]
+    fn the_supremum_bounds_every_larger_gap() {
+        // Just below the switch the Taylor bound is tighter than the power
+        // of two at the switch: the function is not monotone there.
+        let below = exp_neg_upper(&(int(TAIL) - rat(1, 64)));
+        assert!(below < exp_neg_upper(&int(TAIL)));
+        for x in [
+            rat(0, 1),
+            rat(1, 3),
+            int(18),
+            rat(2047, 64),
+            int(TAIL),
+            int(40),
+        ] {
+            let sup = exp_neg_upper_sup(&x);
+            let mut y = x.clone();
+            while y < int(70) {
+                assert!(exp_neg_upper(&y) <= sup, "x = {x}, y = {y}");
+                y += rat(1, 8);
+            }
+            assert!(sup >= exp_neg_upper(&x));
+        }
+        // Above the switch it is the bound at x itself.
+        assert_eq!(exp_neg_upper_sup(&int(40)), exp_neg_upper(&int(40)));
     }
 
     #[test]

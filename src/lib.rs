@@ -18,6 +18,7 @@ pub mod construct;
 pub mod eval;
 pub mod expbound;
 pub mod generate;
+pub mod hypotheses;
 pub mod model;
 pub mod plot;
 pub mod progress;

@@ -2,8 +2,10 @@
 //! programs (JSON).
 
 use crate::eval::Trace;
+use crate::hypotheses::Hypotheses;
 use crate::model::Model;
 use crate::scalar::Scalar;
+use crate::taskset::TaskSet;
 use crate::verify::{ClaimResult, Verdict, Witness, approx};
 use std::fmt::Write;
 
@@ -25,6 +27,64 @@ pub fn render(v: &Verdict, source: &str, format: Format) -> String {
         Format::Text => text(v, source),
         Format::Json => json(v),
         Format::Markdown => markdown(v, source),
+    }
+}
+
+/// `render`, with what the hypotheses of docs/hypotheses.md say: a line
+/// (text), a paragraph (Markdown) or a `hypotheses` key (JSON), and every
+/// witness's reason followed by whether H-R covers its prefix.
+pub fn render_with_hypotheses(
+    v: &Verdict,
+    h: &Hypotheses,
+    ts: &TaskSet,
+    source: &str,
+    format: Format,
+) -> String {
+    let index: std::collections::HashMap<String, usize> = ts
+        .prefixes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (ts.render(&p.tokens), i))
+        .collect();
+    let mut v = v.clone();
+    for w in &mut v.failures {
+        if let Some(&i) = index.get(&w.prefix) {
+            let note = if h.routing[i].covered() {
+                format!(
+                    "H-R covers this prefix ({}), so this failure contradicts {}",
+                    h.explain(ts, i),
+                    crate::hypotheses::DOCUMENT
+                )
+            } else {
+                h.explain(ts, i)
+            };
+            w.reason = format!("{} [{note}]", w.reason);
+        }
+    }
+    match format {
+        Format::Json => {
+            let mut value = serde_json::to_value(&v).unwrap_or_default();
+            if let (Some(map), Ok(summary)) =
+                (value.as_object_mut(), serde_json::to_value(h.summary(ts)))
+            {
+                map.insert("hypotheses".into(), summary);
+            }
+            serde_json::to_string_pretty(&value)
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+                + "\n"
+        }
+        Format::Text | Format::Markdown => {
+            let body = render(&v, source, format);
+            let line = h.line(ts);
+            // After the header lines (headline, context, worst cases).
+            match body.find("\n\n") {
+                Some(at) if format == Format::Text => {
+                    format!("{}\n{line}{}", &body[..at], &body[at..])
+                }
+                Some(at) => format!("{}\n\n{line}{}", &body[..at], &body[at..]),
+                None => format!("{body}{line}\n"),
+            }
+        }
     }
 }
 

@@ -78,6 +78,9 @@ pub struct Options {
     pub max_epochs: usize,
     /// Head 1's scores: positional (score j) or content-aware.
     pub head1: Head1Mode,
+    /// When the perceptron finds no router, ask the exact LP (small training
+    /// sets only). Tests that bound synthesis time on purpose turn it off.
+    pub lp_fallback: bool,
 }
 
 impl Default for Options {
@@ -87,6 +90,7 @@ impl Default for Options {
             epsilon: crate::scalar::rat(1, 1_000_000),
             max_epochs: 1000,
             head1: Head1Mode::Positional,
+            lp_fallback: true,
         }
     }
 }
