@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{construction, routecert, verify_json};
+use common::{construction, experts, routecert, verify_json};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -20,26 +20,6 @@ fn all_hold(v: &Value) {
         assert_eq!(claim(v, name), (true, 0), "claim {name}: {v:#}");
     }
     assert_eq!(v["failures"].as_array().unwrap().len(), 0);
-}
-
-/// (task, neurons, syntactic, semantic, complexity, bound) per expert.
-fn experts(v: &Value) -> Vec<(String, u64, u64, u64, u64, u64)> {
-    v["experts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let n = |k: &str| e[k].as_u64().unwrap();
-            (
-                e["task"].as_str().unwrap().to_string(),
-                n("neurons"),
-                n("syntactic"),
-                n("semantic"),
-                n("complexity"),
-                n("bound"),
-            )
-        })
-        .collect()
 }
 
 fn witness_prefixes(v: &Value, claim: &str) -> BTreeSet<String> {

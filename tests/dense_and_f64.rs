@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{construction, routecert, verify_json};
+use common::{construction, experts, routecert, verify_json};
 use serde_json::Value;
 
 /// (claim, holds, failures) for every claim the verdict reports.
@@ -187,28 +187,14 @@ fn the_xor_set_fails_in_both_models_and_every_arithmetic() {
 fn dense_sizes_and_reports_read_as_documented() {
     let (code, v) = verify_json(&construction("running_example.toml"), &["--model", "dense"]);
     assert_eq!(code, 0);
-    let rows: Vec<(String, u64, u64, u64, u64)> = v["experts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let n = |k: &str| e[k].as_u64().unwrap();
-            (
-                e["task"].as_str().unwrap().to_string(),
-                n("neurons"),
-                n("syntactic"),
-                n("semantic"),
-                n("bound"),
-            )
-        })
-        .collect();
+    let rows = experts(&v);
     // One more syntactic neuron than the MoE expert (the ramp that replaces
     // the expert's output bias); spoken_in sits exactly at its bound.
     assert_eq!(
         rows,
         [
-            ("located_in".to_string(), 10, 7, 3, 15),
-            ("spoken_in".to_string(), 9, 6, 3, 9)
+            ("located_in".to_string(), 10, 7, 3, 12, 15),
+            ("spoken_in".to_string(), 9, 6, 3, 9, 9)
         ]
     );
     assert_eq!(v["router"], "none");

@@ -39,3 +39,23 @@ pub fn verify_json(path: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", run.stdout, run.stderr));
     (run.code, json)
 }
+
+/// (task, neurons, syntactic, semantic, complexity, bound) per expert.
+pub fn experts(v: &serde_json::Value) -> Vec<(String, u64, u64, u64, u64, u64)> {
+    v["experts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let n = |k: &str| e[k].as_u64().unwrap();
+            (
+                e["task"].as_str().unwrap().to_string(),
+                n("neurons"),
+                n("syntactic"),
+                n("semantic"),
+                n("complexity"),
+                n("bound"),
+            )
+        })
+        .collect()
+}
