@@ -241,6 +241,10 @@ struct Validator<'a> {
     file: &'a str,
     text: &'a str,
     cursor: usize,
+    /// Byte offset of every newline, so a line is a binary search, not a
+    /// rescan of the file for every string (which made large specs load in
+    /// quadratic time).
+    newlines: Vec<usize>,
 }
 
 impl<'a> Validator<'a> {
@@ -249,6 +253,12 @@ impl<'a> Validator<'a> {
             file,
             text,
             cursor: 0,
+            newlines: text
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
         }
     }
 
@@ -264,7 +274,8 @@ impl<'a> Validator<'a> {
                 found
             }
         };
-        Some(line_of(self.text.as_bytes(), offset))
+        // Newlines strictly before the offset, plus one.
+        Some(1 + self.newlines.partition_point(|&n| n < offset))
     }
 
     fn fail(&self, line: Option<usize>, task: &str, kind: SpecErrorKind) -> SpecError {
