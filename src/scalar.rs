@@ -5,6 +5,10 @@
 //! Attention scores are stored in units of ln 2, so a softmax weight is
 //! 2^score / Σ 2^score: exact whenever scores are integers.
 
+mod fast;
+
+pub use fast::FastRat;
+
 use num_bigint::BigInt;
 use num_rational::BigRational;
 use num_traits::{One, Signed, ToPrimitive, Zero};

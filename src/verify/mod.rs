@@ -26,7 +26,7 @@ pub mod probability;
 use crate::eval::float::FloatModel;
 use crate::eval::{EvalError, Logits, Trace, forward};
 use crate::model::{Model, NeuronRole};
-use crate::scalar::{Rat, Scalar};
+use crate::scalar::{FastRat, Rat, Scalar};
 use crate::taskset::{Prefix, TaskSet, TokenId};
 use compare::{CrossCheck, Decision};
 use probability::{ExpCache, invalid_mass_bound, invalid_mass_f64};
@@ -132,6 +132,33 @@ impl ClaimArith for Rat {
     }
 
     fn key(&self) -> Rat {
+        self.clone()
+    }
+}
+
+impl ClaimArith for FastRat {
+    type Cache = ExpCache;
+    type Key = FastRat;
+    const CERTIFIED: bool = true;
+
+    fn engine(model: &Model<FastRat>) -> Box<dyn Forward<FastRat> + '_> {
+        Box::new(Direct(model))
+    }
+
+    /// The certificate is computed on BigRational (its bounds on e^x are
+    /// fractions far beyond 64 bits).
+    fn invalid_mass(
+        valid: &[(FastRat, usize)],
+        invalid: &[(FastRat, usize)],
+        cache: &mut ExpCache,
+    ) -> FastRat {
+        let big = |h: &[(FastRat, usize)]| -> Vec<(Rat, usize)> {
+            h.iter().map(|(z, c)| (z.to_rat(), *c)).collect()
+        };
+        FastRat::from_big(invalid_mass_bound(&big(valid), &big(invalid), cache))
+    }
+
+    fn key(&self) -> FastRat {
         self.clone()
     }
 }
@@ -437,7 +464,20 @@ pub(crate) fn logit_verdict<S: ClaimArith>(
 
 /// Verify every claim on every prefix in exact arithmetic: the MoE model
 /// (R, P, A, S) or the dense model (P, A, S, I).
+/// Exact verification. The weights are evaluated as [`FastRat`]s: the same
+/// exact numbers as BigRational, held in machine words while they fit.
 pub fn verify(ts: &TaskSet, model: &Model<Rat>, epsilon: &Rat, router: &str) -> Verdict {
+    verify_in(ts, &model.map(FastRat::from_rat), epsilon, router)
+}
+
+/// Exact verification on BigRational throughout: slower, and the reference
+/// the fast path is tested against.
+pub fn verify_bigrational(
+    ts: &TaskSet,
+    model: &Model<Rat>,
+    epsilon: &Rat,
+    router: &str,
+) -> Verdict {
     verify_in(ts, model, epsilon, router)
 }
 

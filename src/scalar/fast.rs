@@ -1,0 +1,237 @@
+//! [`FastRat`]: exact rationals that stay in machine words while they fit.
+//!
+//! The forward pass of a construction mostly meets small fractions: head 1's
+//! weights are 2^j / (2^{i+1} − 2), head 2's are 1/i, weights are integers or
+//! interpolation slopes with small denominators. A BigRational allocates on
+//! every operation; a `Ratio<i64>` does not. So every value is a reduced
+//! `Ratio<i64>` whenever it fits, and every operation on two of them uses
+//! num-rational's *checked* arithmetic: on overflow it is redone in
+//! BigRational. Nothing is rounded, ever: a `FastRat` is the same number the
+//! BigRational path computes, only held more cheaply.
+
+use super::{ArithError, Rat, Scalar};
+use num_bigint::BigInt;
+use num_rational::Ratio;
+use num_traits::{CheckedAdd, CheckedDiv, CheckedMul, CheckedSub, One, ToPrimitive, Zero};
+use std::cmp::Ordering;
+use std::hash::{Hash, Hasher};
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+/// An exact rational: a reduced `Ratio<i64>` when the value fits (numerator
+/// never `i64::MIN`, so negation cannot overflow), a BigRational otherwise.
+/// The representation is canonical: a value that fits is never `Big`, so
+/// equal values have equal representations (and hashes).
+#[derive(Clone, Debug)]
+pub enum FastRat {
+    Small(Ratio<i64>),
+    Big(Box<Rat>),
+}
+
+impl FastRat {
+    /// The canonical form of an exact rational.
+    pub fn from_big(r: Rat) -> FastRat {
+        match (r.numer().to_i64(), r.denom().to_i64()) {
+            (Some(n), Some(d)) if n != i64::MIN => FastRat::Small(Ratio::new_raw(n, d)),
+            _ => FastRat::Big(Box::new(r)),
+        }
+    }
+
+    /// The same value as a BigRational.
+    pub fn to_rat(&self) -> Rat {
+        match self {
+            FastRat::Small(q) => Rat::new_raw(BigInt::from(*q.numer()), BigInt::from(*q.denom())),
+            FastRat::Big(r) => (**r).clone(),
+        }
+    }
+
+    fn small(q: Option<Ratio<i64>>) -> Option<FastRat> {
+        q.filter(|q| *q.numer() != i64::MIN).map(FastRat::Small)
+    }
+
+    pub fn is_small(&self) -> bool {
+        matches!(self, FastRat::Small(_))
+    }
+}
+
+/// One arithmetic operator: checked on two small values, BigRational when
+/// either is big or the checked result overflows.
+macro_rules! operator {
+    ($trait:ident, $method:ident, $checked:ident) => {
+        impl $trait for FastRat {
+            type Output = FastRat;
+            fn $method(self, rhs: FastRat) -> FastRat {
+                if let (FastRat::Small(a), FastRat::Small(b)) = (&self, &rhs)
+                    && let Some(q) = FastRat::small(a.$checked(b))
+                {
+                    return q;
+                }
+                FastRat::from_big(self.to_rat().$method(rhs.to_rat()))
+            }
+        }
+    };
+}
+
+operator!(Add, add, checked_add);
+operator!(Sub, sub, checked_sub);
+operator!(Mul, mul, checked_mul);
+operator!(Div, div, checked_div);
+
+impl Neg for FastRat {
+    type Output = FastRat;
+    fn neg(self) -> FastRat {
+        match self {
+            // The numerator is never i64::MIN, so −n fits.
+            FastRat::Small(q) => FastRat::Small(-q),
+            FastRat::Big(r) => FastRat::from_big(-*r),
+        }
+    }
+}
+
+impl Zero for FastRat {
+    fn zero() -> FastRat {
+        FastRat::Small(Ratio::zero())
+    }
+    fn is_zero(&self) -> bool {
+        matches!(self, FastRat::Small(q) if q.is_zero())
+    }
+}
+
+impl One for FastRat {
+    fn one() -> FastRat {
+        FastRat::Small(Ratio::one())
+    }
+}
+
+impl PartialEq for FastRat {
+    fn eq(&self, other: &FastRat) -> bool {
+        match (self, other) {
+            (FastRat::Small(a), FastRat::Small(b)) => a == b,
+            (FastRat::Big(a), FastRat::Big(b)) => a == b,
+            // Canonical forms: a small value never equals a big one.
+            _ => false,
+        }
+    }
+}
+
+impl Eq for FastRat {}
+
+impl Hash for FastRat {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            FastRat::Small(q) => (0u8, *q.numer(), *q.denom()).hash(state),
+            FastRat::Big(r) => (1u8, r.numer(), r.denom()).hash(state),
+        }
+    }
+}
+
+impl PartialOrd for FastRat {
+    fn partial_cmp(&self, other: &FastRat) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for FastRat {
+    fn cmp(&self, other: &FastRat) -> Ordering {
+        match (self, other) {
+            // Ratio's Ord compares by continued fractions: no overflow.
+            (FastRat::Small(a), FastRat::Small(b)) => a.cmp(b),
+            _ => self.to_rat().cmp(&other.to_rat()),
+        }
+    }
+}
+
+impl Scalar for FastRat {
+    const NAME: &'static str = "exact";
+
+    fn from_rat(r: &Rat) -> FastRat {
+        FastRat::from_big(r.clone())
+    }
+
+    fn exp2(&self) -> Result<FastRat, ArithError> {
+        if let FastRat::Small(q) = self
+            && q.is_integer()
+            && q.numer().abs() < 62
+        {
+            let p = 1i64 << q.numer().unsigned_abs();
+            return Ok(FastRat::Small(if *q.numer() >= 0 {
+                Ratio::from_integer(p)
+            } else {
+                Ratio::new_raw(1, p)
+            }));
+        }
+        self.to_rat().exp2().map(FastRat::from_big)
+    }
+
+    fn show(&self) -> String {
+        match self {
+            FastRat::Small(q) => q.to_string(),
+            FastRat::Big(r) => r.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scalar::{int, rat};
+
+    fn f(n: i64, d: i64) -> FastRat {
+        FastRat::from_rat(&rat(n, d))
+    }
+
+    #[test]
+    fn small_values_stay_small_and_agree_with_bigrational() {
+        let (a, b) = (f(3, 8), f(-5, 12));
+        assert!(a.is_small() && b.is_small());
+        assert_eq!((a.clone() + b.clone()).to_rat(), rat(3, 8) + rat(-5, 12));
+        assert_eq!((a.clone() - b.clone()).to_rat(), rat(3, 8) - rat(-5, 12));
+        assert_eq!((a.clone() * b.clone()).to_rat(), rat(-15, 96));
+        assert_eq!((a.clone() / b.clone()).to_rat(), rat(-9, 10));
+        assert_eq!((-a.clone()).to_rat(), rat(-3, 8));
+        assert!(b < a);
+    }
+
+    #[test]
+    fn overflow_goes_big_and_comes_back_small() {
+        let big = f(i64::MAX, 1);
+        let sum = big.clone() + big.clone();
+        assert!(!sum.is_small());
+        assert_eq!(sum.to_rat(), int(i64::MAX) + int(i64::MAX));
+        // Back in range: the canonical form is small again.
+        let back = sum - big.clone();
+        assert!(back.is_small());
+        assert_eq!(back, big);
+        // i64::MIN is kept big so that negation cannot overflow.
+        let min = FastRat::from_rat(&int(i64::MIN));
+        assert!(!min.is_small());
+        assert_eq!((-min).to_rat(), -int(i64::MIN));
+        // Products of large denominators.
+        let tiny = f(1, i64::MAX) * f(1, i64::MAX - 1);
+        assert!(!tiny.is_small());
+        assert!(tiny > FastRat::zero() && tiny < f(1, i64::MAX));
+    }
+
+    #[test]
+    fn equal_values_hash_alike() {
+        use std::collections::HashSet;
+        let through_big = (f(i64::MAX, 1) + f(4, 1)) - f(i64::MAX, 1);
+        let set: HashSet<FastRat> = [f(4, 1), through_big].into_iter().collect();
+        assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn exp2_matches_the_bigrational_path() {
+        for n in [-70, -61, -3, 0, 5, 61, 70] {
+            let e = f(n, 1).exp2().unwrap();
+            assert_eq!(e.to_rat(), int(n).exp2().unwrap(), "2^{n}");
+        }
+        assert!(f(1, 2).exp2().is_err());
+    }
+
+    #[test]
+    fn renders_like_bigrational() {
+        for (n, d) in [(3, 4), (-7, 1), (0, 1), (10, -4)] {
+            assert_eq!(f(n, d).show(), rat(n, d).to_string());
+        }
+    }
+}
