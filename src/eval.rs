@@ -7,8 +7,9 @@
 
 pub mod float;
 
-use crate::model::{Model, SparseVec};
+use crate::model::{Head, LinearMap, Model, SparseVec};
 use crate::scalar::{ArithError, Scalar};
+use std::sync::OnceLock;
 
 /// Why a forward pass could not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,104 +85,197 @@ pub struct Trace<S> {
 }
 
 /// Run the model on a token sequence and return the last position's trace.
+/// For many prefixes of one model, build an [`Evaluator`] once instead.
 pub fn forward<S: Scalar>(model: &Model<S>, tokens: &[usize]) -> Result<Trace<S>, EvalError> {
-    let i = tokens.len();
-    if i == 0 {
-        return Err(EvalError::Empty);
+    Evaluator::new(model).run(tokens)
+}
+
+/// What one position contributes to every prefix that contains it. In a
+/// one-layer model the input at position j is embed(t_j) + pos_j, so its
+/// query, keys and values depend on (j, t_j) only: they are computed once
+/// and shared by every prefix with token t_j at position j.
+#[derive(Debug)]
+struct Position<S> {
+    input: SparseVec<S>,
+    /// Per head: W_Q x, W_K x, W_V x.
+    query: Vec<SparseVec<S>>,
+    key: Vec<SparseVec<S>>,
+    value: Vec<SparseVec<S>>,
+}
+
+/// The forward pass of one model over many prefixes. Eval still reads only
+/// the weights: the per-position table and the grouping of neurons are
+/// derived from them, and each prefix gets exactly the numbers
+/// [`forward`]'s definition gives.
+pub struct Evaluator<'m, S> {
+    model: &'m Model<S>,
+    /// Index j · |vocab| + t, filled on first use (from any thread).
+    positions: Vec<OnceLock<Position<S>>>,
+    /// Per expert: runs of consecutive neurons with the same read vector
+    /// (an expert's syntactic neurons all read its pattern scalar s and
+    /// differ only in bias), as (first, end); read·A' is computed once a run.
+    runs: Vec<Vec<(usize, usize)>>,
+}
+
+impl<'m, S: Scalar> Evaluator<'m, S> {
+    pub fn new(model: &'m Model<S>) -> Self {
+        let runs = model
+            .experts
+            .iter()
+            .map(|e| {
+                let mut runs: Vec<(usize, usize)> = Vec::new();
+                for (n, neuron) in e.neurons.iter().enumerate() {
+                    match runs.last_mut() {
+                        Some((first, end)) if e.neurons[*first].read == neuron.read => *end = n + 1,
+                        _ => runs.push((n, n + 1)),
+                    }
+                }
+                runs
+            })
+            .collect();
+        Evaluator {
+            model,
+            positions: (0..model.max_len * model.vocab.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+            runs,
+        }
     }
-    if i > model.max_len {
-        return Err(EvalError::TooLong {
-            len: i,
-            max: model.max_len,
+
+    fn position(&self, j: usize, t: usize) -> Result<&Position<S>, EvalError> {
+        let m = self.model;
+        let embed = m.token_embed.get(t).ok_or(EvalError::UnknownToken(t))?;
+        Ok(self.positions[j * m.vocab.len() + t].get_or_init(|| {
+            let input = embed.add_scaled(&S::one(), &m.pos_embed[j]);
+            let each = |f: fn(&Head<S>) -> &LinearMap<S>| {
+                m.heads.iter().map(|h| f(h).apply(&input)).collect()
+            };
+            Position {
+                query: each(|h| &h.query),
+                key: each(|h| &h.key),
+                value: each(|h| &h.value),
+                input,
+            }
+        }))
+    }
+
+    /// Run the model on a token sequence and return the last position's
+    /// trace.
+    pub fn run(&self, tokens: &[usize]) -> Result<Trace<S>, EvalError> {
+        let model = self.model;
+        let i = tokens.len();
+        if i == 0 {
+            return Err(EvalError::Empty);
+        }
+        if i > model.max_len {
+            return Err(EvalError::TooLong {
+                len: i,
+                max: model.max_len,
+            });
+        }
+        if model.experts.is_empty() {
+            return Err(EvalError::NoExperts);
+        }
+        // A: token embedding + position embedding, at every position.
+        let positions = tokens
+            .iter()
+            .enumerate()
+            .map(|(j, &t)| self.position(j, t))
+            .collect::<Result<Vec<_>, EvalError>>()?;
+        let last = positions[i - 1];
+
+        let mut hidden = last.input.clone();
+        let mut head_outputs = Vec::with_capacity(model.heads.len());
+        let mut attention = Vec::with_capacity(model.heads.len());
+        for (h, head) in model.heads.iter().enumerate() {
+            let q = &last.query[h];
+            let scores: Vec<S> = positions.iter().map(|p| q.dot(&p.key[h])).collect();
+            // Base-2 softmax; shifting by the max keeps 2^score small and exact.
+            let max = scores
+                .iter()
+                .cloned()
+                .reduce(|a, b| if b > a { b } else { a })
+                .unwrap_or_else(S::zero);
+            let powers = scores
+                .iter()
+                .map(|s| (s.clone() - max.clone()).exp2())
+                .collect::<Result<Vec<S>, _>>()?;
+            let total = powers.iter().cloned().fold(S::zero(), |a, b| a + b);
+            let weights: Vec<S> = powers.into_iter().map(|p| p / total.clone()).collect();
+            let out = SparseVec::from_entries(weights.iter().zip(&positions).flat_map(|(w, p)| {
+                p.value[h]
+                    .entries()
+                    .iter()
+                    .map(move |(c, v)| (*c, w.clone() * v.clone()))
+            }));
+            hidden = hidden.add_scaled(&S::one(), &head.output.apply(&out));
+            head_outputs.push(out);
+            attention.push(weights);
+        }
+
+        // Router: G(A') = W_G A' + b; top-1, first index on ties.
+        let router_scores: Vec<S> = model
+            .router
+            .weights
+            .apply_dense(&hidden)
+            .into_iter()
+            .zip(&model.router.bias)
+            .map(|(g, b)| g + b.clone())
+            .collect();
+        let mut expert = 0;
+        for (e, s) in router_scores.iter().enumerate() {
+            if *s > router_scores[expert] {
+                expert = e;
+            }
+        }
+
+        // The chosen expert's FFN: Σ ReLU(read·A' + bias)·write + output bias.
+        let ffn = &model.experts[expert];
+        let mut firing = Vec::new();
+        let mut preactivations = Vec::with_capacity(ffn.neurons.len());
+        for &(first, end) in &self.runs[expert] {
+            let read = ffn.neurons[first].read.dot(&hidden);
+            for n in first..end {
+                let pre = read.clone() + ffn.neurons[n].bias.clone();
+                let act = pre.relu();
+                preactivations.push(pre);
+                if act > S::zero() {
+                    firing.push((n, act));
+                }
+            }
+        }
+        let written = firing.iter().flat_map(|(n, act)| {
+            ffn.neurons[*n]
+                .write
+                .entries()
+                .iter()
+                .map(move |(c, w)| (*c, act.clone() * w.clone()))
         });
-    }
-    if model.experts.is_empty() {
-        return Err(EvalError::NoExperts);
-    }
-    // A: token embedding + position embedding, at every position.
-    let inputs = tokens
-        .iter()
-        .enumerate()
-        .map(|(j, &t)| {
-            let embed = model.token_embed.get(t).ok_or(EvalError::UnknownToken(t))?;
-            Ok(embed.add_scaled(&S::one(), &model.pos_embed[j]))
+        let output = SparseVec::from_entries(
+            hidden
+                .entries()
+                .iter()
+                .chain(ffn.output_bias.entries())
+                .cloned()
+                .chain(written),
+        );
+
+        let logits = Logits {
+            vocab_size: model.vocab.len(),
+            nonzero: model.unembed.apply(&output),
+        };
+        Ok(Trace {
+            heads: head_outputs,
+            attention,
+            hidden,
+            router_scores,
+            expert,
+            firing,
+            preactivations,
+            output,
+            logits,
         })
-        .collect::<Result<Vec<_>, EvalError>>()?;
-    let last = &inputs[i - 1];
-
-    let mut hidden = last.clone();
-    let mut head_outputs = Vec::with_capacity(model.heads.len());
-    let mut attention = Vec::with_capacity(model.heads.len());
-    for head in &model.heads {
-        let q = head.query.apply(last);
-        let scores: Vec<S> = inputs.iter().map(|x| q.dot(&head.key.apply(x))).collect();
-        // Base-2 softmax; shifting by the max keeps 2^score small and exact.
-        let max = scores
-            .iter()
-            .cloned()
-            .reduce(|a, b| if b > a { b } else { a })
-            .unwrap_or_else(S::zero);
-        let powers = scores
-            .iter()
-            .map(|s| (s.clone() - max.clone()).exp2())
-            .collect::<Result<Vec<S>, _>>()?;
-        let total = powers.iter().cloned().fold(S::zero(), |a, b| a + b);
-        let weights: Vec<S> = powers.into_iter().map(|p| p / total.clone()).collect();
-        let mut out = SparseVec::default();
-        for (w, x) in weights.iter().zip(&inputs) {
-            out = out.add_scaled(w, &head.value.apply(x));
-        }
-        hidden = hidden.add_scaled(&S::one(), &head.output.apply(&out));
-        head_outputs.push(out);
-        attention.push(weights);
     }
-
-    // Router: G(A') = W_G A' + b; top-1, first index on ties.
-    let routed = model.router.weights.apply(&hidden);
-    let router_scores: Vec<S> = model
-        .router
-        .bias
-        .iter()
-        .enumerate()
-        .map(|(e, b)| b.clone() + routed.get(e))
-        .collect();
-    let mut expert = 0;
-    for (e, s) in router_scores.iter().enumerate() {
-        if *s > router_scores[expert] {
-            expert = e;
-        }
-    }
-
-    // The chosen expert's FFN: Σ ReLU(read·A' + bias)·write + output bias.
-    let ffn = &model.experts[expert];
-    let mut output = hidden.add_scaled(&S::one(), &ffn.output_bias);
-    let mut firing = Vec::new();
-    let mut preactivations = Vec::with_capacity(ffn.neurons.len());
-    for (n, neuron) in ffn.neurons.iter().enumerate() {
-        let pre = neuron.read.dot(&hidden) + neuron.bias.clone();
-        let act = pre.relu();
-        preactivations.push(pre);
-        if act > S::zero() {
-            output = output.add_scaled(&act, &neuron.write);
-            firing.push((n, act));
-        }
-    }
-
-    let logits = Logits {
-        vocab_size: model.vocab.len(),
-        nonzero: model.unembed.apply(&output),
-    };
-    Ok(Trace {
-        heads: head_outputs,
-        attention,
-        hidden,
-        router_scores,
-        expert,
-        firing,
-        preactivations,
-        output,
-        logits,
-    })
 }
 
 #[cfg(test)]

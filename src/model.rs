@@ -191,6 +191,19 @@ impl<S: Scalar> LinearMap<S> {
         self.columns[input].get(output)
     }
 
+    /// W x as a dense vector of `out_dim` values: for maps into a small
+    /// space (the router's one score per expert), accumulating in place
+    /// beats sorting a list of products.
+    pub fn apply_dense(&self, x: &SparseVec<S>) -> Vec<S> {
+        let mut out = vec![S::zero(); self.out_dim];
+        for (c, xc) in x.entries() {
+            for (r, w) in self.columns[*c].entries() {
+                out[*r] = out[*r].clone() + w.clone() * xc.clone();
+            }
+        }
+        out
+    }
+
     pub fn apply(&self, x: &SparseVec<S>) -> SparseVec<S> {
         SparseVec::from_entries(x.entries().iter().flat_map(|(c, xc)| {
             self.columns[*c]

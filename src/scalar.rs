@@ -42,6 +42,8 @@ pub enum ArithError {
 /// A number the forward pass can run on.
 pub trait Scalar:
     Clone
+    + Send
+    + Sync
     + Debug
     + PartialOrd
     + Zero

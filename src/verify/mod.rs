@@ -24,17 +24,19 @@ pub mod isolation;
 pub mod probability;
 
 use crate::eval::float::FloatModel;
-use crate::eval::{EvalError, Logits, Trace, forward};
+use crate::eval::{EvalError, Evaluator, Logits, Trace};
 use crate::model::{Model, NeuronRole};
 use crate::scalar::{FastRat, Rat, Scalar};
 use crate::taskset::{Prefix, TaskSet, TokenId};
 use compare::{CrossCheck, Decision};
 use probability::{ExpCache, invalid_mass_bound, invalid_mass_f64};
+use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
+use std::sync::Mutex;
 
 /// Witnesses kept in a verdict (all failures are counted).
 pub const MAX_WITNESSES: usize = 1000;
@@ -78,16 +80,13 @@ impl FromStr for Arith {
 }
 
 /// A forward pass over a model's weights.
-pub trait Forward<S> {
+pub trait Forward<S>: Sync {
     fn run(&self, tokens: &[usize]) -> Result<Trace<S>, EvalError>;
 }
 
-/// The generic pass over the weights as stored (exact mode).
-struct Direct<'a, S>(&'a Model<S>);
-
-impl<S: Scalar> Forward<S> for Direct<'_, S> {
+impl<S: Scalar> Forward<S> for Evaluator<'_, S> {
     fn run(&self, tokens: &[usize]) -> Result<Trace<S>, EvalError> {
-        forward(self.0, tokens)
+        Evaluator::run(self, tokens)
     }
 }
 
@@ -100,10 +99,10 @@ impl Forward<f64> for FloatModel {
 /// A number type the claims can be decided in.
 pub trait ClaimArith: Scalar {
     /// Reused work across prefixes (exact: bounds on exp by argument).
-    type Cache: Default;
+    type Cache: Default + Send;
     /// A hashable image of a value, to find prefixes with identical router
     /// inputs.
-    type Key: Hash + Eq;
+    type Key: Hash + Eq + Send;
     /// Whether a verdict in this arithmetic is a proof.
     const CERTIFIED: bool;
     /// The forward pass for a model in this arithmetic.
@@ -124,7 +123,7 @@ impl ClaimArith for Rat {
     const CERTIFIED: bool = true;
 
     fn engine(model: &Model<Rat>) -> Box<dyn Forward<Rat> + '_> {
-        Box::new(Direct(model))
+        Box::new(Evaluator::new(model))
     }
 
     fn invalid_mass(valid: &[(Rat, usize)], invalid: &[(Rat, usize)], cache: &mut ExpCache) -> Rat {
@@ -142,7 +141,7 @@ impl ClaimArith for FastRat {
     const CERTIFIED: bool = true;
 
     fn engine(model: &Model<FastRat>) -> Box<dyn Forward<FastRat> + '_> {
-        Box::new(Direct(model))
+        Box::new(Evaluator::new(model))
     }
 
     /// The certificate is computed on BigRational (its bounds on e^x are
@@ -463,11 +462,11 @@ pub(crate) fn logit_verdict<S: ClaimArith>(
 }
 
 /// Verify every claim on every prefix in exact arithmetic: the MoE model
-/// (R, P, A, S) or the dense model (P, A, S, I).
-/// Exact verification. The weights are evaluated as [`FastRat`]s: the same
-/// exact numbers as BigRational, held in machine words while they fit.
+/// (R, P, A, S) or the dense model (P, A, S, I). The weights are evaluated
+/// as [`FastRat`]s: the same exact numbers as BigRational, held in machine
+/// words while they fit.
 pub fn verify(ts: &TaskSet, model: &Model<Rat>, epsilon: &Rat, router: &str) -> Verdict {
-    verify_in(ts, &model.map(FastRat::from_rat), epsilon, router)
+    verify_run(ts, model, epsilon, router, Arith::Exact, Run::default())
 }
 
 /// Exact verification on BigRational throughout: slower, and the reference
@@ -477,23 +476,20 @@ pub fn verify_bigrational(
     model: &Model<Rat>,
     epsilon: &Rat,
     router: &str,
+    run: Run<'_>,
 ) -> Verdict {
-    verify_in(ts, model, epsilon, router)
+    verify_in(ts, model, epsilon, router, run)
 }
 
 /// The same claims decided in f64 on the nalgebra forward pass.
 pub fn verify_f64(ts: &TaskSet, model: &Model<Rat>, epsilon: &Rat, router: &str) -> Verdict {
-    verify_in(ts, &model.to_f64(), epsilon, router)
+    verify_run(ts, model, epsilon, router, Arith::F64, Run::default())
 }
 
 /// Exact verification (which decides) cross-checked by f64: the verdict is
 /// the exact one, with the f64 claims and every disagreement attached.
 pub fn verify_both(ts: &TaskSet, model: &Model<Rat>, epsilon: &Rat, router: &str) -> Verdict {
-    let mut exact = verify(ts, model, epsilon, router);
-    let float = verify_f64(ts, model, epsilon, router);
-    exact.cross_check = Some(compare::cross_check(&exact, &float));
-    exact.arith = Arith::Both.to_string();
-    exact
+    verify_run(ts, model, epsilon, router, Arith::Both, Run::default())
 }
 
 /// Verify in the chosen arithmetic.
@@ -504,10 +500,36 @@ pub fn verify_with(
     router: &str,
     arith: Arith,
 ) -> Verdict {
+    verify_run(ts, model, epsilon, router, arith, Run::default())
+}
+
+/// Verify in the chosen arithmetic, recording and reporting as `run` says.
+pub fn verify_run(
+    ts: &TaskSet,
+    model: &Model<Rat>,
+    epsilon: &Rat,
+    router: &str,
+    arith: Arith,
+    run: Run<'_>,
+) -> Verdict {
     match arith {
-        Arith::Exact => verify(ts, model, epsilon, router),
-        Arith::F64 => verify_f64(ts, model, epsilon, router),
-        Arith::Both => verify_both(ts, model, epsilon, router),
+        Arith::Exact => verify_in(ts, &model.map(FastRat::from_rat), epsilon, router, run),
+        Arith::F64 => verify_in(ts, &model.to_f64(), epsilon, router, run),
+        Arith::Both => {
+            // The cross-check compares every decision of the two runs.
+            let recorded = Run {
+                decisions: true,
+                ..run
+            };
+            let mut exact = verify_run(ts, model, epsilon, router, Arith::Exact, recorded);
+            let float = verify_run(ts, model, epsilon, router, Arith::F64, recorded);
+            exact.cross_check = Some(compare::cross_check(&exact, &float));
+            exact.arith = Arith::Both.to_string();
+            if !run.decisions {
+                exact.decisions = Vec::new();
+            }
+            exact
+        }
     }
 }
 
@@ -531,109 +553,149 @@ fn holds(ok: bool) -> String {
     if ok { "holds" } else { "fails" }.to_string()
 }
 
-fn verify_in<S: ClaimArith>(
-    ts: &TaskSet,
-    model: &Model<S>,
-    epsilon: &Rat,
-    router: &str,
-) -> Verdict {
-    let dense = !model.circuits.is_empty();
-    let engine = S::engine(model);
-    let eps = S::from_rat(epsilon);
-    let tokens = token_map(ts, model);
-    let expert_of_task: Vec<Option<usize>> = ts
-        .tasks
+/// How a verification run records and reports.
+#[derive(Clone, Copy, Default)]
+pub struct Run<'a> {
+    /// Keep every decision in the verdict (what `--arith both` compares).
+    /// Off, `Verdict::decisions` stays empty: at a million prefixes the
+    /// decisions alone would take hundreds of megabytes.
+    pub decisions: bool,
+    /// Called with (prefixes done, prefixes in all) as the run goes.
+    pub progress: Option<&'a (dyn Fn(usize, usize) + Sync)>,
+}
+
+/// Prefixes assessed in parallel between two in-order folds: large enough
+/// to keep both cores busy, small enough that the records of a chunk take
+/// little memory.
+const CHUNK: usize = 4096;
+
+/// Everything one prefix contributes to the verdict, computed independently
+/// of every other prefix (so prefixes can be assessed in parallel) and
+/// folded in prefix order (so the verdict does not depend on scheduling).
+struct Assessed<S> {
+    routing: Option<(bool, Option<S>)>,
+    probability: (bool, Option<S>),
+    retrieval: (bool, Option<S>),
+    decisions: Vec<Decision>,
+    witnesses: Vec<Witness>,
+    misrouted: Option<Witness>,
+    /// A hash of the exact router input; prefixes that share it are
+    /// compared exactly before one is named as the other's twin.
+    fingerprint: u64,
+    outcome: Option<isolation::Outcome<S>>,
+}
+
+/// The router's exact input on a trace: its nonzero coordinates.
+fn router_input<S: ClaimArith>(model: &Model<S>, trace: &Trace<S>) -> Vec<(usize, S::Key)> {
+    trace
+        .hidden
+        .entries()
         .iter()
-        .map(|t| model.experts.iter().position(|e| e.name == t.name))
-        .collect();
-    let task_names = |tasks: &BTreeSet<usize>| {
+        .filter(|(d, _)| model.router.inputs.binary_search(d).is_ok())
+        .map(|(d, v)| (*d, v.key()))
+        .collect()
+}
+
+fn fingerprint<K: Hash>(input: &[(usize, K)]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    input.hash(&mut h);
+    h.finish()
+}
+
+/// The fixed context of one verification run.
+struct Context<'a, S: ClaimArith> {
+    ts: &'a TaskSet,
+    model: &'a Model<S>,
+    engine: Box<dyn Forward<S> + 'a>,
+    eps: S,
+    epsilon: &'a Rat,
+    tokens: HashMap<TokenId, usize>,
+    expert_of_task: Vec<Option<usize>>,
+    dense: bool,
+    decisions: bool,
+}
+
+impl<S: ClaimArith> Context<'_, S> {
+    fn task_names(&self, tasks: &BTreeSet<usize>) -> Vec<String> {
         tasks
             .iter()
-            .map(|&k| ts.tasks[k].name.clone())
-            .collect::<Vec<_>>()
-    };
+            .map(|&k| self.ts.tasks[k].name.clone())
+            .collect()
+    }
 
-    let mut routing = Tally::new(true);
-    let mut probability = Tally::new(false);
-    let mut retrieval = Tally::new(true);
-    let mut witnesses = Witnesses::default();
-    let mut decisions = Vec::new();
-    let mut cache = S::Cache::default();
-    let mut misrouted: Vec<(usize, Witness)> = Vec::new();
-    let mut router_inputs: Vec<Vec<(usize, S::Key)>> = Vec::with_capacity(ts.prefixes.len());
-    // The full model's outcome on every prefix, for the isolation claim.
-    let mut outcomes: Vec<Option<isolation::Outcome<S>>> = Vec::new();
-
-    for (index, prefix) in ts.prefixes.iter().enumerate() {
-        let text = ts.render(&prefix.tokens);
-        let input: Option<Vec<usize>> = prefix
+    fn input(&self, prefix: &Prefix) -> Result<Vec<usize>, String> {
+        prefix
             .tokens
             .iter()
-            .map(|t| tokens.get(t).copied())
-            .collect();
-        let trace = match input
+            .map(|t| self.tokens.get(t).copied())
+            .collect::<Option<Vec<usize>>>()
             .ok_or_else(|| "a token of this prefix is not in the model's vocabulary".to_string())
-            .and_then(|i| engine.run(&i).map_err(|e| e.to_string()))
+    }
+
+    fn decision(&self, out: &mut Vec<Decision>, claim: &'static str, text: &str, o: String) {
+        if self.decisions {
+            out.push(Decision::new(claim, text, o));
+        }
+    }
+
+    /// R, P and A on one prefix.
+    fn assess(&self, prefix: &Prefix, cache: &mut S::Cache) -> Assessed<S> {
+        let (ts, model) = (self.ts, self.model);
+        let text = ts.render(&prefix.tokens);
+        let mut decisions = Vec::new();
+        let trace = match self
+            .input(prefix)
+            .and_then(|i| self.engine.run(&i).map_err(|e| e.to_string()))
         {
             Ok(trace) => trace,
             Err(reason) => {
-                let claims: &[&'static str] = if dense {
+                let claims: &[&'static str] = if self.dense {
                     &["probability", "retrieval"]
                 } else {
                     &["routing", "probability", "retrieval"]
                 };
+                let mut witnesses = Vec::new();
                 for &claim in claims {
-                    let tally = match claim {
-                        "routing" => &mut routing,
-                        "probability" => &mut probability,
-                        _ => &mut retrieval,
-                    };
-                    tally.record(false, None);
-                    decisions.push(Decision::new(claim, &text, holds(false)));
+                    self.decision(&mut decisions, claim, &text, holds(false));
                     witnesses.push(Witness {
                         claim,
                         prefix: text.clone(),
-                        tasks: task_names(&prefix.tasks),
+                        tasks: self.task_names(&prefix.tasks),
                         expert: None,
                         top_logits: vec![],
                         reason: format!("the forward pass failed: {reason}"),
                     });
                 }
-                router_inputs.push(vec![]);
-                if dense {
-                    outcomes.push(None);
-                }
-                continue;
+                return Assessed {
+                    routing: (!self.dense).then_some((false, None)),
+                    probability: (false, None),
+                    retrieval: (false, None),
+                    decisions,
+                    witnesses,
+                    misrouted: None,
+                    fingerprint: fingerprint::<S::Key>(&[]),
+                    outcome: None,
+                };
             }
         };
-        if !dense {
-            router_inputs.push(
-                model
-                    .router
-                    .inputs
-                    .iter()
-                    .map(|&d| (d, trace.hidden.get(d)))
-                    .filter(|(_, v)| !v.is_zero())
-                    .map(|(d, v)| (d, v.key()))
-                    .collect(),
-            );
-        }
         let expert_name = model.experts[trace.expert].name.clone();
         let witness = |claim, reason: String| Witness {
             claim,
             prefix: text.clone(),
-            tasks: task_names(&prefix.tasks),
+            tasks: self.task_names(&prefix.tasks),
             expert: Some(expert_name.clone()),
             top_logits: top_logits(model, &trace, TOP_LOGITS),
             reason,
         };
 
         // R: routing (MoE only: the dense model has nothing to route).
-        if !dense {
+        let mut routing = None;
+        let mut misrouted = None;
+        if !self.dense {
             let compatible: BTreeSet<usize> = prefix
                 .tasks
                 .iter()
-                .filter_map(|&k| expert_of_task[k])
+                .filter_map(|&k| self.expert_of_task[k])
                 .collect();
             let chosen = &trace.router_scores[trace.expert];
             let best_outside = (0..trace.router_scores.len())
@@ -643,30 +705,31 @@ fn verify_in<S: ClaimArith>(
             let margin = best_outside.map(|o| chosen.clone() - o);
             let routed_ok = compatible.contains(&trace.expert)
                 && margin.as_ref().is_none_or(|m| *m > S::zero());
-            routing.record(routed_ok, margin.clone());
-            decisions.push(Decision::new(
+            self.decision(
+                &mut decisions,
                 "routing",
                 &text,
                 format!("{} (expert {expert_name})", holds(routed_ok)),
-            ));
+            );
             if !routed_ok {
                 let reason = if compatible.contains(&trace.expert) {
                     format!(
                         "expert {expert_name} is compatible but ties with an incompatible expert (margin {})",
-                        margin.map_or_else(|| "0".into(), |m| m.text())
+                        margin.as_ref().map_or_else(|| "0".into(), |m| m.text())
                     )
                 } else {
                     format!("routed to expert {expert_name}, which is not in C(w)")
                 };
-                misrouted.push((index, witness("routing", reason)));
+                misrouted = Some(witness("routing", reason));
             }
+            routing = Some((routed_ok, margin));
         }
 
         // P and A: the logits against V(w).
-        let v = logit_verdict(&trace, prefix, &tokens, &eps, &mut cache);
+        let mut witnesses = Vec::new();
+        let v = logit_verdict(&trace, prefix, &self.tokens, &self.eps, cache);
         let check = &v.check;
-        probability.record(v.probability, Some(check.invalid_bound.clone()));
-        decisions.push(Decision::new("probability", &text, holds(v.probability)));
+        self.decision(&mut decisions, "probability", &text, holds(v.probability));
         if !v.probability {
             let what = if S::CERTIFIED {
                 "certified P(invalid) ≤"
@@ -674,8 +737,9 @@ fn verify_in<S: ClaimArith>(
                 "P(invalid) ≈ (f64, not certified)"
             };
             let reason = format!(
-                "{what} {} is not below ε = {epsilon} (best valid logit {}, best invalid {})",
+                "{what} {} is not below ε = {} (best valid logit {}, best invalid {})",
                 show_small(&check.invalid_bound),
+                self.epsilon,
                 check.best_valid.text(),
                 check
                     .best_invalid
@@ -688,8 +752,7 @@ fn verify_in<S: ClaimArith>(
             .best_invalid
             .as_ref()
             .map(|b| check.best_valid.clone() - b.clone());
-        retrieval.record(v.retrieval, a_margin);
-        decisions.push(Decision::new("retrieval", &text, holds(v.retrieval)));
+        self.decision(&mut decisions, "retrieval", &text, holds(v.retrieval));
         if !v.retrieval {
             let what = if prefix.is_query {
                 "a right value"
@@ -706,37 +769,133 @@ fn verify_in<S: ClaimArith>(
             );
             witnesses.push(witness("retrieval", reason));
         }
-        if dense {
-            outcomes.push(Some(isolation::Outcome {
+        Assessed {
+            routing,
+            probability: (v.probability, Some(check.invalid_bound.clone())),
+            retrieval: (v.retrieval, a_margin),
+            decisions,
+            witnesses,
+            misrouted,
+            fingerprint: if self.dense {
+                0
+            } else {
+                fingerprint(&router_input(model, &trace))
+            },
+            outcome: self.dense.then(|| isolation::Outcome {
                 probability: v.probability,
                 retrieval: v.retrieval,
                 preactivations: trace.preactivations.clone(),
                 hidden: trace.hidden.clone(),
                 logits: trace.logits.clone(),
-            }));
+            }),
+        }
+    }
+
+    /// The exact router input of a prefix, if its forward pass runs.
+    fn exact_router_input(&self, prefix: &Prefix) -> Option<Vec<(usize, S::Key)>> {
+        let trace = self.engine.run(&self.input(prefix).ok()?).ok()?;
+        Some(router_input(self.model, &trace))
+    }
+}
+
+fn verify_in<S: ClaimArith>(
+    ts: &TaskSet,
+    model: &Model<S>,
+    epsilon: &Rat,
+    router: &str,
+    run: Run<'_>,
+) -> Verdict {
+    let cx = Context {
+        ts,
+        model,
+        engine: S::engine(model),
+        eps: S::from_rat(epsilon),
+        epsilon,
+        tokens: token_map(ts, model),
+        expert_of_task: ts
+            .tasks
+            .iter()
+            .map(|t| model.experts.iter().position(|e| e.name == t.name))
+            .collect(),
+        dense: !model.circuits.is_empty(),
+        decisions: run.decisions,
+    };
+    let dense = cx.dense;
+    let eps = cx.eps.clone();
+    let tokens = &cx.tokens;
+
+    let mut routing = Tally::new(true);
+    let mut probability = Tally::new(false);
+    let mut retrieval = Tally::new(true);
+    let mut witnesses = Witnesses::default();
+    let mut decisions = Vec::new();
+    let mut misrouted: Vec<(usize, Witness)> = Vec::new();
+    let mut fingerprints: Vec<u64> = Vec::with_capacity(ts.prefixes.len());
+    // The full model's outcome on every prefix, for the isolation claim.
+    let mut outcomes: Vec<Option<isolation::Outcome<S>>> = Vec::new();
+    // One exp-bound cache per worker thread, kept across chunks.
+    let caches: Vec<Mutex<S::Cache>> = (0..rayon::current_num_threads().max(1))
+        .map(|_| Mutex::new(S::Cache::default()))
+        .collect();
+
+    let total = ts.prefixes.len();
+    for (c, chunk) in ts.prefixes.chunks(CHUNK).enumerate() {
+        let assessed: Vec<Assessed<S>> = chunk
+            .par_iter()
+            .map(|prefix| {
+                let slot = rayon::current_thread_index().unwrap_or(0) % caches.len();
+                let mut cache = caches[slot].lock().unwrap_or_else(|e| e.into_inner());
+                cx.assess(prefix, &mut cache)
+            })
+            .collect();
+        for (offset, a) in assessed.into_iter().enumerate() {
+            if let Some((ok, margin)) = a.routing {
+                routing.record(ok, margin);
+            }
+            probability.record(a.probability.0, a.probability.1);
+            retrieval.record(a.retrieval.0, a.retrieval.1);
+            decisions.extend(a.decisions);
+            for w in a.witnesses {
+                witnesses.push(w);
+            }
+            if let Some(w) = a.misrouted {
+                misrouted.push((c * CHUNK + offset, w));
+            }
+            fingerprints.push(a.fingerprint);
+            if dense {
+                outcomes.push(a.outcome);
+            }
+        }
+        if let Some(progress) = run.progress {
+            progress((c * CHUNK + chunk.len()).min(total), total);
         }
     }
 
     // Routing witnesses get the strongest explanation available: a prefix of
     // another task with the identical router input proves no router can work.
-    let mut by_input: HashMap<&[(usize, S::Key)], Vec<usize>> = HashMap::new();
-    for (i, input) in router_inputs.iter().enumerate() {
-        by_input.entry(input.as_slice()).or_default().push(i);
+    let mut by_fingerprint: HashMap<u64, Vec<usize>> = HashMap::new();
+    if !misrouted.is_empty() {
+        for (i, f) in fingerprints.iter().enumerate() {
+            by_fingerprint.entry(*f).or_default().push(i);
+        }
     }
     let synthesis = &model.router.synthesis;
     // Routing failures cause the others, so they are listed first.
     let others = std::mem::take(&mut witnesses);
     for (index, mut w) in misrouted {
-        let twins = &by_input[router_inputs[index].as_slice()];
-        let conflict = twins
-            .iter()
-            .find(|&&j| ts.prefixes[j].tasks.is_disjoint(&ts.prefixes[index].tasks));
+        let prefix = &ts.prefixes[index];
+        let input = cx.exact_router_input(prefix);
+        let conflict = by_fingerprint[&fingerprints[index]].iter().find(|&&j| {
+            ts.prefixes[j].tasks.is_disjoint(&prefix.tasks)
+                && input.is_some()
+                && cx.exact_router_input(&ts.prefixes[j]) == input
+        });
         w.reason = match conflict {
             Some(&j) => format!(
                 "{}; \"{}\" ({}) has the identical router input, so no router that reads {} can send both to their tasks",
                 w.reason,
                 ts.render(&ts.prefixes[j].tokens),
-                task_names(&ts.prefixes[j].tasks).join(", "),
+                cx.task_names(&ts.prefixes[j].tasks).join(", "),
                 synthesis.reads
             ),
             None if !synthesis.converged => format!(
@@ -758,10 +917,11 @@ fn verify_in<S: ClaimArith>(
     for w in others.list {
         witnesses.push(w);
     }
+    let expert_of_task = &cx.expert_of_task;
 
-    let (size, experts) = size_claim(ts, model, &expert_of_task, &mut witnesses, &mut decisions);
+    let (size, experts) = size_claim(ts, model, expert_of_task, &mut witnesses, &mut decisions);
     let (isolation_claim, circuits) = if dense {
-        let found = isolation::check(ts, model, &outcomes, &tokens, &eps);
+        let found = isolation::check(ts, model, &outcomes, tokens, &eps);
         witnesses.count += found.witnesses.count - found.witnesses.list.len();
         for w in found.witnesses.list {
             witnesses.push(w);
@@ -948,11 +1108,23 @@ mod tests {
     #[test]
     fn f64_decides_the_same_claims_with_similar_margins() {
         let (ts, model) = setup();
-        let exact = verify(&ts, &model, &eps(), "syntactic+key");
-        let float = verify_f64(&ts, &model, &eps(), "syntactic+key");
+        let recorded = Run {
+            decisions: true,
+            progress: None,
+        };
+        let exact = verify_run(&ts, &model, &eps(), "syntactic+key", Arith::Exact, recorded);
+        let float = verify_run(&ts, &model, &eps(), "syntactic+key", Arith::F64, recorded);
         assert_eq!(float.arith, "f64");
         assert!(float.all_hold());
+        // 39 prefixes × (R, P, A) + one size decision per task.
+        assert_eq!(exact.decisions.len(), 39 * 3 + 2);
         assert_eq!(exact.decisions, float.decisions);
+        // Without recording, a verdict keeps no decisions.
+        assert!(
+            verify(&ts, &model, &eps(), "syntactic+key")
+                .decisions
+                .is_empty()
+        );
         let r = |v: &Verdict| -> f64 {
             v.claims
                 .routing
