@@ -21,6 +21,7 @@ use num_traits::{One, Zero};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -84,6 +85,13 @@ pub struct VerifyArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     pub format: FormatArg,
+    /// Print to stderr how long loading, building and verifying took, and
+    /// the peak resident memory (what the scale benchmark reads).
+    #[arg(long)]
+    pub timings: bool,
+    /// No progress bar (it shows only on a terminal, after a second).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -349,13 +357,32 @@ fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
 }
 
 fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
+    let clock = Instant::now();
     let (ts, options) = load(&args.model)?;
+    let loaded = clock.elapsed();
     let model = construct::build(&ts, &options, args.model.model);
+    let built = clock.elapsed();
     let router = match args.model.model {
         ModelKind::Moe => options.router.to_string(),
         ModelKind::Dense => "none".to_string(),
     };
-    let verdict = verify::verify_with(&ts, &model, &options.epsilon, &router, args.model.arith);
+    let show = !args.quiet && std::io::stderr().is_terminal();
+    let bar = progress::Bar::counting(ts.prefixes.len(), "prefixes", "verify", show);
+    let progress = |done: usize, _: usize| bar.set(done);
+    let run = verify::Run {
+        decisions: false,
+        progress: Some(&progress),
+    };
+    let verdict = verify::verify_run(
+        &ts,
+        &model,
+        &options.epsilon,
+        &router,
+        args.model.arith,
+        run,
+    );
+    bar.finish();
+    let verified = clock.elapsed();
     let format = match args.format {
         FormatArg::Text => Format::Text,
         FormatArg::Json => Format::Json,
@@ -372,6 +399,18 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
             format
         )
     );
+    if args.timings {
+        let s = |d: Duration| d.as_secs_f64();
+        eprintln!(
+            "timings: prefixes {}, load {:.3} s, build {:.3} s, verify {:.3} s, total {:.3} s, peak RSS {}",
+            ts.prefixes.len(),
+            s(loaded),
+            s(built - loaded),
+            s(verified - built),
+            s(clock.elapsed()),
+            peak_rss_mib().map_or_else(|| "unknown".to_string(), |m| format!("{m} MiB"))
+        );
+    }
     Ok(if verdict.all_hold() {
         ExitCode::SUCCESS
     } else {
@@ -621,4 +660,12 @@ fn table_command(args: TableArgs) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// This process's peak resident set size (VmHWM), on Linux.
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
 }

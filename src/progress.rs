@@ -1,6 +1,7 @@
-//! A progress bar on stderr for sweeps. It stays hidden for the first
-//! second, so quick sweeps print nothing, and it is never drawn when the
-//! caller disables it (quiet, or output that is not a terminal).
+//! A progress bar on stderr for sweeps and long verifications. It stays
+//! hidden for the first second, so quick runs print nothing, and it is never
+//! drawn when the caller disables it (quiet, or output that is not a
+//! terminal).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -12,6 +13,8 @@ const DELAY: Duration = Duration::from_secs(1);
 
 pub struct Bar {
     bar: ProgressBar,
+    /// What is counted ("points", "prefixes").
+    unit: &'static str,
     /// Dropping it tells the waiting thread the work is over.
     finished: Option<mpsc::Sender<()>>,
     waiter: Option<JoinHandle<()>>,
@@ -21,16 +24,23 @@ impl Bar {
     /// A bar over `len` points, labelled `label`; `enabled = false` gives a
     /// bar that never draws.
     pub fn new(len: usize, label: &str, enabled: bool) -> Bar {
+        Bar::counting(len, "points", label, enabled)
+    }
+
+    /// A bar over `len` things called `unit`.
+    pub fn counting(len: usize, unit: &'static str, label: &str, enabled: bool) -> Bar {
         let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::hidden());
-        if let Ok(style) = ProgressStyle::with_template(
-            "{prefix} [{bar:24}] {pos}/{len} points, at {msg} ({elapsed})",
-        ) {
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix} [{bar:24}] {pos}/{len} {msg} ({elapsed})")
+        {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_prefix(label.to_string());
+        bar.set_message(unit);
         if !enabled {
             return Bar {
                 bar,
+                unit,
                 finished: None,
                 waiter: None,
             };
@@ -45,6 +55,7 @@ impl Bar {
         });
         Bar {
             bar,
+            unit,
             finished: Some(finished),
             waiter: Some(waiter),
         }
@@ -52,11 +63,16 @@ impl Bar {
 
     /// The point now running.
     pub fn start(&self, what: String) {
-        self.bar.set_message(what);
+        self.bar.set_message(format!("{}, at {what}", self.unit));
     }
 
     pub fn done(&self) {
         self.bar.inc(1);
+    }
+
+    /// `done` of the `len` things are finished.
+    pub fn set(&self, done: usize) {
+        self.bar.set_position(done as u64);
     }
 
     /// Remove the bar (if it was ever drawn).

@@ -18,12 +18,13 @@ use super::head1::Head1;
 use super::residual::Residual;
 use crate::model::{LinearMap, Router, Synthesis};
 use crate::routability::system::{Group, System};
-use crate::scalar::Rat;
+use crate::scalar::{FastRat, Rat, Scalar};
 use crate::taskset::{TaskSet, TokenKind};
 use num_bigint::BigInt;
 use num_integer::Integer;
 use num_traits::{CheckedAdd, CheckedDiv, CheckedMul, CheckedSub, One, ToPrimitive, Zero};
-use std::collections::{BTreeSet, HashMap};
+use rayon::prelude::*;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -325,65 +326,58 @@ fn solve<T: Int>(
     Some(again)
 }
 
-/// A rational feature vector times a common scale, as integers, with the
-/// bias feature equal to the scale.
-fn integer_features(
-    x: &[(usize, Rat)],
-    column: &HashMap<usize, usize>,
+/// The training data: prefixes grouped by their exact router input. Prefixes
+/// with identical input get identical scores, so a group must go to one
+/// task: the intersection of their C(w) if it is nonempty; otherwise no
+/// router can serve the whole group, and it trains on its most common task
+/// (the other prefixes are forced misroutes, counted here).
+struct Groups {
+    /// Each group's input over the router's columns (bias excluded), exact.
+    x: Vec<Vec<(usize, FastRat)>>,
+    tasks: Vec<BTreeSet<usize>>,
+    /// Prefixes in each group.
+    weight: Vec<usize>,
+    forced: usize,
+    /// The bias column (= the number of read directions).
     bias: usize,
-    scale: &BigInt,
-) -> Vec<(usize, BigInt)> {
-    x.iter()
-        .filter_map(|(dir, v)| column.get(dir).map(|&c| (c, (v * scale).to_integer())))
-        .chain([(bias, scale.clone())])
-        .collect()
 }
 
-/// Group prefixes by their exact router input. Prefixes with identical
-/// input get identical scores, so a group must go to one task: the
-/// intersection of their C(w) if it is nonempty; otherwise no router can
-/// serve the whole group, and it trains on its most common task (the other
-/// prefixes are forced misroutes, counted here).
-/// A sample's exact rational features, bias included, for the LP.
-type Exact = Vec<(usize, Rat)>;
-
-/// Also returns each sample's exact features for the LP.
-fn samples(
-    ts: &TaskSet,
-    r: &Residual,
-    head1: &Head1,
-    reads: &[usize],
-) -> (Vec<Sample<BigInt>>, Vec<Exact>, usize) {
-    let column: HashMap<usize, usize> = reads.iter().enumerate().map(|(c, &d)| (d, c)).collect();
-    let bias = reads.len();
-    let mut groups: HashMap<Vec<(usize, Rat)>, Vec<&BTreeSet<usize>>> = HashMap::new();
-    let mut order = Vec::new();
-    for p in &ts.prefixes {
-        let h = hidden_state_with(r, head1, &p.tokens);
-        let x: Vec<(usize, Rat)> = h
-            .entries()
-            .iter()
-            .filter(|(d, _)| column.contains_key(d))
-            .cloned()
+impl Groups {
+    fn new(ts: &TaskSet, r: &Residual, head1: &Head1, reads: &[usize]) -> Groups {
+        let column: HashMap<usize, usize> =
+            reads.iter().enumerate().map(|(c, &d)| (d, c)).collect();
+        // Hidden states are independent per prefix: compute them in
+        // parallel, then group in prefix order (the order training sees).
+        let inputs: Vec<Vec<(usize, FastRat)>> = ts
+            .prefixes
+            .par_iter()
+            .map(|p| {
+                hidden_state_with(r, head1, &p.tokens)
+                    .entries()
+                    .iter()
+                    .filter_map(|(d, v)| column.get(d).map(|&c| (c, FastRat::from_rat(v))))
+                    .collect()
+            })
             .collect();
-        let group = groups.entry(x.clone()).or_default();
-        if group.is_empty() {
-            order.push(x);
+        let mut members: HashMap<&[(usize, FastRat)], Vec<&BTreeSet<usize>>> = HashMap::new();
+        let mut order = Vec::new();
+        for (x, p) in inputs.iter().zip(&ts.prefixes) {
+            let group = members.entry(x.as_slice()).or_default();
+            if group.is_empty() {
+                order.push(x.as_slice());
+            }
+            group.push(&p.tasks);
         }
-        group.push(&p.tasks);
-    }
-    // One scale for all samples (the lcm of every denominator): scaling each
-    // sample by its own lcm would weight long prefixes up to 2^L times more
-    // and slow the perceptron down by as much.
-    let scale = order
-        .iter()
-        .flat_map(|x| x.iter().map(|(_, v)| v.denom().clone()))
-        .fold(BigInt::one(), |l, d| l.lcm(&d));
-    let mut forced = 0;
-    let (samples, exact) = order
-        .into_iter()
-        .map(|x| {
-            let members = &groups[&x];
+        let mut forced = 0;
+        let mut groups = Groups {
+            x: Vec::with_capacity(order.len()),
+            tasks: Vec::with_capacity(order.len()),
+            weight: Vec::with_capacity(order.len()),
+            forced: 0,
+            bias: reads.len(),
+        };
+        for x in order {
+            let members = &members[x];
             let common = members.iter().skip(1).fold(members[0].clone(), |acc, t| {
                 acc.intersection(t).copied().collect()
             });
@@ -403,44 +397,111 @@ fn samples(
             } else {
                 common
             };
-            let mut exact: Vec<(usize, Rat)> = x
-                .iter()
-                .filter_map(|(d, v)| column.get(d).map(|&c| (c, v.clone())))
-                .chain([(bias, Rat::one())])
-                .collect();
-            exact.sort_by_key(|(c, _)| *c);
-            let sample = Sample {
-                x: integer_features(&x, &column, bias, &scale),
-                tasks,
-                weight: members.len(),
-            };
-            (sample, exact)
-        })
-        .unzip();
-    (samples, exact, forced)
+            groups.x.push(x.to_vec());
+            groups.tasks.push(tasks);
+            groups.weight.push(members.len());
+        }
+        groups.forced = forced;
+        groups
+    }
+
+    fn len(&self) -> usize {
+        self.x.len()
+    }
+
+    /// One scale for all samples, the lcm of every denominator (taken over
+    /// the distinct ones): scaling each sample by its own lcm would weight
+    /// long prefixes up to 2^L times more and slow the perceptron down by as
+    /// much.
+    fn scale(&self) -> BigInt {
+        let denominators: HashSet<BigInt> = self
+            .x
+            .iter()
+            .flatten()
+            .map(|(_, v)| v.to_rat().denom().clone())
+            .collect();
+        denominators
+            .into_iter()
+            .fold(BigInt::one(), |l, d| l.lcm(&d))
+    }
+
+    /// The samples as integers in T (each feature times `scale`, the bias
+    /// feature equal to `scale`); None if some feature does not fit in T.
+    fn integer<T: Int + TryFrom<BigInt>>(&self, scale: &BigInt) -> Option<Vec<Sample<T>>> {
+        let convert = |b: BigInt| T::try_from(b).ok();
+        // scale/d for each distinct denominator d, so a feature n/d is n·(scale/d).
+        let mut factor: HashMap<BigInt, T> = HashMap::new();
+        let bias = convert(scale.clone())?;
+        (0..self.len())
+            .map(|g| {
+                let x = self.x[g]
+                    .iter()
+                    .map(|(c, v)| {
+                        let v = v.to_rat();
+                        let f = match factor.get(v.denom()) {
+                            Some(f) => f.clone(),
+                            None => {
+                                let f = convert(scale / v.denom())?;
+                                factor.insert(v.denom().clone(), f.clone());
+                                f
+                            }
+                        };
+                        Some((*c, convert(v.numer().clone())?.checked_mul(&f)?))
+                    })
+                    .chain([Some((self.bias, bias.clone()))])
+                    .collect::<Option<Vec<_>>>()?;
+                Some(Sample {
+                    x,
+                    tasks: self.tasks[g].clone(),
+                    weight: self.weight[g],
+                })
+            })
+            .collect()
+    }
+
+    /// Each sample's exact rational features, bias included, for the LP.
+    fn exact(&self) -> Vec<Vec<(usize, Rat)>> {
+        self.x
+            .iter()
+            .map(|x| {
+                x.iter()
+                    .map(|(c, v)| (*c, v.to_rat()))
+                    .chain([(self.bias, Rat::one())])
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// The exact LP on the training data: weights over the features (bias
 /// last) if some router serves every sample.
-fn exact_router(
-    samples: &[Sample<BigInt>],
-    exact: &[Vec<(usize, Rat)>],
-    experts: usize,
-    dim: usize,
-) -> Option<Vec<Vec<Rat>>> {
+fn exact_router(groups: &Groups, experts: usize) -> Option<Vec<Vec<Rat>>> {
     let lp = System {
         experts,
-        features: dim,
-        groups: samples
-            .iter()
-            .zip(exact)
-            .map(|(s, x)| Group {
-                x: x.clone(),
-                tasks: s.tasks.clone(),
+        features: groups.bias + 1,
+        groups: groups
+            .exact()
+            .into_iter()
+            .zip(&groups.tasks)
+            .map(|(x, tasks)| Group {
+                x,
+                tasks: tasks.clone(),
             })
             .collect(),
     };
     lp.router(crate::routability::DEFAULT_BUDGET)
+}
+
+/// Train (with key decomposition), then secure, all in the integer type T;
+/// None if T overflowed somewhere.
+fn pipeline<T: Int>(
+    samples: &[Sample<T>],
+    owners: &KeyOwners,
+    closed: &[Vec<T>],
+    max_epochs: usize,
+) -> Option<Trained<T>> {
+    let trained = solve(samples, owners, closed.len(), closed[0].len(), max_epochs)?;
+    secure(trained, closed, samples)
 }
 
 /// Find the router for a task set.
@@ -452,8 +513,7 @@ pub fn synthesize(
 ) -> Router<Rat> {
     let mode = options.router;
     let reads = mode.reads(r);
-    let bias = reads.len();
-    let (big, exact, forced) = samples(ts, r, head1, &reads);
+    let groups = Groups::new(ts, r, head1, &reads);
     let experts = ts.tasks.len();
     let column: HashMap<usize, usize> = reads.iter().enumerate().map(|(c, &d)| (d, c)).collect();
     let mut owners: KeyOwners = HashMap::new();
@@ -464,23 +524,18 @@ pub fn synthesize(
             }
         }
     }
-    let small: Option<Vec<Sample<i128>>> = big
-        .iter()
-        .map(|s| {
-            let x =
-                s.x.iter()
-                    .map(|(c, v)| Some((*c, v.to_i128()?)))
-                    .collect::<Option<_>>()?;
-            Some(Sample {
-                x,
-                tasks: s.tasks.clone(),
-                weight: s.weight,
-            })
-        })
-        .collect();
-    let trained: Trained<BigInt> = small
-        .and_then(|small| solve(&small, &owners, experts, bias + 1, options.max_epochs))
-        .map(|t| Trained {
+    let closed = vocabulary_router(ts, r, &reads);
+    let scale = groups.scale();
+    // i128 first; the same algorithm on big integers if anything overflows.
+    let small = groups.integer::<i128>(&scale).and_then(|samples| {
+        let closed: Vec<Vec<i128>> = closed
+            .iter()
+            .map(|row| row.iter().map(|c| c.to_i128()).collect::<Option<_>>())
+            .collect::<Option<_>>()?;
+        pipeline(&samples, &owners, &closed, options.max_epochs)
+    });
+    let trained: Trained<BigInt> = match small {
+        Some(t) => Trained {
             weights: t
                 .weights
                 .into_iter()
@@ -489,16 +544,21 @@ pub fn synthesize(
             converged: t.converged,
             epochs: t.epochs,
             misrouted: t.misrouted,
-        })
-        .or_else(|| solve(&big, &owners, experts, bias + 1, options.max_epochs))
-        .expect("big-integer arithmetic cannot overflow");
-    let trained = secure(trained, &vocabulary_router(ts, r, &reads), &big);
+        },
+        None => {
+            let samples = groups
+                .integer::<BigInt>(&scale)
+                .expect("big integers hold every feature");
+            pipeline(&samples, &owners, &closed, options.max_epochs)
+                .expect("big-integer arithmetic cannot overflow")
+        }
+    };
 
     let exact =
-        if trained.converged || !options.lp_fallback || big.len() > EXACT_FALLBACK_MAX_GROUPS {
+        if trained.converged || !options.lp_fallback || groups.len() > EXACT_FALLBACK_MAX_GROUPS {
             None
         } else {
-            exact_router(&big, &exact, experts, bias + 1)
+            exact_router(&groups, experts)
         };
     let (rows, converged, misrouted) = match exact {
         Some(rows) => (rows, true, 0),
@@ -519,8 +579,8 @@ pub fn synthesize(
         Synthesis {
             converged,
             epochs: trained.epochs,
-            misrouted: misrouted + forced,
-            forced,
+            misrouted: misrouted + groups.forced,
+            forced: groups.forced,
             reads: mode.describe().into(),
         },
     )
@@ -603,16 +663,15 @@ fn vocabulary_router(ts: &TaskSet, r: &Residual, reads: &[usize]) -> Vec<Vec<Big
 /// router's order is unchanged, so a sample it routed stays routed; a
 /// covered prefix's tier is C(w) itself, so it is now routed. M = 0 (no
 /// change) whenever the trained router already does this.
-fn secure(
-    trained: Trained<BigInt>,
-    closed: &[Vec<BigInt>],
-    samples: &[Sample<BigInt>],
-) -> Trained<BigInt> {
-    let mut m = BigInt::zero();
+fn secure<T: Int>(
+    trained: Trained<T>,
+    closed: &[Vec<T>],
+    samples: &[Sample<T>],
+) -> Option<Trained<T>> {
+    let mut m = T::zero();
     for s in samples {
-        let (Some(w), Some(c)) = (scores(&trained.weights, &s.x), scores(closed, &s.x)) else {
-            continue;
-        };
+        let w = scores(&trained.weights, &s.x)?;
+        let c = scores(closed, &s.x)?;
         let Some(top) = c.iter().max() else {
             continue;
         };
@@ -622,29 +681,39 @@ fn secure(
             .reduce(|a, b| if w[b] > w[a] { b } else { a })
             .unwrap_or(0);
         for k in (0..w.len()).filter(|&k| !tier(k)) {
-            // Need M·(top − c_k) > w_k − w_lead, with top − c_k ≥ 1.
+            // Need M·(top − c_k) > w_k − w_lead, with top − c_k ≥ 1: the
+            // least such M is ⌊(w_k − w_lead)/(top − c_k)⌋ + 1 (both ≥ 0,
+            // so truncating division is the floor).
             if w[k] >= w[lead] {
-                let need = (&w[k] - &w[lead]).div_floor(&(top - &c[k])) + 1;
+                let need = w[k]
+                    .checked_sub(&w[lead])?
+                    .checked_div(&top.checked_sub(&c[k])?)?
+                    .checked_add(&T::one())?;
                 m = m.max(need);
             }
         }
     }
     if m.is_zero() {
-        return trained;
+        return Some(trained);
     }
-    let weights: Vec<Vec<BigInt>> = trained
+    let weights: Vec<Vec<T>> = trained
         .weights
         .iter()
         .zip(closed)
-        .map(|(row, c)| row.iter().zip(c).map(|(w, c)| w + &m * c).collect())
-        .collect();
-    let misrouted = misrouted(&weights, samples).unwrap_or(trained.misrouted);
-    Trained {
+        .map(|(row, c)| {
+            row.iter()
+                .zip(c)
+                .map(|(w, c)| w.checked_add(&m.checked_mul(c)?))
+                .collect::<Option<Vec<T>>>()
+        })
+        .collect::<Option<_>>()?;
+    let misrouted = misrouted(&weights, samples)?;
+    Some(Trained {
         weights,
         converged: trained.converged || misrouted == 0,
         epochs: trained.epochs,
         misrouted,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -747,7 +816,7 @@ mod tests {
             misrouted: 1,
         };
         let closed = vec![row([1, 0, 1, 0]), row([0, 1, 1, 0])];
-        let secured = secure(trained, &closed, &samples);
+        let secured = secure(trained, &closed, &samples).unwrap();
         // M = 4 is the smallest that lifts task 0 above 3 on the first sample.
         assert_eq!(secured.weights, vec![row([4, 0, 9, 0]), row([0, 4, 4, 3])]);
         assert_eq!(secured.misrouted, 0);
@@ -760,7 +829,10 @@ mod tests {
             epochs: 1,
             misrouted: 0,
         };
-        assert_eq!(secure(good, &closed, &samples).weights, secured.weights);
+        assert_eq!(
+            secure(good, &closed, &samples).unwrap().weights,
+            secured.weights
+        );
     }
 
     #[test]
@@ -773,22 +845,25 @@ mod tests {
     }
 
     #[test]
-    fn integer_features_scale_by_a_common_factor() {
-        let column = HashMap::from([(10, 0), (11, 1)]);
-        let x = [
-            (10, Rat::new(1.into(), 6.into())),
-            (11, Rat::new(1.into(), 4.into())),
-            (12, Rat::one()),
-        ];
-        let f = integer_features(&x, &column, 2, &BigInt::from(12));
-        assert_eq!(
-            f,
-            vec![
-                (0, BigInt::from(2)),
-                (1, BigInt::from(3)),
-                (2, BigInt::from(12))
-            ]
-        );
+    fn integer_samples_scale_by_a_common_factor() {
+        let f = |n: i64, d: i64| FastRat::from_rat(&crate::scalar::rat(n, d));
+        let groups = Groups {
+            x: vec![vec![(0, f(1, 6)), (1, f(1, 4))], vec![(1, f(50, 3))]],
+            tasks: vec![BTreeSet::from([0]), BTreeSet::from([1])],
+            weight: vec![1, 2],
+            forced: 0,
+            bias: 2,
+        };
+        let scale = groups.scale();
+        assert_eq!(scale, BigInt::from(12));
+        let samples = groups.integer::<i128>(&scale).unwrap();
+        assert_eq!(samples[0].x, vec![(0, 2), (1, 3), (2, 12)]);
+        assert_eq!(samples[1].x, vec![(1, 200), (2, 12)]);
+        assert_eq!(samples[1].weight, 2);
+        // The same in big integers; and i8 cannot hold 50/3 · 12 = 200.
+        let big = groups.integer::<BigInt>(&scale).unwrap();
+        assert_eq!(big[1].x[0].1, BigInt::from(200));
+        assert!(groups.integer::<i8>(&scale).is_none());
     }
 
     #[test]
