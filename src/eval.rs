@@ -237,11 +237,10 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
             let read = ffn.neurons[first].read.dot(&hidden);
             for n in first..end {
                 let pre = read.clone() + ffn.neurons[n].bias.clone();
-                let act = pre.relu();
-                preactivations.push(pre);
-                if act > S::zero() {
-                    firing.push((n, act));
+                if pre.is_positive() {
+                    firing.push((n, pre.clone()));
                 }
+                preactivations.push(pre);
             }
         }
         let written = firing.iter().flat_map(|(n, act)| {

@@ -74,9 +74,13 @@ pub trait Scalar:
     {
         terms.fold(Self::zero(), |acc, (a, b)| acc + a.clone() * b.clone())
     }
+    /// self > 0.
+    fn is_positive(&self) -> bool {
+        *self > Self::zero()
+    }
     /// ReLU.
     fn relu(&self) -> Self {
-        if *self > Self::zero() {
+        if self.is_positive() {
             self.clone()
         } else {
             Self::zero()

@@ -53,13 +53,67 @@ impl FastRat {
     }
 }
 
-/// One arithmetic operator: checked on two small values, BigRational when
-/// either is big or the checked result overflows.
+/// Shortcuts for the sums and products the forward pass meets most: a zero
+/// operand, and two integers (no gcd needed: the result is an integer).
+/// `None` means "take the general path".
+impl FastRat {
+    fn integers(&self, rhs: &FastRat) -> Option<(i64, i64)> {
+        match (self, rhs) {
+            (FastRat::Small(a), FastRat::Small(b)) if a.is_integer() && b.is_integer() => {
+                Some((*a.numer(), *b.numer()))
+            }
+            _ => None,
+        }
+    }
+
+    fn integer(n: Option<i64>) -> Option<FastRat> {
+        n.filter(|n| *n != i64::MIN)
+            .map(|n| FastRat::Small(Ratio::from_integer(n)))
+    }
+
+    fn quick_add(&self, rhs: &FastRat) -> Option<FastRat> {
+        if rhs.is_zero() {
+            return Some(self.clone());
+        }
+        if self.is_zero() {
+            return Some(rhs.clone());
+        }
+        let (a, b) = self.integers(rhs)?;
+        FastRat::integer(a.checked_add(b))
+    }
+
+    fn quick_sub(&self, rhs: &FastRat) -> Option<FastRat> {
+        if rhs.is_zero() {
+            return Some(self.clone());
+        }
+        let (a, b) = self.integers(rhs)?;
+        FastRat::integer(a.checked_sub(b))
+    }
+
+    fn quick_mul(&self, rhs: &FastRat) -> Option<FastRat> {
+        if self.is_zero() || rhs.is_zero() {
+            return Some(FastRat::zero());
+        }
+        let (a, b) = self.integers(rhs)?;
+        FastRat::integer(a.checked_mul(b))
+    }
+
+    fn quick_div(&self, _: &FastRat) -> Option<FastRat> {
+        None
+    }
+}
+
+/// One arithmetic operator: a shortcut if one applies, else checked
+/// arithmetic on two small values, else BigRational (either is big or the
+/// checked result overflowed).
 macro_rules! operator {
-    ($trait:ident, $method:ident, $checked:ident) => {
+    ($trait:ident, $method:ident, $checked:ident, $quick:ident) => {
         impl $trait for FastRat {
             type Output = FastRat;
             fn $method(self, rhs: FastRat) -> FastRat {
+                if let Some(q) = self.$quick(&rhs) {
+                    return q;
+                }
                 if let (FastRat::Small(a), FastRat::Small(b)) = (&self, &rhs)
                     && let Some(q) = FastRat::small(a.$checked(b))
                 {
@@ -71,10 +125,10 @@ macro_rules! operator {
     };
 }
 
-operator!(Add, add, checked_add);
-operator!(Sub, sub, checked_sub);
-operator!(Mul, mul, checked_mul);
-operator!(Div, div, checked_div);
+operator!(Add, add, checked_add, quick_add);
+operator!(Sub, sub, checked_sub, quick_sub);
+operator!(Mul, mul, checked_mul, quick_mul);
+operator!(Div, div, checked_div, quick_div);
 
 impl Neg for FastRat {
     type Output = FastRat;
@@ -160,6 +214,13 @@ impl Scalar for FastRat {
             }));
         }
         self.to_rat().exp2().map(FastRat::from_big)
+    }
+
+    fn is_positive(&self) -> bool {
+        match self {
+            FastRat::Small(q) => *q.numer() > 0,
+            FastRat::Big(r) => r.numer().sign() == num_bigint::Sign::Plus,
+        }
     }
 
     fn show(&self) -> String {

@@ -32,6 +32,7 @@ use compare::{CrossCheck, Decision};
 use probability::{ExpCache, invalid_mass_bound, invalid_mass_f64};
 use rayon::prelude::*;
 use serde::Serialize;
+use std::cell::LazyCell;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -135,8 +136,20 @@ impl ClaimArith for Rat {
     }
 }
 
+/// The exact certificate's memory: bounds on e^x by argument, and whole
+/// certificates by the shape of the logits they were computed from.
+#[derive(Debug, Default)]
+pub struct FastCache {
+    exp: ExpCache,
+    /// Key: the valid and invalid histograms as (logit − best valid logit,
+    /// count). The bound depends on nothing else (softmax is invariant
+    /// under a common shift, and `invalid_mass_bound` only ever uses the
+    /// differences), and most prefixes share a handful of shapes.
+    bounds: HashMap<(Vec<(FastRat, usize)>, Vec<(FastRat, usize)>), FastRat>,
+}
+
 impl ClaimArith for FastRat {
-    type Cache = ExpCache;
+    type Cache = FastCache;
     type Key = FastRat;
     const CERTIFIED: bool = true;
 
@@ -149,12 +162,30 @@ impl ClaimArith for FastRat {
     fn invalid_mass(
         valid: &[(FastRat, usize)],
         invalid: &[(FastRat, usize)],
-        cache: &mut ExpCache,
+        cache: &mut FastCache,
     ) -> FastRat {
+        let Some(best) = valid.iter().map(|(z, _)| z).max() else {
+            return num_traits::One::one();
+        };
+        let shape = |h: &[(FastRat, usize)]| -> Vec<(FastRat, usize)> {
+            h.iter()
+                .map(|(z, c)| (z.clone() - best.clone(), *c))
+                .collect()
+        };
+        let key = (shape(valid), shape(invalid));
+        if let Some(bound) = cache.bounds.get(&key) {
+            return bound.clone();
+        }
         let big = |h: &[(FastRat, usize)]| -> Vec<(Rat, usize)> {
             h.iter().map(|(z, c)| (z.to_rat(), *c)).collect()
         };
-        FastRat::from_big(invalid_mass_bound(&big(valid), &big(invalid), cache))
+        let bound = FastRat::from_big(invalid_mass_bound(
+            &big(&key.0),
+            &big(&key.1),
+            &mut cache.exp,
+        ));
+        cache.bounds.insert(key, bound.clone());
+        bound
     }
 
     fn key(&self) -> FastRat {
@@ -641,7 +672,8 @@ impl<S: ClaimArith> Context<'_, S> {
     /// R, P and A on one prefix.
     fn assess(&self, prefix: &Prefix, cache: &mut S::Cache) -> Assessed<S> {
         let (ts, model) = (self.ts, self.model);
-        let text = ts.render(&prefix.tokens);
+        // Rendered only for a witness or a recorded decision.
+        let text = LazyCell::new(|| ts.render(&prefix.tokens));
         let mut decisions = Vec::new();
         let trace = match self
             .input(prefix)
@@ -659,7 +691,7 @@ impl<S: ClaimArith> Context<'_, S> {
                     self.decision(&mut decisions, claim, &text, holds(false));
                     witnesses.push(Witness {
                         claim,
-                        prefix: text.clone(),
+                        prefix: (*text).clone(),
                         tasks: self.task_names(&prefix.tasks),
                         expert: None,
                         top_logits: vec![],
@@ -681,7 +713,7 @@ impl<S: ClaimArith> Context<'_, S> {
         let expert_name = model.experts[trace.expert].name.clone();
         let witness = |claim, reason: String| Witness {
             claim,
-            prefix: text.clone(),
+            prefix: (*text).clone(),
             tasks: self.task_names(&prefix.tasks),
             expert: Some(expert_name.clone()),
             top_logits: top_logits(model, &trace, TOP_LOGITS),
