@@ -106,8 +106,14 @@ struct Sample<T> {
 }
 
 /// The integer arithmetic the perceptron runs in.
-trait Int: Clone + Ord + Zero + One + CheckedAdd + CheckedSub + CheckedMul + CheckedDiv {}
-impl<T: Clone + Ord + Zero + One + CheckedAdd + CheckedSub + CheckedMul + CheckedDiv> Int for T {}
+trait Int:
+    Clone + Ord + Zero + One + CheckedAdd + CheckedSub + CheckedMul + CheckedDiv + Send + Sync
+{
+}
+impl<T> Int for T where
+    T: Clone + Ord + Zero + One + CheckedAdd + CheckedSub + CheckedMul + CheckedDiv + Send + Sync
+{
+}
 
 struct Trained<T> {
     weights: Vec<Vec<T>>,
@@ -136,18 +142,57 @@ fn contest<T: Int>(s: &[T], tasks: &BTreeSet<usize>) -> (usize, Option<usize>) {
     (best(true).unwrap_or(0), best(false))
 }
 
-/// Count prefixes whose best compatible task does not strictly win.
-fn misrouted<T: Int>(w: &[Vec<T>], samples: &[Sample<T>]) -> Option<usize> {
-    let mut n = 0;
-    for s in samples {
-        let sc = scores(w, &s.x)?;
-        if let (inside, Some(outside)) = contest(&sc, &s.tasks)
-            && sc[inside] <= sc[outside]
-        {
-            n += s.weight;
+/// Fixed router weights stored by feature: each column's nonzero (expert,
+/// weight). A pass over every prefix with fixed weights (counting misroutes,
+/// sizing the key weight, securing) then touches only nonzero weights; most
+/// are zero (a key column is nonzero for its owners only).
+struct ByFeature<T> {
+    columns: Vec<Vec<(usize, T)>>,
+    experts: usize,
+}
+
+impl<T: Int> ByFeature<T> {
+    fn new(w: &[Vec<T>]) -> ByFeature<T> {
+        let dim = w.first().map_or(0, Vec::len);
+        let mut columns = vec![Vec::new(); dim];
+        for (e, row) in w.iter().enumerate() {
+            for (f, v) in row.iter().enumerate() {
+                if !v.is_zero() {
+                    columns[f].push((e, v.clone()));
+                }
+            }
+        }
+        ByFeature {
+            columns,
+            experts: w.len(),
         }
     }
-    Some(n)
+
+    /// The same numbers as [`scores`].
+    fn scores(&self, x: &[(usize, T)]) -> Option<Vec<T>> {
+        let mut out = vec![T::zero(); self.experts];
+        for (f, v) in x {
+            for (e, w) in &self.columns[*f] {
+                out[*e] = out[*e].checked_add(&w.checked_mul(v)?)?;
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Count prefixes whose best compatible task does not strictly win.
+fn misrouted<T: Int>(w: &[Vec<T>], samples: &[Sample<T>]) -> Option<usize> {
+    let w = ByFeature::new(w);
+    samples
+        .par_iter()
+        .map(|s| {
+            let sc = w.scores(&s.x)?;
+            Some(match contest(&sc, &s.tasks) {
+                (inside, Some(outside)) if sc[inside] <= sc[outside] => s.weight,
+                _ => 0,
+            })
+        })
+        .sum()
 }
 
 /// The perceptron on the `active` samples; the pocket keeps the weights
@@ -290,12 +335,13 @@ fn solve<T: Int>(
         .collect();
     let zero = vec![vec![T::zero(); dim]; experts];
     let mut trained = fit(&hard, &zero, max_epochs)?;
-    let mut m = T::one();
-    for (s, d) in samples.iter().zip(&decided) {
-        let Some(t) = *d else { continue };
-        let sc = scores(&trained.weights, &s.x)?;
-        let rival = (0..experts).filter(|&j| j != t).map(|j| &sc[j]).max();
-        let Some(rival) = rival else { continue };
+    let w = ByFeature::new(&trained.weights);
+    // The least M over all key-decided samples (None: overflow).
+    let need = |s: &Sample<T>, t: usize| -> Option<T> {
+        let sc = w.scores(&s.x)?;
+        let Some(rival) = (0..experts).filter(|&j| j != t).map(|j| &sc[j]).max() else {
+            return Some(T::one());
+        };
         // Need m·key ≥ rival − s_t + 1, with key = Σ of t's key features.
         let gap = rival.checked_sub(&sc[t])?.checked_add(&T::one())?;
         let key =
@@ -303,13 +349,18 @@ fn solve<T: Int>(
                 .filter(|(c, _)| owners.get(c).is_some_and(|o| o.contains(&t)))
                 .try_fold(T::zero(), |a, (_, v)| a.checked_add(v))?;
         if gap > T::zero() && key > T::zero() {
-            let need = gap
-                .checked_add(&key)?
+            gap.checked_add(&key)?
                 .checked_sub(&T::one())?
-                .checked_div(&key)?;
-            m = m.max(need);
+                .checked_div(&key)
+        } else {
+            Some(T::one())
         }
-    }
+    };
+    let m = samples
+        .par_iter()
+        .zip(&decided)
+        .filter_map(|(s, d)| d.map(|t| need(s, t)))
+        .try_reduce(T::one, |a, b| Some(a.max(b)))?;
     for (c, tasks) in owners {
         for &t in tasks {
             trained.weights[t][*c] = trained.weights[t][*c].checked_add(&m)?;
@@ -668,12 +719,14 @@ fn secure<T: Int>(
     closed: &[Vec<T>],
     samples: &[Sample<T>],
 ) -> Option<Trained<T>> {
-    let mut m = T::zero();
-    for s in samples {
-        let w = scores(&trained.weights, &s.x)?;
-        let c = scores(closed, &s.x)?;
+    let (by_trained, by_closed) = (ByFeature::new(&trained.weights), ByFeature::new(closed));
+    // The least M this sample needs (None: overflow).
+    let need = |s: &Sample<T>| -> Option<T> {
+        let w = by_trained.scores(&s.x)?;
+        let c = by_closed.scores(&s.x)?;
+        let mut m = T::zero();
         let Some(top) = c.iter().max() else {
-            continue;
+            return Some(m);
         };
         let tier = |k: usize| c[k] == *top;
         let lead = (0..w.len())
@@ -692,7 +745,12 @@ fn secure<T: Int>(
                 m = m.max(need);
             }
         }
-    }
+        Some(m)
+    };
+    let m = samples
+        .par_iter()
+        .map(need)
+        .try_reduce(T::zero, |a, b| Some(a.max(b)))?;
     if m.is_zero() {
         return Some(trained);
     }
