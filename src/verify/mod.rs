@@ -199,7 +199,7 @@ impl ClaimArith for f64 {
     const CERTIFIED: bool = false;
 
     fn engine(model: &Model<f64>) -> Box<dyn Forward<f64> + '_> {
-        Box::new(FloatModel::new(model))
+        Box::new(Evaluator::new(model))
     }
 
     fn invalid_mass(valid: &[(f64, usize)], invalid: &[(f64, usize)], _: &mut ()) -> f64 {
