@@ -162,6 +162,18 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
     /// Run the model on a token sequence and return the last position's
     /// trace.
     pub fn run(&self, tokens: &[usize]) -> Result<Trace<S>, EvalError> {
+        self.run_with(tokens, None)
+    }
+
+    /// The forward pass of the masked model M_C: every FFN neuron outside
+    /// `keep` zeroed (read, bias and write), so it computes ReLU(0)·0 = 0 and
+    /// its pre-activation is 0. Neurons outside `keep` are therefore not
+    /// evaluated at all; no masked copy of the model is made.
+    pub fn run_masked(&self, tokens: &[usize], keep: &[usize]) -> Result<Trace<S>, EvalError> {
+        self.run_with(tokens, Some(keep))
+    }
+
+    fn run_with(&self, tokens: &[usize], keep: Option<&[usize]>) -> Result<Trace<S>, EvalError> {
         let model = self.model;
         let i = tokens.len();
         if i == 0 {
@@ -232,15 +244,34 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
         // The chosen expert's FFN: Σ ReLU(read·A' + bias)·write + output bias.
         let ffn = &model.experts[expert];
         let mut firing = Vec::new();
-        let mut preactivations = Vec::with_capacity(ffn.neurons.len());
-        for &(first, end) in &self.runs[expert] {
-            let read = ffn.neurons[first].read.dot(&hidden);
-            for n in first..end {
-                let pre = read.clone() + ffn.neurons[n].bias.clone();
-                if pre.is_positive() {
-                    firing.push((n, pre.clone()));
+        let mut preactivations;
+        match keep {
+            None => {
+                preactivations = Vec::with_capacity(ffn.neurons.len());
+                for &(first, end) in &self.runs[expert] {
+                    let read = ffn.neurons[first].read.dot(&hidden);
+                    for n in first..end {
+                        let pre = read.clone() + ffn.neurons[n].bias.clone();
+                        if pre.is_positive() {
+                            firing.push((n, pre.clone()));
+                        }
+                        preactivations.push(pre);
+                    }
                 }
-                preactivations.push(pre);
+            }
+            Some(keep) => {
+                preactivations = vec![S::zero(); ffn.neurons.len()];
+                let mut keep = keep.to_vec();
+                keep.sort_unstable();
+                keep.dedup();
+                for n in keep.into_iter().filter(|&n| n < ffn.neurons.len()) {
+                    let neuron = &ffn.neurons[n];
+                    let pre = neuron.read.dot(&hidden) + neuron.bias.clone();
+                    if pre.is_positive() {
+                        firing.push((n, pre.clone()));
+                    }
+                    preactivations[n] = pre;
+                }
             }
         }
         let written = firing.iter().flat_map(|(n, act)| {

@@ -16,28 +16,17 @@
 
 use super::compare::Decision;
 use super::{
-    ClaimArith, ClaimResult, TOP_LOGITS, Tally, Witness, Witnesses, holds, largest_logits,
-    logit_verdict,
+    ClaimArith, ClaimResult, Forward, LogitVerdict, TOP_LOGITS, Tally, Witness, Witnesses, holds,
+    largest_logits, logit_verdict,
 };
-use crate::eval::Logits;
-use crate::model::{Model, SparseVec};
-use crate::taskset::{TaskSet, TokenId};
+use crate::eval::Trace;
+use crate::model::Model;
+use crate::taskset::{Prefix, TaskSet, TokenId};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 
 /// Firing off-task neurons named in one witness.
 const NAMED: usize = 4;
-
-/// What the full model did on one prefix.
-#[derive(Debug, Clone)]
-pub struct Outcome<S> {
-    pub probability: bool,
-    pub retrieval: bool,
-    /// Every FFN neuron's pre-activation.
-    pub preactivations: Vec<S>,
-    pub hidden: SparseVec<S>,
-    pub logits: Logits<S>,
-}
 
 /// Size and isolation of one circuit.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -70,235 +59,347 @@ fn verdict_text(p: bool, a: bool) -> String {
     format!("P {}, A {}", holds(p), holds(a))
 }
 
-/// Check isolation of every circuit; `outcomes` is the full model's result
-/// on every prefix (None where its forward pass failed).
-pub(crate) fn check<S: ClaimArith>(
-    ts: &TaskSet,
-    model: &Model<S>,
-    outcomes: &[Option<Outcome<S>>],
-    tokens: &HashMap<TokenId, usize>,
-    eps: &S,
-) -> Found {
-    let neurons = model.experts.first().map_or(&[][..], |e| &e.neurons[..]);
-    let task_index: HashMap<&str, usize> = ts
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(k, t)| (t.name.as_str(), k))
-        .collect();
-    // The tasks whose circuits list each neuron.
-    let mut owners: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); neurons.len()];
-    let mut witnesses = Witnesses::default();
-    let mut tally = Tally::<S>::new(true);
-    let mut decisions = Vec::new();
-    for circuit in &model.circuits {
-        if let Some(&k) = task_index.get(circuit.name.as_str()) {
-            for &n in circuit.neurons.iter().filter(|&&n| n < neurons.len()) {
-                owners[n].insert(k);
+/// One isolation check: circuit C(k) on one prefix w of D(k).
+pub(crate) struct PrefixCheck<S> {
+    /// Index into the model's circuits.
+    pub circuit: usize,
+    pub ok: bool,
+    pub margin: Option<S>,
+    pub changed: bool,
+    pub fired: bool,
+    pub decision: Option<Decision>,
+    pub witness: Option<Witness>,
+}
+
+/// What one circuit has accumulated over its prefixes.
+struct Tallied<S> {
+    checked: usize,
+    changed: usize,
+    firing: usize,
+    margin: Option<S>,
+    tally: Tally<S>,
+    witnesses: Witnesses,
+    decisions: Vec<Decision>,
+}
+
+/// Claim I, checked prefix by prefix as verification streams through the
+/// prefixes (nothing per prefix is kept beyond its own checks), then
+/// summed up per circuit.
+pub(crate) struct Isolation<S> {
+    /// The tasks whose circuits list each FFN neuron.
+    owners: Vec<BTreeSet<usize>>,
+    /// The circuit of each task, if it has one.
+    circuit_of_task: Vec<Option<usize>>,
+    /// Per circuit, in circuit order.
+    tallied: Vec<Tallied<S>>,
+}
+
+impl<S: ClaimArith> Isolation<S> {
+    pub fn new(ts: &TaskSet, model: &Model<S>) -> Isolation<S> {
+        let neurons = model.experts.first().map_or(0, |e| e.neurons.len());
+        let task_index: HashMap<&str, usize> = ts
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(k, t)| (t.name.as_str(), k))
+            .collect();
+        let mut owners: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); neurons];
+        let mut circuit_of_task = vec![None; ts.tasks.len()];
+        for (c, circuit) in model.circuits.iter().enumerate() {
+            if let Some(&k) = task_index.get(circuit.name.as_str()) {
+                circuit_of_task[k].get_or_insert(c);
+                for &n in circuit.neurons.iter().filter(|&&n| n < neurons) {
+                    owners[n].insert(k);
+                }
             }
+        }
+        Isolation {
+            owners,
+            circuit_of_task,
+            tallied: model
+                .circuits
+                .iter()
+                .map(|_| Tallied {
+                    checked: 0,
+                    changed: 0,
+                    firing: 0,
+                    margin: None,
+                    tally: Tally::new(true),
+                    witnesses: Witnesses::default(),
+                    decisions: Vec::new(),
+                })
+                .collect(),
         }
     }
 
-    let mut reports = Vec::new();
-    for (c, circuit) in model.circuits.iter().enumerate() {
-        let Some(&k) = task_index.get(circuit.name.as_str()) else {
-            tally.record(false, None);
-            witnesses.push(Witness {
-                claim: "isolation",
-                prefix: String::new(),
-                tasks: vec![circuit.name.clone()],
-                expert: None,
-                top_logits: vec![],
-                reason: format!("circuit {} belongs to no task of the spec", circuit.name),
-            });
-            continue;
-        };
-        let label = format!("C({})", circuit.name);
-        let shared: Vec<usize> = circuit
-            .neurons
+    /// The checks of every circuit C(k), k ∈ C(w), on prefix w: the masked
+    /// model M_C(k) through the real forward pass against the full model's
+    /// verdict, and silence of every neuron of tasks w does not belong to.
+    /// `full` is None where the full model's forward pass failed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_prefix(
+        &self,
+        ts: &TaskSet,
+        model: &Model<S>,
+        engine: &dyn Forward<S>,
+        prefix: &Prefix,
+        input: Option<&[usize]>,
+        full: Option<(&Trace<S>, &LogitVerdict<S>)>,
+        tokens: &HashMap<TokenId, usize>,
+        eps: &S,
+        cache: &mut S::Cache,
+        record: bool,
+    ) -> Vec<PrefixCheck<S>> {
+        let neurons = model.experts.first().map_or(&[][..], |e| &e.neurons[..]);
+        let text = ts.render(&prefix.tokens);
+        let task_names: Vec<String> = prefix
+            .tasks
             .iter()
-            .copied()
-            .filter(|&n| n >= neurons.len() || owners[n].len() > 1)
+            .map(|&j| ts.tasks[j].name.clone())
             .collect();
-        for &n in &shared {
-            tally.record(false, None);
-            decisions.push(Decision::new(
-                "isolation",
-                &format!("{label} neuron {n}"),
-                holds(false),
-            ));
-            let others: Vec<&str> = owners
-                .get(n)
-                .into_iter()
-                .flatten()
-                .filter(|&&j| j != k)
-                .map(|&j| ts.tasks[j].name.as_str())
-                .collect();
-            witnesses.push(Witness {
-                claim: "isolation",
-                prefix: String::new(),
-                tasks: vec![circuit.name.clone()],
-                expert: Some(label.clone()),
-                top_logits: vec![],
-                reason: if n >= neurons.len() {
-                    format!("{label} lists neuron {n}, which the FFN does not have")
-                } else {
-                    format!(
-                        "{label} shares neuron {n} ({}) with the circuit(s) of {}: circuits must be disjoint",
-                        neurons[n].name,
-                        others.join(", ")
-                    )
-                },
-            });
-        }
-
-        let masked = model.masked_to(c);
-        let engine = S::engine(&masked);
-        let mut cache = S::Cache::default();
-        let (mut checked, mut changed, mut firing) = (0, 0, 0);
-        let mut margin: Option<S> = None;
-        for (index, prefix) in ts
-            .prefixes
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.tasks.contains(&k))
-        {
-            checked += 1;
-            let text = ts.render(&prefix.tokens);
+        // Neurons of circuits for tasks this prefix does not belong to (or
+        // of no circuit at all): they must stay silent. The same for every
+        // circuit checked on this prefix.
+        let silence = full.map(|(trace, _)| {
+            let pre = |n: usize| trace.preactivations.get(n).cloned().unwrap_or_else(S::zero);
+            let off_task =
+                (0..neurons.len()).filter(|&n| self.owners[n].is_disjoint(&prefix.tasks));
+            let mut fired = Vec::new();
+            let mut margin: Option<S> = None;
+            for n in off_task {
+                let p = pre(n);
+                if p.is_positive() {
+                    fired.push(n);
+                }
+                let m = -p;
+                if margin.as_ref().is_none_or(|x| m < *x) {
+                    margin = Some(m);
+                }
+            }
+            (fired, margin)
+        });
+        let mut checks = Vec::new();
+        for &k in &prefix.tasks {
+            let Some(c) = self.circuit_of_task[k] else {
+                continue;
+            };
+            let circuit = &model.circuits[c];
+            let label = format!("C({})", circuit.name);
             let subject = format!("{}: {text}", circuit.name);
             let fail = |reason: String, top: Vec<(String, String)>| Witness {
                 claim: "isolation",
                 prefix: text.clone(),
-                tasks: prefix
-                    .tasks
-                    .iter()
-                    .map(|&j| ts.tasks[j].name.clone())
-                    .collect(),
+                tasks: task_names.clone(),
                 expert: Some(label.clone()),
                 top_logits: top,
                 reason,
             };
-            let input: Option<Vec<usize>> = prefix
-                .tokens
-                .iter()
-                .map(|t| tokens.get(t).copied())
-                .collect();
-            let run = input
-                .ok_or_else(|| {
-                    "a token of this prefix is not in the model's vocabulary".to_string()
-                })
-                .and_then(|i| engine.run(&i).map_err(|e| e.to_string()));
-            let (Some(full), Ok(trace)) = (&outcomes[index], run) else {
-                tally.record(false, None);
-                decisions.push(Decision::new("isolation", &subject, holds(false)));
-                witnesses.push(fail(
-                    "the forward pass of the full or the masked model failed".into(),
-                    vec![],
-                ));
+            let masked = input.map(|i| engine.run_masked(i, &circuit.neurons));
+            let (Some((trace, verdict)), Some((fired, margin)), Some(Ok(masked))) =
+                (full, &silence, masked)
+            else {
+                checks.push(PrefixCheck {
+                    circuit: c,
+                    ok: false,
+                    margin: None,
+                    changed: false,
+                    fired: false,
+                    decision: record.then(|| Decision::new("isolation", &subject, holds(false))),
+                    witness: Some(fail(
+                        "the forward pass of the full or the masked model failed".into(),
+                        vec![],
+                    )),
+                });
                 continue;
             };
-            let m = logit_verdict(&trace, prefix, tokens, eps, &mut cache);
-            let verdict_changed =
-                (m.probability, m.retrieval) != (full.probability, full.retrieval);
+            let m = logit_verdict(&masked, prefix, tokens, eps, cache);
+            let changed = (m.probability, m.retrieval) != (verdict.probability, verdict.retrieval);
+            let ok = !changed && fired.is_empty();
+            let witness = (!ok).then(|| {
+                let mut reasons = Vec::new();
+                if changed {
+                    reasons.push(format!(
+                        "masking to {label} changes the verdict from {} to {}",
+                        verdict_text(verdict.probability, verdict.retrieval),
+                        verdict_text(m.probability, m.retrieval)
+                    ));
+                }
+                if !fired.is_empty() {
+                    reasons.push(self.firing_reason(model, trace, fired, &text));
+                }
+                fail(
+                    reasons.join("; "),
+                    largest_logits(model, &trace.logits, TOP_LOGITS),
+                )
+            });
+            checks.push(PrefixCheck {
+                circuit: c,
+                ok,
+                margin: margin.clone(),
+                changed,
+                fired: !fired.is_empty(),
+                decision: record.then(|| Decision::new("isolation", &subject, holds(ok))),
+                witness,
+            });
+        }
+        checks
+    }
 
-            // Neurons of circuits for tasks this prefix does not belong to
-            // (or of no circuit at all): they must stay silent.
-            let off_task: Vec<usize> = (0..neurons.len())
-                .filter(|&n| owners[n].is_disjoint(&prefix.tasks))
-                .collect();
-            let pre = |n: usize| full.preactivations.get(n).cloned().unwrap_or_else(S::zero);
-            let fired: Vec<usize> = off_task
-                .iter()
-                .copied()
-                .filter(|&n| pre(n) > S::zero())
-                .collect();
-            let prefix_margin = off_task
-                .iter()
-                .map(|&n| -pre(n))
-                .reduce(|a, b| if b < a { b } else { a });
-            if let Some(pm) = &prefix_margin
-                && margin.as_ref().is_none_or(|m| pm < m)
-            {
-                margin = Some(pm.clone());
+    /// Which off-task neurons fired and what their gates read.
+    fn firing_reason(
+        &self,
+        model: &Model<S>,
+        trace: &Trace<S>,
+        fired: &[usize],
+        text: &str,
+    ) -> String {
+        let neurons = &model.experts[0].neurons;
+        let mut circuits: BTreeSet<usize> = BTreeSet::new();
+        let named: Vec<String> = fired
+            .iter()
+            .take(NAMED)
+            .map(|&n| format!("{} ({})", neurons[n].name, trace.preactivations[n].show()))
+            .collect();
+        for &n in fired {
+            circuits.extend(model.circuits.iter().position(|c| c.neurons.contains(&n)));
+        }
+        let more = fired.len().saturating_sub(NAMED);
+        let mut why = format!(
+            "{} neuron(s) of tasks this prefix does not belong to fire: {}{}",
+            fired.len(),
+            named.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
             }
-            let ok = !verdict_changed && fired.is_empty();
-            tally.record(ok, prefix_margin);
-            decisions.push(Decision::new("isolation", &subject, holds(ok)));
-            if verdict_changed {
-                changed += 1;
-            }
-            if !fired.is_empty() {
-                firing += 1;
-            }
-            if ok {
-                continue;
-            }
-            let mut reasons = Vec::new();
-            if verdict_changed {
-                reasons.push(format!(
-                    "masking to {label} changes the verdict from {} to {}",
-                    verdict_text(full.probability, full.retrieval),
-                    verdict_text(m.probability, m.retrieval)
+        );
+        for &j in &circuits {
+            let gate = &model.circuits[j];
+            why.push_str(&format!(
+                "; the gate of {} is Γ = {} here (it closes at ≥ 1)",
+                gate.name,
+                gate.gate.dot(&trace.hidden).show()
+            ));
+            if gate.unexcluded.iter().any(|u| u == text) {
+                why.push_str(&format!(
+                    ", and gate synthesis found no evidence linear in the hidden state that vanishes on every prefix of {} and is positive on this one (as with XOR-like templates: the same words in swapped combinations across tasks)",
+                    gate.name
                 ));
             }
-            if !fired.is_empty() {
-                let mut circuits: BTreeSet<usize> = BTreeSet::new();
-                let named: Vec<String> = fired
-                    .iter()
-                    .take(NAMED)
-                    .map(|&n| format!("{} ({})", neurons[n].name, full.preactivations[n].show()))
-                    .collect();
-                for &n in &fired {
-                    circuits.extend(model.circuits.iter().position(|c| c.neurons.contains(&n)));
-                }
-                let more = fired.len().saturating_sub(NAMED);
-                let mut why = format!(
-                    "{} neuron(s) of tasks this prefix does not belong to fire: {}{}",
-                    fired.len(),
-                    named.join(", "),
-                    if more > 0 {
-                        format!(" and {more} more")
-                    } else {
-                        String::new()
-                    }
-                );
-                for &j in &circuits {
-                    let gate = &model.circuits[j];
-                    why.push_str(&format!(
-                        "; the gate of {} is Γ = {} here (it closes at ≥ 1)",
-                        gate.name,
-                        gate.gate.dot(&full.hidden).show()
-                    ));
-                    if gate.unexcluded.contains(&text) {
-                        why.push_str(&format!(
-                            ", and gate synthesis found no evidence linear in the hidden state that vanishes on every prefix of {} and is positive on this one (as with XOR-like templates: the same words in swapped combinations across tasks)",
-                            gate.name
-                        ));
-                    }
-                }
-                reasons.push(why);
-            }
-            witnesses.push(fail(
-                reasons.join("; "),
-                largest_logits(model, &full.logits, TOP_LOGITS),
-            ));
         }
-        reports.push(CircuitReport {
-            task: circuit.name.clone(),
-            neurons: circuit.neurons.len(),
-            prefixes: checked,
-            changed_verdicts: changed,
-            off_task_firings: firing,
-            shared_neurons: shared.len(),
-            isolated: changed == 0 && firing == 0 && shared.is_empty(),
-            silence_margin: margin.map(|m| m.text()),
-        });
+        why
     }
-    Found {
-        claim: tally.finish(Clone::clone),
-        circuits: reports,
-        witnesses,
-        decisions,
+
+    /// Fold one prefix's checks in (prefix order).
+    pub fn record(&mut self, checks: Vec<PrefixCheck<S>>) {
+        for check in checks {
+            let t = &mut self.tallied[check.circuit];
+            t.checked += 1;
+            t.changed += usize::from(check.changed);
+            t.firing += usize::from(check.fired);
+            if let Some(m) = &check.margin
+                && t.margin.as_ref().is_none_or(|x| m < x)
+            {
+                t.margin = Some(m.clone());
+            }
+            t.tally.record(check.ok, check.margin);
+            t.decisions.extend(check.decision);
+            if let Some(w) = check.witness {
+                t.witnesses.push(w);
+            }
+        }
+    }
+
+    /// The claim: the per-prefix checks, circuit by circuit, and the
+    /// circuits' disjointness.
+    pub fn finish(self, ts: &TaskSet, model: &Model<S>) -> Found {
+        let neurons = model.experts.first().map_or(&[][..], |e| &e.neurons[..]);
+        let task_index: HashMap<&str, usize> = ts
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(k, t)| (t.name.as_str(), k))
+            .collect();
+        let mut witnesses = Witnesses::default();
+        let mut tally = Tally::<S>::new(true);
+        let mut decisions = Vec::new();
+        let mut reports = Vec::new();
+        for (circuit, t) in model.circuits.iter().zip(self.tallied) {
+            let Some(&k) = task_index.get(circuit.name.as_str()) else {
+                tally.record(false, None);
+                witnesses.push(Witness {
+                    claim: "isolation",
+                    prefix: String::new(),
+                    tasks: vec![circuit.name.clone()],
+                    expert: None,
+                    top_logits: vec![],
+                    reason: format!("circuit {} belongs to no task of the spec", circuit.name),
+                });
+                continue;
+            };
+            let label = format!("C({})", circuit.name);
+            let shared: Vec<usize> = circuit
+                .neurons
+                .iter()
+                .copied()
+                .filter(|&n| n >= neurons.len() || self.owners[n].len() > 1)
+                .collect();
+            for &n in &shared {
+                tally.record(false, None);
+                decisions.push(Decision::new(
+                    "isolation",
+                    &format!("{label} neuron {n}"),
+                    holds(false),
+                ));
+                let others: Vec<&str> = self
+                    .owners
+                    .get(n)
+                    .into_iter()
+                    .flatten()
+                    .filter(|&&j| j != k)
+                    .map(|&j| ts.tasks[j].name.as_str())
+                    .collect();
+                witnesses.push(Witness {
+                    claim: "isolation",
+                    prefix: String::new(),
+                    tasks: vec![circuit.name.clone()],
+                    expert: Some(label.clone()),
+                    top_logits: vec![],
+                    reason: if n >= neurons.len() {
+                        format!("{label} lists neuron {n}, which the FFN does not have")
+                    } else {
+                        format!(
+                            "{label} shares neuron {n} ({}) with the circuit(s) of {}: circuits must be disjoint",
+                            neurons[n].name,
+                            others.join(", ")
+                        )
+                    },
+                });
+            }
+            tally.merge(t.tally);
+            decisions.extend(t.decisions);
+            witnesses.count += t.witnesses.count - t.witnesses.list.len();
+            for w in t.witnesses.list {
+                witnesses.push(w);
+            }
+            reports.push(CircuitReport {
+                task: circuit.name.clone(),
+                neurons: circuit.neurons.len(),
+                prefixes: t.checked,
+                changed_verdicts: t.changed,
+                off_task_firings: t.firing,
+                shared_neurons: shared.len(),
+                isolated: t.changed == 0 && t.firing == 0 && shared.is_empty(),
+                silence_margin: t.margin.map(|m| m.text()),
+            });
+        }
+        Found {
+            claim: tally.finish(Clone::clone),
+            circuits: reports,
+            witnesses,
+            decisions,
+        }
     }
 }
 

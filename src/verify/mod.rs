@@ -23,7 +23,6 @@ pub mod compare;
 pub mod isolation;
 pub mod probability;
 
-use crate::eval::float::FloatModel;
 use crate::eval::{EvalError, Evaluator, Logits, Trace};
 use crate::model::{Model, NeuronRole};
 use crate::scalar::{FastRat, Rat, Scalar};
@@ -83,17 +82,17 @@ impl FromStr for Arith {
 /// A forward pass over a model's weights.
 pub trait Forward<S>: Sync {
     fn run(&self, tokens: &[usize]) -> Result<Trace<S>, EvalError>;
+    /// The masked model M_C with only the FFN neurons `keep`.
+    fn run_masked(&self, tokens: &[usize], keep: &[usize]) -> Result<Trace<S>, EvalError>;
 }
 
 impl<S: Scalar> Forward<S> for Evaluator<'_, S> {
     fn run(&self, tokens: &[usize]) -> Result<Trace<S>, EvalError> {
         Evaluator::run(self, tokens)
     }
-}
 
-impl Forward<f64> for FloatModel {
-    fn run(&self, tokens: &[usize]) -> Result<Trace<f64>, EvalError> {
-        self.forward(tokens)
+    fn run_masked(&self, tokens: &[usize], keep: &[usize]) -> Result<Trace<S>, EvalError> {
+        Evaluator::run_masked(self, tokens, keep)
     }
 }
 
@@ -359,13 +358,26 @@ impl<S: Scalar> Tally<S> {
             self.failures += 1;
         }
         if let Some(v) = value {
-            let worse = match &self.worst {
-                None => true,
-                Some(w) => (v < *w) == self.keep_min,
-            };
-            if worse {
-                self.worst = Some(v);
-            }
+            self.keep_worse(v);
+        }
+    }
+
+    /// Add another tally's checks to this one.
+    fn merge(&mut self, other: Tally<S>) {
+        self.checked += other.checked;
+        self.failures += other.failures;
+        if let Some(v) = other.worst {
+            self.keep_worse(v);
+        }
+    }
+
+    fn keep_worse(&mut self, v: S) {
+        let worse = match &self.worst {
+            None => true,
+            Some(w) => (v < *w) == self.keep_min,
+        };
+        if worse {
+            self.worst = Some(v);
         }
     }
 
@@ -613,7 +625,8 @@ struct Assessed<S> {
     /// A hash of the exact router input; prefixes that share it are
     /// compared exactly before one is named as the other's twin.
     fingerprint: u64,
-    outcome: Option<isolation::Outcome<S>>,
+    /// Claim I's checks on this prefix (dense model).
+    isolation: Vec<isolation::PrefixCheck<S>>,
 }
 
 /// The router's exact input on a trace: its nonzero coordinates.
@@ -670,7 +683,12 @@ impl<S: ClaimArith> Context<'_, S> {
     }
 
     /// R, P and A on one prefix.
-    fn assess(&self, prefix: &Prefix, cache: &mut S::Cache) -> Assessed<S> {
+    fn assess(
+        &self,
+        prefix: &Prefix,
+        iso: &isolation::Isolation<S>,
+        cache: &mut S::Cache,
+    ) -> Assessed<S> {
         let (ts, model) = (self.ts, self.model);
         // Rendered only for a witness or a recorded decision.
         let text = LazyCell::new(|| ts.render(&prefix.tokens));
@@ -706,7 +724,23 @@ impl<S: ClaimArith> Context<'_, S> {
                     witnesses,
                     misrouted: None,
                     fingerprint: fingerprint::<S::Key>(&[]),
-                    outcome: None,
+                    isolation: if self.dense {
+                        let input = self.input(prefix).ok();
+                        iso.check_prefix(
+                            self.ts,
+                            model,
+                            self.engine.as_ref(),
+                            prefix,
+                            input.as_deref(),
+                            None,
+                            &self.tokens,
+                            &self.eps,
+                            cache,
+                            self.decisions,
+                        )
+                    } else {
+                        Vec::new()
+                    },
                 };
             }
         };
@@ -813,13 +847,23 @@ impl<S: ClaimArith> Context<'_, S> {
             } else {
                 fingerprint(&router_input(model, &trace))
             },
-            outcome: self.dense.then(|| isolation::Outcome {
-                probability: v.probability,
-                retrieval: v.retrieval,
-                preactivations: trace.preactivations.clone(),
-                hidden: trace.hidden.clone(),
-                logits: trace.logits.clone(),
-            }),
+            isolation: if self.dense {
+                let input = self.input(prefix).ok();
+                iso.check_prefix(
+                    self.ts,
+                    model,
+                    self.engine.as_ref(),
+                    prefix,
+                    input.as_deref(),
+                    Some((&trace, &v)),
+                    &self.tokens,
+                    &self.eps,
+                    cache,
+                    self.decisions,
+                )
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -854,7 +898,6 @@ fn verify_in<S: ClaimArith>(
     };
     let dense = cx.dense;
     let eps = cx.eps.clone();
-    let tokens = &cx.tokens;
 
     let mut routing = Tally::new(true);
     let mut probability = Tally::new(false);
@@ -863,8 +906,8 @@ fn verify_in<S: ClaimArith>(
     let mut decisions = Vec::new();
     let mut misrouted: Vec<(usize, Witness)> = Vec::new();
     let mut fingerprints: Vec<u64> = Vec::with_capacity(ts.prefixes.len());
-    // The full model's outcome on every prefix, for the isolation claim.
-    let mut outcomes: Vec<Option<isolation::Outcome<S>>> = Vec::new();
+    // Claim I, checked as the prefixes stream by.
+    let mut iso = isolation::Isolation::new(ts, model);
     // One exp-bound cache per worker thread, kept across chunks.
     let caches: Vec<Mutex<S::Cache>> = (0..rayon::current_num_threads().max(1))
         .map(|_| Mutex::new(S::Cache::default()))
@@ -877,7 +920,7 @@ fn verify_in<S: ClaimArith>(
             .map(|prefix| {
                 let slot = rayon::current_thread_index().unwrap_or(0) % caches.len();
                 let mut cache = caches[slot].lock().unwrap_or_else(|e| e.into_inner());
-                cx.assess(prefix, &mut cache)
+                cx.assess(prefix, &iso, &mut cache)
             })
             .collect();
         for (offset, a) in assessed.into_iter().enumerate() {
@@ -894,9 +937,7 @@ fn verify_in<S: ClaimArith>(
                 misrouted.push((c * CHUNK + offset, w));
             }
             fingerprints.push(a.fingerprint);
-            if dense {
-                outcomes.push(a.outcome);
-            }
+            iso.record(a.isolation);
         }
         if let Some(progress) = run.progress {
             progress((c * CHUNK + chunk.len()).min(total), total);
@@ -953,7 +994,7 @@ fn verify_in<S: ClaimArith>(
 
     let (size, experts) = size_claim(ts, model, expert_of_task, &mut witnesses, &mut decisions);
     let (isolation_claim, circuits) = if dense {
-        let found = isolation::check(ts, model, &outcomes, tokens, &eps);
+        let found = iso.finish(ts, model);
         witnesses.count += found.witnesses.count - found.witnesses.list.len();
         for w in found.witnesses.list {
             witnesses.push(w);
