@@ -23,9 +23,10 @@
 
 use super::attention;
 use super::expert;
-use super::gate::{self, EntityDirs};
+use super::gate::{self, EntityDirs, GiveUp};
 use super::pattern;
 use super::residual::Residual;
+use super::separate;
 use super::{Margins, Options, unembedding};
 use crate::model::{
     Basis, Circuit, Expert, Head, LinearMap, Model, Neuron, NeuronRole, Router, SparseVec,
@@ -146,31 +147,100 @@ fn extend_key_head(head: &mut Head<Rat>, ts: &TaskSet, d: &DenseResidual) {
     head.output = output;
 }
 
+/// The gate of task k and the projection its syntactic neurons read, with
+/// its interpolation points. First the gate that keeps Ψ_k ≥ 0 on the
+/// lookalikes it cannot close; if there are any, a projection s_k that puts
+/// them below every pattern of k silences the syntactic neurons there
+/// ([`super::separate`]), and the semantic ones read no key there. If no
+/// projection separates them, the gate that closes the most lookalikes
+/// instead, with the positional projection; those it leaves open are
+/// reported with the identity that rules them out.
+fn gate_and_projection(
+    ts: &TaskSet,
+    k: usize,
+    d: &DenseResidual,
+    margins: &Margins,
+    states: &[SparseVec<Rat>],
+) -> (gate::Gate, expert::Projection, Vec<expert::Point>) {
+    let r = &d.residual;
+    let relaxed = gate::synthesize(ts, k, r, &d.entities, states, &GiveUp::Relax(Rat::zero()));
+    let (proj, points) = expert::interpolation(ts, k, r, margins);
+    if relaxed.unexcluded.is_empty() {
+        return (relaxed, proj, points);
+    }
+    let own: Vec<&SparseVec<Rat>> = ts
+        .prefixes
+        .iter()
+        .zip(states)
+        .filter(|(p, _)| p.tasks.contains(&k))
+        .map(|(_, x)| x)
+        .collect();
+    let open: Vec<&SparseVec<Rat>> = relaxed
+        .unexcluded
+        .iter()
+        .map(|u| &states[u.prefix])
+        .collect();
+    let patterns: Vec<&pattern::Pattern> = points.iter().map(|(_, p, _)| p).collect();
+    if let Some(moved) = separate::separate(&proj, r, &patterns, &own, &open) {
+        let mut points: Vec<expert::Point> = points
+            .iter()
+            .map(|(_, p, y)| (moved.value(p), p.clone(), y.clone()))
+            .collect();
+        points.sort_by(|a, b| a.0.cmp(&b.0));
+        // Closed after all: every neuron is off on them.
+        let gate = gate::Gate {
+            unexcluded: vec![],
+            ..relaxed
+        };
+        return (gate, moved, points);
+    }
+    let mut dropped = gate::synthesize(ts, k, r, &d.entities, states, &GiveUp::Drop);
+    let task = &ts.tasks[k].name;
+    for u in &mut dropped.unexcluded {
+        u.reason.push_str(&format!(
+            "; nor does any projection s_k put the {} lookalike(s) that a gate with Ψ_k ≥ 0 on them leaves open below every pattern of {task} (an exact LP finds no linear separation), so the ramp {task}/syn0, on at every prefix of {task}, cannot be kept off them",
+            relaxed.unexcluded.len()
+        ));
+    }
+    (dropped, proj, points)
+}
+
 /// The neurons of circuit C(k), appended to `neurons`; returns the circuit.
 fn circuit(
     ts: &TaskSet,
     k: usize,
     d: &DenseResidual,
     margins: &Margins,
-    gate: &gate::Gate,
+    states: &[SparseVec<Rat>],
     neurons: &mut Vec<Neuron<Rat>>,
 ) -> Circuit<Rat> {
     let r = &d.residual;
     let task = &ts.tasks[k];
     let word = |t: usize| ts.vocab.name(t).to_string();
-    let (proj, points) = expert::interpolation(ts, k, r, margins);
+    let (gate, proj, points) = gate_and_projection(ts, k, d, margins, states);
+    let gate = &gate;
     let s_read = proj.read(r);
+    // Head 1's weights are ≥ 0 and sum to 1, and one position is on, so
+    // s_k ≤ max(max r, 0) + max c.
     let max_r = proj
         .symbol_weight
         .values()
         .max()
         .cloned()
-        .unwrap_or_else(BigInt::zero);
-    let s_max = Rat::from_integer(max_r + proj.position_offset.last().cloned().unwrap_or_default());
+        .unwrap_or_else(BigInt::zero)
+        .max(BigInt::zero());
+    let max_c = proj
+        .position_offset
+        .iter()
+        .max()
+        .cloned()
+        .unwrap_or_default();
+    let s_max = Rat::from_integer(max_r + max_c);
     let t0 = &points[0].0 - int(1);
-    // Off-task Γ_k ≥ δ, so G·δ must cover the largest input a neuron can see.
-    let g_syn = ((&s_max - &t0 + int(1)) / &gate.floor).ceil();
-    let g_sem = (int(ts.max_len as i64 + 1) / &gate.floor).ceil();
+    // The largest ungated pre-activation a neuron can see anywhere: s_k −
+    // t_0 for a syntactic one, L·h2:a for a semantic one.
+    let f_syn = &s_max - &t0;
+    let f_sem = int(ts.max_len as i64);
 
     // Γ_k's constant term becomes a large negative bias (−G·Γ_k(one)); the
     // rest is the task evidence each neuron reads.
@@ -178,6 +248,13 @@ fn circuit(
     let evidence = gate
         .read
         .add_scaled(&-constant.clone(), &SparseVec::unit(r.one));
+    // Off-task Γ_k ≥ δ, so G·δ must cover the largest input a neuron sees.
+    let gated = |read: SparseVec<Rat>, bias: Rat, f_max: &Rat| {
+        let g = ((f_max + int(1)) / &gate.floor).ceil();
+        let read = read.add_scaled(&-g.clone(), &evidence);
+        let bias = bias - &g * &constant;
+        (read, bias, g)
+    };
 
     let mut members = Vec::new();
     let mut gate_weight = Vec::new();
@@ -202,13 +279,14 @@ fn circuit(
                 pattern::render(knots[1].1.expect("a pattern"), word)
             ),
         };
+        let (read, bias, g) = gated(s_read.clone(), -t_m.clone(), &f_syn);
         members.push(neurons.len());
-        gate_weight.push(g_syn.clone());
+        gate_weight.push(g);
         neurons.push(Neuron {
             name: format!("{}/syn{m}: s ≥ {at}, gated", task.name),
             role: NeuronRole::Syntactic,
-            read: s_read.add_scaled(&-g_syn.clone(), &evidence),
-            bias: -t_m.clone() - &g_syn * &constant,
+            read,
+            bias,
             write,
         });
         previous_slope = slope;
@@ -216,27 +294,32 @@ fn circuit(
 
     for &(key, value) in &task.pairs {
         let dir = r.entity(key).unwrap_or(r.one);
+        let (read, bias, g) = gated(
+            SparseVec::from_entries([(dir, int(ts.max_len as i64))]),
+            Rat::zero(),
+            &f_sem,
+        );
         members.push(neurons.len());
-        gate_weight.push(g_sem.clone());
+        gate_weight.push(g);
         neurons.push(Neuron {
             name: format!("{}/sem: {} → {}, gated", task.name, word(key), word(value)),
             role: NeuronRole::Semantic,
-            read: SparseVec::from_entries([(dir, int(ts.max_len as i64))])
-                .add_scaled(&-g_sem.clone(), &evidence),
-            bias: -&g_sem * &constant,
+            read,
+            bias,
             write: SparseVec::from_entries([(r.out[value], margins.semantic.clone())]),
         });
     }
+    let unexcluded = gate
+        .unexcluded
+        .iter()
+        .map(|u| (ts.render(&ts.prefixes[u.prefix].tokens), u.reason.clone()))
+        .collect();
     Circuit {
         name: task.name.clone(),
         neurons: members,
         gate: gate.read.clone(),
         gate_weight,
-        unexcluded: gate
-            .unexcluded
-            .iter()
-            .map(|&q| ts.render(&ts.prefixes[q].tokens))
-            .collect(),
+        unexcluded,
     }
 }
 
@@ -256,10 +339,7 @@ pub fn build_dense(ts: &TaskSet, options: &Options) -> Model<Rat> {
         .collect();
     let mut neurons = Vec::new();
     let circuits = (0..ts.tasks.len())
-        .map(|k| {
-            let gate = gate::synthesize(ts, k, r, &d.entities, &states);
-            circuit(ts, k, &d, &margins, &gate, &mut neurons)
-        })
+        .map(|k| circuit(ts, k, &d, &margins, &states, &mut neurons))
         .collect();
 
     let width = r.basis.len();
@@ -417,8 +497,10 @@ mod tests {
     }
 
     /// On the XOR-like set no functional vanishes on alpha's prefixes and is
-    /// positive on both of beta's crossed openings (x(red big) + x(blue
-    /// small) = x(red small) + x(blue big)): each gate says which it misses.
+    /// positive on both of beta's crossed openings (h(red big) + h(blue
+    /// small) = h(red small) + h(blue big)), nor does any projection put
+    /// both below alpha's patterns: each gate closes one and names the
+    /// identity that rules out the other.
     #[test]
     fn xor_like_openings_cannot_be_gated() {
         let ts = load("xor_expected_failure.toml");
@@ -429,17 +511,22 @@ mod tests {
             .map(|c| {
                 (
                     c.name.as_str(),
-                    c.unexcluded.iter().map(String::as_str).collect(),
+                    c.unexcluded.iter().map(|(p, _)| p.as_str()).collect(),
                 )
             })
             .collect();
         assert_eq!(
             unexcluded,
-            [
-                ("alpha", vec!["red small", "blue big"]),
-                ("beta", vec!["red big", "blue small"])
-            ]
+            [("alpha", vec!["red small"]), ("beta", vec!["red big"])]
         );
+        let (_, reason) = &model.circuits[0].unexcluded[0];
+        assert!(
+            reason.starts_with(
+                "no gate linear in the hidden state can close it: h(\"red small\") + h(\"blue big\") = h(\"red big\") + h(\"blue small\")"
+            ),
+            "{reason}"
+        );
+        assert!(reason.contains("nor does any projection s_k"), "{reason}");
     }
 
     /// Where one task claims a prefix, only its circuit fires, and it
