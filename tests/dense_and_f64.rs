@@ -358,3 +358,30 @@ fn unknown_models_and_arithmetics_are_bad_input() {
         assert!(run.stderr.contains(expected), "{}", run.stderr);
     }
 }
+
+/// Two random task sets shrunk from sweep points where the dense model's
+/// isolation failed (tests/regressions/): in the first the perceptron's Ψ_k
+/// missed the lookalike "w40" and the exact LP closes it; in the second
+/// "w43 w43" is a combination of task1's hidden states that no gate can
+/// close, and a separating projection keeps task1's syntactic neurons off
+/// it. Both now verify in exact and f64 arithmetic.
+#[test]
+fn dense_gate_regressions_verify() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
+    for (file, prefixes, isolation) in [
+        ("dense_gate_perceptron_misses_lookalike.toml", 26, 26),
+        ("dense_gate_needs_separating_projection.toml", 26, 27),
+    ] {
+        for arith in ["exact", "f64"] {
+            let (code, v) = verify_json(&dir.join(file), &["--model", "dense", "--arith", arith]);
+            assert_eq!(code, 0, "{file} {arith}: {}", v["failures"]);
+            assert_eq!(v["prefixes"], prefixes, "{file}");
+            assert_eq!(v["claims"]["isolation"]["checked"], isolation, "{file}");
+            assert_eq!(v["claims"]["isolation"]["failures"], 0, "{file}");
+            assert_eq!(v["failure_count"], 0, "{file}");
+            for c in v["circuits"].as_array().unwrap() {
+                assert_eq!(c["isolated"], true, "{file}: {c}");
+            }
+        }
+    }
+}

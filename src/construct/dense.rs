@@ -378,7 +378,7 @@ mod tests {
     use crate::construct::build_moe;
     use crate::eval::forward;
     use crate::spec;
-    use num_traits::Zero;
+    use num_traits::{One, Zero};
     use std::path::Path;
 
     fn load(name: &str) -> TaskSet {
@@ -562,4 +562,119 @@ mod tests {
             assert_eq!(compared, ts.prefixes.len() - ts.ambiguous());
         }
     }
+
+    fn regression(name: &str) -> TaskSet {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/regressions")
+            .join(name);
+        TaskSet::from_spec(&spec::load(&path).unwrap())
+    }
+
+    /// The exact gate synthesis: Γ_k = 0 on every prefix of k, at least δ
+    /// on every other prefix it closes, δ > 0, and (relaxed) at least 0 on
+    /// those it cannot close.
+    #[test]
+    fn exact_gates_vanish_on_their_task_and_reach_delta_elsewhere() {
+        let mut closed = 0;
+        for ts in [
+            regression("dense_gate_perceptron_misses_lookalike.toml"),
+            regression("dense_gate_needs_separating_projection.toml"),
+            load("random_seed1.toml"),
+            load("xor_expected_failure.toml"),
+        ] {
+            let d = DenseResidual::new(&ts);
+            let states: Vec<SparseVec<Rat>> = ts
+                .prefixes
+                .iter()
+                .map(|p| d.hidden_state(&p.tokens))
+                .collect();
+            for k in 0..ts.tasks.len() {
+                for mode in [GiveUp::Drop, GiveUp::Relax(Rat::zero())] {
+                    let g = gate::synthesize(&ts, k, &d.residual, &d.entities, &states, &mode);
+                    assert!(g.floor > Rat::zero());
+                    for (p, x) in ts.prefixes.iter().zip(&states) {
+                        let v = g.read.dot(x);
+                        let q = ts
+                            .prefixes
+                            .iter()
+                            .position(|o| o.tokens == p.tokens)
+                            .unwrap();
+                        if p.tasks.contains(&k) {
+                            assert!(v.is_zero(), "{}", ts.render(&p.tokens));
+                        } else if g.unexcluded.iter().any(|u| u.prefix == q) {
+                            if mode != GiveUp::Drop {
+                                assert!(v >= Rat::zero(), "{}", ts.render(&p.tokens));
+                            }
+                        } else {
+                            assert!(v >= g.floor, "{}", ts.render(&p.tokens));
+                            closed += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(closed > 0);
+    }
+
+    /// The perceptron's Ψ_k missed the lookalike "w40" of task3 (task2's
+    /// opening); the exact LP closes it, and the dense model verifies.
+    #[test]
+    fn the_exact_lp_closes_what_the_perceptron_missed() {
+        let ts = regression("dense_gate_perceptron_misses_lookalike.toml");
+        let d = DenseResidual::new(&ts);
+        let states: Vec<SparseVec<Rat>> = ts
+            .prefixes
+            .iter()
+            .map(|p| d.hidden_state(&p.tokens))
+            .collect();
+        let w40 = ts
+            .prefixes
+            .iter()
+            .position(|p| ts.render(&p.tokens) == "w40")
+            .unwrap();
+        let g = gate::synthesize(&ts, 1, &d.residual, &d.entities, &states, &GiveUp::Drop);
+        assert_eq!(g.lookalikes, [w40]);
+        assert!(g.unexcluded.is_empty());
+        assert!(g.read.dot(&states[w40]) >= Rat::one());
+        let model = build_dense(&ts, &Options::default());
+        assert!(model.circuits.iter().all(|c| c.unexcluded.is_empty()));
+    }
+
+    /// "w43 w43" (task3) is a combination of task1's hidden states, so no
+    /// gate vanishing on task1 can close it: the identity says which. A
+    /// projection s_k that puts it below every pattern of task1 keeps
+    /// task1's syntactic neurons off there instead.
+    #[test]
+    fn a_lookalike_in_the_span_is_left_to_the_projection() {
+        let ts = regression("dense_gate_needs_separating_projection.toml");
+        let d = DenseResidual::new(&ts);
+        let states: Vec<SparseVec<Rat>> = ts
+            .prefixes
+            .iter()
+            .map(|p| d.hidden_state(&p.tokens))
+            .collect();
+        let q = ts
+            .prefixes
+            .iter()
+            .position(|p| ts.render(&p.tokens) == "w43 w43")
+            .unwrap();
+        let g = gate::synthesize(&ts, 0, &d.residual, &d.entities, &states, &GiveUp::Drop);
+        assert_eq!(g.unexcluded.len(), 1);
+        assert_eq!(g.unexcluded[0].prefix, q);
+        assert!(g.read.dot(&states[q]).is_zero());
+        assert_eq!(g.unexcluded[0].reason, IDENTITY);
+        let model = build_dense(&ts, &Options::default());
+        assert!(model.circuits.iter().all(|c| c.unexcluded.is_empty()));
+        // Every neuron of C(task1) is at most −1 on "w43 w43".
+        let trace = forward(&model, &ts.prefixes[q].tokens).unwrap();
+        for &n in &model.circuits[0].neurons {
+            let pre = model.experts[0].neurons[n].read.dot(&trace.hidden)
+                + &model.experts[0].neurons[n].bias;
+            assert!(pre <= -Rat::one(), "{}", model.experts[0].neurons[n].name);
+        }
+    }
+
+    /// h("w43 w43") = h("called called") + h("w43") − h("called"), on every
+    /// coordinate: positions, head 1, current token.
+    const IDENTITY: &str = "no gate linear in the hidden state can close it: h(\"w43 w43\") = −h(\"called\") + h(\"called called\") + h(\"w43\"), prefixes of task1 on the right, so every functional that vanishes on task1's prefixes vanishes here";
 }
