@@ -168,37 +168,97 @@ fn gate_and_projection(
     if relaxed.unexcluded.is_empty() {
         return (relaxed, proj, points);
     }
-    let own: Vec<&SparseVec<Rat>> = ts
-        .prefixes
-        .iter()
-        .zip(states)
-        .filter(|(p, _)| p.tasks.contains(&k))
-        .map(|(_, x)| x)
+    let task = &ts.tasks[k].name;
+    let render = |p: usize| ts.render(&ts.prefixes[p].tokens);
+    let own_prefixes: Vec<usize> = (0..ts.prefixes.len())
+        .filter(|&p| ts.prefixes[p].tasks.contains(&k))
         .collect();
-    let open: Vec<&SparseVec<Rat>> = relaxed
-        .unexcluded
-        .iter()
-        .map(|u| &states[u.prefix])
-        .collect();
+    let own: Vec<&SparseVec<Rat>> = own_prefixes.iter().map(|&p| &states[p]).collect();
     let patterns: Vec<&pattern::Pattern> = points.iter().map(|(_, p, _)| p).collect();
-    if let Some(moved) = separate::separate(&proj, r, &patterns, &own, &open) {
-        let mut points: Vec<expert::Point> = points
+    // Move as many of the open lookalikes below k's patterns as one
+    // projection can: greedily give up the one a conflict leans on most.
+    let mut open: Vec<usize> = relaxed.unexcluded.iter().map(|u| u.prefix).collect();
+    let mut left: Vec<(usize, String)> = Vec::new();
+    let moved = loop {
+        if open.is_empty() {
+            break None;
+        }
+        let states_open: Vec<&SparseVec<Rat>> = open.iter().map(|&q| &states[q]).collect();
+        match separate::separate(&proj, r, &patterns, &own, &states_open) {
+            Ok(moved) => break Some(moved),
+            Err(conflict) => {
+                let Some((worst, weight)) = conflict
+                    .open
+                    .iter()
+                    .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+                    .cloned()
+                else {
+                    // Separable but never injective in range: give up.
+                    left.extend(open.iter().map(|&q| {
+                        (q, format!("; no projection s_k injective on {task}'s patterns was found that puts it below them"))
+                    }));
+                    break None;
+                };
+                let mut lhs: Vec<(String, Rat)> = vec![(render(open[worst]), int(1))];
+                lhs.extend(
+                    conflict
+                        .open
+                        .iter()
+                        .filter(|(i, _)| *i != worst)
+                        .map(|(i, w)| (render(open[*i]), w / &weight)),
+                );
+                let rhs: Vec<(String, Rat)> = conflict
+                    .own
+                    .iter()
+                    .map(|(i, w)| (render(own_prefixes[*i]), w / &weight))
+                    .collect();
+                left.push((
+                    open[worst],
+                    format!(
+                        "; nor does any projection s_k put it below every pattern of {task}: on head 1 and the positions {} = {}, with equal total weight on both sides, so every s_k has the same weighted mean on these lookalikes as on those prefixes of {task}, and its ramp {task}/syn0, on at every prefix of {task}, cannot be kept off all of them",
+                        gate::linear_text(&lhs),
+                        gate::linear_text(&rhs)
+                    ),
+                ));
+                open.remove(worst);
+            }
+        }
+    };
+    let dropped = gate::synthesize(ts, k, r, &d.entities, states, &GiveUp::Drop);
+    if left.len() <= dropped.unexcluded.len() {
+        // The relaxed gate and the moved projection leave fewer open.
+        let unexcluded = relaxed
+            .unexcluded
             .iter()
-            .map(|(_, p, y)| (moved.value(p), p.clone(), y.clone()))
+            .filter_map(|u| {
+                let (_, why) = left.iter().find(|(q, _)| *q == u.prefix)?;
+                Some(gate::Unexcluded {
+                    prefix: u.prefix,
+                    reason: format!("{}{why}", u.reason),
+                })
+            })
             .collect();
-        points.sort_by(|a, b| a.0.cmp(&b.0));
-        // Closed after all: every neuron is off on them.
         let gate = gate::Gate {
-            unexcluded: vec![],
+            unexcluded,
             ..relaxed
         };
-        return (gate, moved, points);
+        return match moved {
+            Some(moved) => {
+                let mut points: Vec<expert::Point> = points
+                    .iter()
+                    .map(|(_, p, y)| (moved.value(p), p.clone(), y.clone()))
+                    .collect();
+                points.sort_by(|a, b| a.0.cmp(&b.0));
+                (gate, moved, points)
+            }
+            None => (gate, proj, points),
+        };
     }
-    let mut dropped = gate::synthesize(ts, k, r, &d.entities, states, &GiveUp::Drop);
-    let task = &ts.tasks[k].name;
+    let mut dropped = dropped;
     for u in &mut dropped.unexcluded {
         u.reason.push_str(&format!(
-            "; nor does any projection s_k put the {} lookalike(s) that a gate with Ψ_k ≥ 0 on them leaves open below every pattern of {task} (an exact LP finds no linear separation), so the ramp {task}/syn0, on at every prefix of {task}, cannot be kept off them",
+            "; nor does any projection s_k put more than {} of the {} lookalike(s) that a gate with Ψ_k ≥ 0 on them leaves open below every pattern of {task}, so the gate that closes the most is used",
+            relaxed.unexcluded.len() - left.len(),
             relaxed.unexcluded.len()
         ));
     }
@@ -665,12 +725,17 @@ mod tests {
         assert_eq!(g.unexcluded[0].reason, IDENTITY);
         let model = build_dense(&ts, &Options::default());
         assert!(model.circuits.iter().all(|c| c.unexcluded.is_empty()));
-        // Every neuron of C(task1) is at most −1 on "w43 w43".
+        // Every syntactic neuron of C(task1) is at most −1 on "w43 w43"
+        // (moved below it), every semantic one at most 0 (Γ = 0, no key).
         let trace = forward(&model, &ts.prefixes[q].tokens).unwrap();
         for &n in &model.circuits[0].neurons {
-            let pre = model.experts[0].neurons[n].read.dot(&trace.hidden)
-                + &model.experts[0].neurons[n].bias;
-            assert!(pre <= -Rat::one(), "{}", model.experts[0].neurons[n].name);
+            let neuron = &model.experts[0].neurons[n];
+            let pre = neuron.read.dot(&trace.hidden) + &neuron.bias;
+            let bound = match neuron.role {
+                NeuronRole::Syntactic => -Rat::one(),
+                NeuronRole::Semantic => Rat::zero(),
+            };
+            assert!(pre <= bound, "{}: {pre}", neuron.name);
         }
     }
 

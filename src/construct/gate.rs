@@ -199,7 +199,7 @@ pub struct Unexcluded {
 }
 
 /// `c·h("prefix")` terms joined by signs; at most `SHOWN` terms are named.
-fn linear_text(terms: &[(String, Rat)]) -> String {
+pub(crate) fn linear_text(terms: &[(String, Rat)]) -> String {
     const SHOWN: usize = 8;
     let mut text = String::new();
     for (i, (name, c)) in terms.iter().take(SHOWN).enumerate() {

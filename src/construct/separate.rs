@@ -26,7 +26,7 @@ use crate::routability::simplex::{self, Outcome, Problem};
 use crate::scalar::Rat;
 use num_bigint::BigInt;
 use num_integer::Integer;
-use num_traits::{One, Zero};
+use num_traits::{One, Signed, Zero};
 use std::collections::BTreeMap;
 
 /// Values of M tried after the first before giving up on injectivity.
@@ -45,23 +45,40 @@ fn features(base: &Projection, r: &Residual) -> Vec<usize> {
         .collect()
 }
 
+/// Why no projection puts some lookalikes below k's patterns: with λ, μ ≥ 0
+/// and Σ λ = Σ μ > 0, Σ λ_q f(q) = Σ μ_w f(w) on head 1 and the positions,
+/// so every projection has Σ λ_q s(q) = Σ μ_w s(w): the lookalikes cannot
+/// all lie below all the patterns. Indices into the `open` and `own` slices.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conflict {
+    pub open: Vec<(usize, Rat)>,
+    pub own: Vec<(usize, Rat)>,
+}
+
 /// A projection injective on `patterns`, at least 2 above its value on every
-/// `open` state on every `own` state, or None when no linear one separates
-/// them (then the simplex's Farkas vector shows a combination of lookalikes
-/// inside the hull of k's prefixes).
+/// `open` state on every `own` state, or the conflict the simplex's Farkas
+/// vector shows (empty if the separation exists but no M in range made the
+/// sum injective).
 pub fn separate(
     base: &Projection,
     r: &Residual,
     patterns: &[&Pattern],
     own: &[&SparseVec<Rat>],
     open: &[&SparseVec<Rat>],
-) -> Option<Projection> {
+) -> Result<Projection, Conflict> {
     let dirs = features(base, r);
     let n = dirs.len();
     let row = |x: &SparseVec<Rat>| -> Vec<Rat> { dirs.iter().map(|&d| x.get(d)).collect() };
-    let mut own_rows: Vec<Vec<Rat>> = own.iter().map(|x| row(x)).collect();
-    own_rows.sort();
-    own_rows.dedup();
+    // Distinct own rows, each with the first state it came from.
+    let mut own_rows: Vec<Vec<Rat>> = Vec::new();
+    let mut own_from: Vec<usize> = Vec::new();
+    for (i, x) in own.iter().enumerate() {
+        let v = row(x);
+        if !own_rows.contains(&v) {
+            own_rows.push(v);
+            own_from.push(i);
+        }
+    }
     let open_rows: Vec<Vec<Rat>> = open.iter().map(|x| row(x)).collect();
     // Variables: (a⁺, a⁻) per feature, then T⁺, T⁻, then one surplus per
     // row. Own: a·x − T − s = 1; open: −a·x + T − s = 1.
@@ -95,22 +112,48 @@ pub fn separate(
         columns,
         rhs: vec![Rat::one(); m],
     };
-    let Outcome::Feasible(x) = simplex::solve(&problem).0 else {
-        return None;
+    let x = match simplex::solve(&problem).0 {
+        Outcome::Feasible(x) => x,
+        Outcome::Infeasible(y) => {
+            // Weights −y ≥ 0 on the surplus columns.
+            let weight = |i: usize| -> Option<Rat> { y[i].is_negative().then(|| -y[i].clone()) };
+            return Err(Conflict {
+                own: (0..own_rows.len())
+                    .filter_map(|i| weight(i).map(|w| (own_from[i], w)))
+                    .collect(),
+                open: (0..open_rows.len())
+                    .filter_map(|i| weight(own_rows.len() + i).map(|w| (i, w)))
+                    .collect(),
+            });
+        }
     };
-    // S as integers: clear the denominators of (a, T).
     let a: Vec<Rat> = (0..n).map(|f| &x[2 * f] - &x[2 * f + 1]).collect();
-    let lcm = a.iter().fold(BigInt::one(), |l, v| l.lcm(v.denom()));
-    let s: Vec<BigInt> = a
-        .iter()
-        .map(|v| (v * Rat::from_integer(lcm.clone())).to_integer())
-        .collect();
     let value = |w: &[BigInt], x: &[Rat]| -> Rat {
         w.iter()
             .zip(x)
             .filter(|(_, v)| !v.is_zero())
             .map(|(c, v)| Rat::from_integer(c.clone()) * v)
             .sum()
+    };
+    let gap = |w: &[BigInt]| -> Option<Rat> {
+        let lowest_own = own_rows.iter().map(|x| value(w, x)).min()?;
+        let highest_open = open_rows.iter().map(|x| value(w, x)).max()?;
+        Some(lowest_own - highest_open)
+    };
+    // S as small integers: 2a rounded. a separates with a gap of 2, and a
+    // state's features add up to at most 2 (head 1's weights and one
+    // position), so rounding moves each value by at most 1 and leaves a
+    // gap of at least 2 (checked; the vertex's own denominators can run to
+    // hundreds of digits, which clearing them would keep).
+    let two = Rat::from_integer(BigInt::from(2));
+    let rounded: Vec<BigInt> = a.iter().map(|v| (v * &two).round().to_integer()).collect();
+    let s = if gap(&rounded).is_some_and(|g| g >= two) {
+        rounded
+    } else {
+        let lcm = a.iter().fold(BigInt::one(), |l, v| l.lcm(v.denom()));
+        a.iter()
+            .map(|v| (v * Rat::from_integer(lcm.clone())).to_integer())
+            .collect()
     };
     let rho: Vec<BigInt> = base
         .symbol_weight
@@ -134,9 +177,10 @@ pub fn separate(
             .zip(&rho)
             .map(|(si, ri)| &big_m * si + ri)
             .collect();
-        let lowest_own = own_rows.iter().map(|x| value(&w, x)).min()?;
-        let highest_open = open_rows.iter().map(|x| value(&w, x)).max()?;
-        if lowest_own - highest_open < Rat::from_integer(BigInt::from(2)) {
+        let Some(g) = gap(&w) else {
+            return Err(Conflict::default());
+        };
+        if g < two {
             continue;
         }
         let projection = Projection {
@@ -151,8 +195,8 @@ pub fn separate(
         let mut values: Vec<Rat> = patterns.iter().map(|p| projection.value(p)).collect();
         values.sort();
         if values.windows(2).all(|v| v[0] < v[1]) {
-            return Some(projection);
+            return Ok(projection);
         }
     }
-    None
+    Err(Conflict::default())
 }
