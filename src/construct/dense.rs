@@ -35,7 +35,7 @@ use crate::model::{
 use crate::scalar::{Rat, int};
 use crate::taskset::{TaskSet, TokenId};
 use num_bigint::BigInt;
-use num_traits::Zero;
+use num_traits::{Signed, Zero};
 
 /// The residual of the dense model: the MoE model's directions plus the
 /// head-2 entity features the gates read.
@@ -161,12 +161,17 @@ fn gate_and_projection(
     d: &DenseResidual,
     margins: &Margins,
     states: &[SparseVec<Rat>],
-) -> (gate::Gate, expert::Projection, Vec<expert::Point>) {
+) -> (
+    gate::Gate,
+    expert::Projection,
+    Vec<expert::Point>,
+    SparseVec<Rat>,
+) {
     let r = &d.residual;
     let relaxed = gate::synthesize(ts, k, r, &d.entities, states, &GiveUp::Relax(Rat::zero()));
     let (proj, points) = expert::interpolation(ts, k, r, margins);
     if relaxed.unexcluded.is_empty() {
-        return (relaxed, proj, points);
+        return (relaxed, proj, points, SparseVec::default());
     }
     let task = &ts.tasks[k].name;
     let render = |p: usize| ts.render(&ts.prefixes[p].tokens);
@@ -215,7 +220,7 @@ fn gate_and_projection(
                 left.push((
                     open[worst],
                     format!(
-                        "; nor does any projection s_k put it below every pattern of {task}: on head 1 and the positions {} = {}, with equal total weight on both sides, so every s_k has the same weighted mean on these lookalikes as on those prefixes of {task}, and its ramp {task}/syn0, on at every prefix of {task}, cannot be kept off all of them",
+                        "; nor can {task}'s syntactic neurons be moved off it: on head 1 and the positions {} = {}, with equal total weight on both sides, and the left side is in the span of {task}'s hidden states, so every projection s_k has the same weighted mean on these lookalikes as on those prefixes of {task}, every correction that vanishes on {task} sums to 0 over them, and the ramp {task}/syn0, on at every prefix of {task}, cannot be kept off all of them",
                         gate::linear_text(&lhs),
                         gate::linear_text(&rhs)
                     ),
@@ -246,23 +251,23 @@ fn gate_and_projection(
             Some(moved) => {
                 let mut points: Vec<expert::Point> = points
                     .iter()
-                    .map(|(_, p, y)| (moved.value(p), p.clone(), y.clone()))
+                    .map(|(_, p, y)| (moved.projection.value(p), p.clone(), y.clone()))
                     .collect();
                 points.sort_by(|a, b| a.0.cmp(&b.0));
-                (gate, moved, points)
+                (gate, moved.projection, points, moved.correction)
             }
-            None => (gate, proj, points),
+            None => (gate, proj, points, SparseVec::default()),
         };
     }
     let mut dropped = dropped;
     for u in &mut dropped.unexcluded {
         u.reason.push_str(&format!(
-            "; nor does any projection s_k put more than {} of the {} lookalike(s) that a gate with Ψ_k ≥ 0 on them leaves open below every pattern of {task}, so the gate that closes the most is used",
+            "; moving {task}'s syntactic neurons (a projection s_k and a correction that vanishes on {task}) clears only {} of the {} lookalike(s) that a gate with Ψ_k ≥ 0 on them leaves open, so the gate that closes the most lookalikes is used instead",
             relaxed.unexcluded.len() - left.len(),
             relaxed.unexcluded.len()
         ));
     }
-    (dropped, proj, points)
+    (dropped, proj, points, SparseVec::default())
 }
 
 /// The neurons of circuit C(k), appended to `neurons`; returns the circuit.
@@ -277,9 +282,14 @@ fn circuit(
     let r = &d.residual;
     let task = &ts.tasks[k];
     let word = |t: usize| ts.vocab.name(t).to_string();
-    let (gate, proj, points) = gate_and_projection(ts, k, d, margins, states);
+    let (gate, proj, points, correction) = gate_and_projection(ts, k, d, margins, states);
     let gate = &gate;
-    let s_read = proj.read(r);
+    // s_k − c: c vanishes on k's prefixes (see `separate`).
+    let s_read = proj.read(r).add_scaled(
+        &int(-1),
+        &correction.add_scaled(&-correction.get(r.one), &SparseVec::unit(r.one)),
+    );
+    let s_constant = -correction.get(r.one);
     // Head 1's weights are ≥ 0 and sum to 1, and one position is on, so
     // s_k ≤ max(max r, 0) + max c.
     let max_r = proj
@@ -295,7 +305,9 @@ fn circuit(
         .max()
         .cloned()
         .unwrap_or_default();
-    let s_max = Rat::from_integer(max_r + max_c);
+    // Every coordinate is at most 1 in magnitude, so |c| ≤ ‖c‖₁.
+    let c_norm: Rat = correction.entries().iter().map(|(_, v)| v.abs()).sum();
+    let s_max = Rat::from_integer(max_r + max_c) + c_norm;
     let t0 = &points[0].0 - int(1);
     // The largest ungated pre-activation a neuron can see anywhere: s_k −
     // t_0 for a syntactic one, L·h2:a for a semantic one.
@@ -339,7 +351,7 @@ fn circuit(
                 pattern::render(knots[1].1.expect("a pattern"), word)
             ),
         };
-        let (read, bias, g) = gated(s_read.clone(), -t_m.clone(), &f_syn);
+        let (read, bias, g) = gated(s_read.clone(), &s_constant - t_m, &f_syn);
         members.push(neurons.len());
         gate_weight.push(g);
         neurons.push(Neuron {
@@ -586,19 +598,28 @@ mod tests {
             ),
             "{reason}"
         );
-        assert!(reason.contains("nor does any projection s_k"), "{reason}");
+        assert!(
+            reason.contains("nor can alpha's syntactic neurons be moved off it"),
+            "{reason}"
+        );
     }
 
     /// Where one task claims a prefix, only its circuit fires, and it
-    /// computes exactly what the MoE model's expert computes.
+    /// computes exactly what the MoE model's expert computes (also where
+    /// the syntactic neurons were moved: their correction vanishes there).
     #[test]
     fn dense_logits_equal_the_moe_logits_on_unambiguous_prefixes() {
         for file in [
             "running_example.toml",
             "shared_keys.toml",
             "random_seed2.toml",
+            "dense_gate_needs_separating_projection.toml",
         ] {
-            let ts = load(file);
+            let ts = if file.starts_with("dense_gate") {
+                regression(file)
+            } else {
+                load(file)
+            };
             let dense = build_dense(&ts, &Options::default());
             let moe = build_moe(&ts, &Options::default());
             let mut compared = 0;
