@@ -16,6 +16,10 @@
 //!   s_k never exceeds max r + c_L, so G = max r + c_L − t_0 + 1 leaves it at
 //!   most −1; a semantic neuron's L·h2:a never exceeds L, so G = L + 1.
 //!
+//! - where the gate cannot close a lookalike, the syntactic neurons read a
+//!   projection s_k and a correction (0 on D(k)) chosen by an exact LP to
+//!   put it below every pattern of k (see [`super::separate`]).
+//!
 //! C(k) has n + |Δk| ≤ Σ|τ| + |Δk| = c(k) ≤ L·|T(k)| + |Δk| neurons, gate
 //! included: the gate is part of each neuron's weights, not extra neurons.
 //! Head 2 writes three more kinds of direction for the gates: h2:{entity}

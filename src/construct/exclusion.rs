@@ -38,10 +38,17 @@ use std::collections::HashSet;
 pub struct Nullspace {
     /// (pivot column, reduced row, the reduced row as a combination of the
     /// input rows: (input row, coefficient)).
-    pivots: Vec<(usize, Vec<Rat>, Vec<(usize, Rat)>)>,
+    pivots: Vec<Pivot>,
     pub free: Vec<usize>,
     pub dims: usize,
 }
+
+/// A sparse combination of input rows: (row, coefficient).
+type Combination = Vec<(usize, Rat)>;
+
+/// (pivot column, reduced row, the reduced row as a combination of the
+/// input rows).
+type Pivot = (usize, Vec<Rat>, Combination);
 
 /// a − f·b on sparse combinations of input rows.
 fn combine(a: &mut Vec<(usize, Rat)>, f: &Rat, b: &[(usize, Rat)]) {
@@ -56,7 +63,7 @@ fn combine(a: &mut Vec<(usize, Rat)>, f: &Rat, b: &[(usize, Rat)]) {
 
 impl Nullspace {
     pub fn new(rows: &[Vec<Rat>], dims: usize) -> Nullspace {
-        let mut pivots: Vec<(usize, Vec<Rat>, Vec<(usize, Rat)>)> = Vec::new();
+        let mut pivots: Vec<Pivot> = Vec::new();
         for (r, row) in rows.iter().enumerate() {
             if pivots.len() == dims {
                 break;
@@ -244,12 +251,13 @@ pub fn exclude(zero: &[Vec<Rat>], bounds: &[Bound], dims: usize) -> Exclusion {
         }
         // Columns z⁺_f, z⁻_f, then one surplus per row: u_i·(z⁺ − z⁻) − s_i = b_i.
         let mut columns: Vec<Vec<(usize, Rat)>> = Vec::with_capacity(2 * r + rows.len());
+        let live_u: Vec<&Vec<Rat>> = rows.iter().map(|(i, _)| &u[*i]).collect();
         for f in 0..r {
-            let plus: Vec<(usize, Rat)> = rows
+            let plus: Vec<(usize, Rat)> = live_u
                 .iter()
                 .enumerate()
-                .filter(|(_, (i, _))| !u[*i][f].is_zero())
-                .map(|(row, (i, _))| (row, u[*i][f].clone()))
+                .filter(|(_, ui)| !ui[f].is_zero())
+                .map(|(row, ui)| (row, ui[f].clone()))
                 .collect();
             let minus = plus.iter().map(|(i, v)| (*i, -v.clone())).collect();
             columns.push(plus);

@@ -20,14 +20,15 @@
 //!   words and entities (a shared opening such as "from in", or one of k's
 //!   values in another task's key slot). Ψ_k is a functional of the exact
 //!   nullspace of k's hidden states (so it vanishes on every prefix of k),
-//!   chosen to be positive on every lookalike: the direction comes from a
-//!   margin perceptron in f64, its free coordinates are rounded, and the
-//!   exact functional with those coordinates is checked exactly. Its
-//!   features keep keys and values of k apart (h2:{key of k}, h2:{value of
-//!   k}), so a value in a key slot is not read as a key. When no such
-//!   functional exists (XOR-like templates: the sum of two of k's prefixes
-//!   equals the sum of two lookalikes) the lookalikes it misses are
-//!   recorded, and the verifier shows the circuit firing there.
+//!   positive on the lookalikes: a margin perceptron in f64 proposes it
+//!   (its free coordinates rounded, the exact functional checked exactly),
+//!   and where that leaves a lookalike open the exact LP of
+//!   [`super::exclusion`] decides, over every coordinate of the hidden
+//!   state. A lookalike no functional can reach (the λ-weighted lookalikes
+//!   lie in the span of k's states, as with XOR-like templates: h(red big) +
+//!   h(blue small) = h(red small) + h(blue big)) is recorded with that
+//!   identity; the dense model then tries to move its syntactic neurons off
+//!   it ([`super::separate`]).
 //! - A = ⌈(2^L − 1)(‖Ψ_k‖₁ + 1)⌉: every read coordinate is at most 1 in
 //!   magnitude, so |Ψ_k| ≤ ‖Ψ_k‖₁ and A·Φ_k outweighs it wherever a foreign
 //!   token appears.
