@@ -321,9 +321,10 @@ pub struct Circuit<S> {
     pub gate: SparseVec<S>,
     /// G per neuron of `neurons`, in the same order.
     pub gate_weight: Vec<S>,
-    /// Prefixes of other tasks that gate synthesis could not exclude (for
-    /// messages only: the verifier decides from the forward pass).
-    pub unexcluded: Vec<String>,
+    /// Prefixes of other tasks that gate synthesis could not exclude, each
+    /// with the reason (for messages only: the verifier decides from the
+    /// forward pass).
+    pub unexcluded: Vec<(String, String)>,
 }
 
 /// The model: embeddings, two heads with W_O onto their own blocks, a

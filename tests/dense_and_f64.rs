@@ -121,15 +121,17 @@ fn the_xor_set_fails_in_both_models_and_every_arithmetic() {
         (failures(&v, "routing"), failures(&v, "probability")),
         (1, 1)
     );
-    // Dense: no gate closes on them either. On each of the 4 crossed
-    // openings the other task's circuit fires; masking restores the
-    // verdict; the witnesses say why.
+    // Dense: each gate closes one crossed opening, and neither a gate nor
+    // moving the syntactic neurons can close the other (h(red big) +
+    // h(blue small) = h(red small) + h(blue big)): on 2 of the 4 the other
+    // task's circuit fires; masking restores the verdict; the witnesses say
+    // why.
     let (code, v, float, both) = every_arith_raw("xor_expected_failure.toml", "dense");
     assert_eq!(code, 1);
-    // There both circuits put exactly 217 on a valid and an invalid key: an
-    // exact tie, which fails A exactly. f64 rounding may break such a tie
-    // either way; the cross-check must list every decision that flipped,
-    // and only those.
+    // There the stray circuit puts exactly 217 on <eos>, as much as on the
+    // valid keys: an exact tie, which fails A exactly. f64 rounding may
+    // break such a tie either way; the cross-check must list every
+    // decision that flipped, and only those.
     let flipped: Vec<&str> = both["cross_check"]["disagreements"]
         .as_array()
         .unwrap()
@@ -144,19 +146,15 @@ fn the_xor_set_fails_in_both_models_and_every_arithmetic() {
             d["subject"].as_str().unwrap()
         })
         .collect();
-    assert!(
-        flipped
-            .iter()
-            .all(|p| ["red big", "blue small", "red small", "blue big"].contains(p))
-    );
+    assert!(flipped.iter().all(|p| ["red big", "red small"].contains(p)));
     assert_eq!(
         failures(&float, "retrieval") + flipped.len() as u64,
         failures(&v, "retrieval")
     );
-    assert_eq!(failures(&float, "isolation"), 4);
-    assert_eq!(failures(&v, "retrieval"), 4);
-    assert_eq!(failures(&v, "isolation"), 4);
-    assert_eq!(failures(&v, "probability"), 4);
+    assert_eq!(failures(&float, "isolation"), 2);
+    assert_eq!(failures(&v, "isolation"), 2);
+    assert_eq!(failures(&v, "retrieval"), 2);
+    assert_eq!(failures(&v, "probability"), 2);
     let isolation: Vec<&Value> = v["failures"]
         .as_array()
         .unwrap()
@@ -168,7 +166,7 @@ fn the_xor_set_fails_in_both_models_and_every_arithmetic() {
         .map(|w| w["prefix"].as_str().unwrap())
         .collect();
     prefixes.sort();
-    assert_eq!(prefixes, ["blue big", "blue small", "red big", "red small"]);
+    assert_eq!(prefixes, ["red big", "red small"]);
     for w in isolation {
         let reason = w["reason"].as_str().unwrap();
         assert!(
@@ -176,10 +174,18 @@ fn the_xor_set_fails_in_both_models_and_every_arithmetic() {
             "{reason}"
         );
         assert!(reason.contains("XOR-like"), "{reason}");
+        assert!(
+            reason.contains(
+                "h(\"red big\") + h(\"blue small\") = h(\"red small\") + h(\"blue big\")"
+            ) || reason.contains(
+                "h(\"red small\") + h(\"blue big\") = h(\"red big\") + h(\"blue small\")"
+            ),
+            "{reason}"
+        );
     }
     for c in v["circuits"].as_array().unwrap() {
         assert_eq!(c["isolated"], false);
-        assert_eq!(c["off_task_firings"], 2);
+        assert_eq!(c["off_task_firings"], 1);
     }
 }
 
@@ -347,5 +353,32 @@ fn unknown_models_and_arithmetics_are_bad_input() {
         let run = routecert(&["verify", path.to_str().unwrap(), flag, value]);
         assert_eq!(run.code, 2);
         assert!(run.stderr.contains(expected), "{}", run.stderr);
+    }
+}
+
+/// Two random task sets shrunk from sweep points where the dense model's
+/// isolation failed (tests/regressions/): in the first the perceptron's Ψ_k
+/// missed the lookalike "w40" and the exact LP closes it; in the second
+/// "w43 w43" is a combination of task1's hidden states that no gate can
+/// close, and a separating projection keeps task1's syntactic neurons off
+/// it. Both now verify in exact and f64 arithmetic.
+#[test]
+fn dense_gate_regressions_verify() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
+    for (file, prefixes, isolation) in [
+        ("dense_gate_perceptron_misses_lookalike.toml", 26, 26),
+        ("dense_gate_needs_separating_projection.toml", 26, 27),
+    ] {
+        for arith in ["exact", "f64"] {
+            let (code, v) = verify_json(&dir.join(file), &["--model", "dense", "--arith", arith]);
+            assert_eq!(code, 0, "{file} {arith}: {}", v["failures"]);
+            assert_eq!(v["prefixes"], prefixes, "{file}");
+            assert_eq!(v["claims"]["isolation"]["checked"], isolation, "{file}");
+            assert_eq!(v["claims"]["isolation"]["failures"], 0, "{file}");
+            assert_eq!(v["failure_count"], 0, "{file}");
+            for c in v["circuits"].as_array().unwrap() {
+                assert_eq!(c["isolated"], true, "{file}: {c}");
+            }
+        }
     }
 }

@@ -16,6 +16,10 @@
 //!   s_k never exceeds max r + c_L, so G = max r + c_L − t_0 + 1 leaves it at
 //!   most −1; a semantic neuron's L·h2:a never exceeds L, so G = L + 1.
 //!
+//! - where the gate cannot close a lookalike, the syntactic neurons read a
+//!   projection s_k and a correction (0 on D(k)) chosen by an exact LP to
+//!   put it below every pattern of k (see [`super::separate`]).
+//!
 //! C(k) has n + |Δk| ≤ Σ|τ| + |Δk| = c(k) ≤ L·|T(k)| + |Δk| neurons, gate
 //! included: the gate is part of each neuron's weights, not extra neurons.
 //! Head 2 writes three more kinds of direction for the gates: h2:{entity}
@@ -23,9 +27,10 @@
 
 use super::attention;
 use super::expert;
-use super::gate::{self, EntityDirs};
+use super::gate::{self, EntityDirs, GiveUp};
 use super::pattern;
 use super::residual::Residual;
+use super::separate;
 use super::{Margins, Options, unembedding};
 use crate::model::{
     Basis, Circuit, Expert, Head, LinearMap, Model, Neuron, NeuronRole, Router, SparseVec,
@@ -34,7 +39,7 @@ use crate::model::{
 use crate::scalar::{Rat, int};
 use crate::taskset::{TaskSet, TokenId};
 use num_bigint::BigInt;
-use num_traits::Zero;
+use num_traits::{Signed, Zero};
 
 /// The residual of the dense model: the MoE model's directions plus the
 /// head-2 entity features the gates read.
@@ -146,31 +151,172 @@ fn extend_key_head(head: &mut Head<Rat>, ts: &TaskSet, d: &DenseResidual) {
     head.output = output;
 }
 
+/// The gate of task k and the projection its syntactic neurons read, with
+/// its interpolation points. First the gate that keeps Ψ_k ≥ 0 on the
+/// lookalikes it cannot close; if there are any, a projection s_k that puts
+/// them below every pattern of k silences the syntactic neurons there
+/// ([`super::separate`]), and the semantic ones read no key there. If no
+/// projection separates them, the gate that closes the most lookalikes
+/// instead, with the positional projection; those it leaves open are
+/// reported with the identity that rules them out.
+fn gate_and_projection(
+    ts: &TaskSet,
+    k: usize,
+    d: &DenseResidual,
+    margins: &Margins,
+    states: &[SparseVec<Rat>],
+) -> (
+    gate::Gate,
+    expert::Projection,
+    Vec<expert::Point>,
+    SparseVec<Rat>,
+) {
+    let r = &d.residual;
+    let relaxed = gate::synthesize(ts, k, r, &d.entities, states, &GiveUp::Relax(Rat::zero()));
+    let (proj, points) = expert::interpolation(ts, k, r, margins);
+    if relaxed.unexcluded.is_empty() {
+        return (relaxed, proj, points, SparseVec::default());
+    }
+    let task = &ts.tasks[k].name;
+    let render = |p: usize| ts.render(&ts.prefixes[p].tokens);
+    let own_prefixes: Vec<usize> = (0..ts.prefixes.len())
+        .filter(|&p| ts.prefixes[p].tasks.contains(&k))
+        .collect();
+    let own: Vec<&SparseVec<Rat>> = own_prefixes.iter().map(|&p| &states[p]).collect();
+    let patterns: Vec<&pattern::Pattern> = points.iter().map(|(_, p, _)| p).collect();
+    // Move as many of the open lookalikes below k's patterns as one
+    // projection can: greedily give up the one a conflict leans on most.
+    let mut open: Vec<usize> = relaxed.unexcluded.iter().map(|u| u.prefix).collect();
+    let mut left: Vec<(usize, String)> = Vec::new();
+    let moved = loop {
+        if open.is_empty() {
+            break None;
+        }
+        let states_open: Vec<&SparseVec<Rat>> = open.iter().map(|&q| &states[q]).collect();
+        match separate::separate(&proj, r, &patterns, &own, &states_open) {
+            Ok(moved) => break Some(moved),
+            Err(conflict) => {
+                let Some((worst, weight)) = conflict
+                    .open
+                    .iter()
+                    .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+                    .cloned()
+                else {
+                    // Separable but never injective in range: give up.
+                    left.extend(open.iter().map(|&q| {
+                        (q, format!("; no projection s_k injective on {task}'s patterns was found that puts it below them"))
+                    }));
+                    break None;
+                };
+                let mut lhs: Vec<(String, Rat)> = vec![(render(open[worst]), int(1))];
+                lhs.extend(
+                    conflict
+                        .open
+                        .iter()
+                        .filter(|(i, _)| *i != worst)
+                        .map(|(i, w)| (render(open[*i]), w / &weight)),
+                );
+                let rhs: Vec<(String, Rat)> = conflict
+                    .own
+                    .iter()
+                    .map(|(i, w)| (render(own_prefixes[*i]), w / &weight))
+                    .collect();
+                left.push((
+                    open[worst],
+                    format!(
+                        "; nor can {task}'s syntactic neurons be moved off it: on head 1 and the positions {} = {}, with equal total weight on both sides, and the left side is in the span of {task}'s hidden states, so every projection s_k has the same weighted mean on these lookalikes as on those prefixes of {task}, every correction that vanishes on {task} sums to 0 over them, and the ramp {task}/syn0, on at every prefix of {task}, cannot be kept off all of them",
+                        gate::linear_text(&lhs),
+                        gate::linear_text(&rhs)
+                    ),
+                ));
+                open.remove(worst);
+            }
+        }
+    };
+    let dropped = gate::synthesize(ts, k, r, &d.entities, states, &GiveUp::Drop);
+    if left.len() <= dropped.unexcluded.len() {
+        // The relaxed gate and the moved projection leave fewer open.
+        let unexcluded = relaxed
+            .unexcluded
+            .iter()
+            .filter_map(|u| {
+                let (_, why) = left.iter().find(|(q, _)| *q == u.prefix)?;
+                Some(gate::Unexcluded {
+                    prefix: u.prefix,
+                    reason: format!("{}{why}", u.reason),
+                })
+            })
+            .collect();
+        let gate = gate::Gate {
+            unexcluded,
+            ..relaxed
+        };
+        return match moved {
+            Some(moved) => {
+                let mut points: Vec<expert::Point> = points
+                    .iter()
+                    .map(|(_, p, y)| (moved.projection.value(p), p.clone(), y.clone()))
+                    .collect();
+                points.sort_by(|a, b| a.0.cmp(&b.0));
+                (gate, moved.projection, points, moved.correction)
+            }
+            None => (gate, proj, points, SparseVec::default()),
+        };
+    }
+    let mut dropped = dropped;
+    for u in &mut dropped.unexcluded {
+        u.reason.push_str(&format!(
+            "; moving {task}'s syntactic neurons (a projection s_k and a correction that vanishes on {task}) clears only {} of the {} lookalike(s) that a gate with Ψ_k ≥ 0 on them leaves open, so the gate that closes the most lookalikes is used instead",
+            relaxed.unexcluded.len() - left.len(),
+            relaxed.unexcluded.len()
+        ));
+    }
+    (dropped, proj, points, SparseVec::default())
+}
+
 /// The neurons of circuit C(k), appended to `neurons`; returns the circuit.
 fn circuit(
     ts: &TaskSet,
     k: usize,
     d: &DenseResidual,
     margins: &Margins,
-    gate: &gate::Gate,
+    states: &[SparseVec<Rat>],
     neurons: &mut Vec<Neuron<Rat>>,
 ) -> Circuit<Rat> {
     let r = &d.residual;
     let task = &ts.tasks[k];
     let word = |t: usize| ts.vocab.name(t).to_string();
-    let (proj, points) = expert::interpolation(ts, k, r, margins);
-    let s_read = proj.read(r);
+    let (gate, proj, points, correction) = gate_and_projection(ts, k, d, margins, states);
+    let gate = &gate;
+    // s_k − c: c vanishes on k's prefixes (see `separate`).
+    let s_read = proj.read(r).add_scaled(
+        &int(-1),
+        &correction.add_scaled(&-correction.get(r.one), &SparseVec::unit(r.one)),
+    );
+    let s_constant = -correction.get(r.one);
+    // Head 1's weights are ≥ 0 and sum to 1, and one position is on, so
+    // s_k ≤ max(max r, 0) + max c.
     let max_r = proj
         .symbol_weight
         .values()
         .max()
         .cloned()
-        .unwrap_or_else(BigInt::zero);
-    let s_max = Rat::from_integer(max_r + proj.position_offset.last().cloned().unwrap_or_default());
+        .unwrap_or_else(BigInt::zero)
+        .max(BigInt::zero());
+    let max_c = proj
+        .position_offset
+        .iter()
+        .max()
+        .cloned()
+        .unwrap_or_default();
+    // Every coordinate is at most 1 in magnitude, so |c| ≤ ‖c‖₁.
+    let c_norm: Rat = correction.entries().iter().map(|(_, v)| v.abs()).sum();
+    let s_max = Rat::from_integer(max_r + max_c) + c_norm;
     let t0 = &points[0].0 - int(1);
-    // Off-task Γ_k ≥ δ, so G·δ must cover the largest input a neuron can see.
-    let g_syn = ((&s_max - &t0 + int(1)) / &gate.floor).ceil();
-    let g_sem = (int(ts.max_len as i64 + 1) / &gate.floor).ceil();
+    // The largest ungated pre-activation a neuron can see anywhere: s_k −
+    // t_0 for a syntactic one, L·h2:a for a semantic one.
+    let f_syn = &s_max - &t0;
+    let f_sem = int(ts.max_len as i64);
 
     // Γ_k's constant term becomes a large negative bias (−G·Γ_k(one)); the
     // rest is the task evidence each neuron reads.
@@ -178,6 +324,13 @@ fn circuit(
     let evidence = gate
         .read
         .add_scaled(&-constant.clone(), &SparseVec::unit(r.one));
+    // Off-task Γ_k ≥ δ, so G·δ must cover the largest input a neuron sees.
+    let gated = |read: SparseVec<Rat>, bias: Rat, f_max: &Rat| {
+        let g = ((f_max + int(1)) / &gate.floor).ceil();
+        let read = read.add_scaled(&-g.clone(), &evidence);
+        let bias = bias - &g * &constant;
+        (read, bias, g)
+    };
 
     let mut members = Vec::new();
     let mut gate_weight = Vec::new();
@@ -202,13 +355,14 @@ fn circuit(
                 pattern::render(knots[1].1.expect("a pattern"), word)
             ),
         };
+        let (read, bias, g) = gated(s_read.clone(), &s_constant - t_m, &f_syn);
         members.push(neurons.len());
-        gate_weight.push(g_syn.clone());
+        gate_weight.push(g);
         neurons.push(Neuron {
             name: format!("{}/syn{m}: s ≥ {at}, gated", task.name),
             role: NeuronRole::Syntactic,
-            read: s_read.add_scaled(&-g_syn.clone(), &evidence),
-            bias: -t_m.clone() - &g_syn * &constant,
+            read,
+            bias,
             write,
         });
         previous_slope = slope;
@@ -216,27 +370,32 @@ fn circuit(
 
     for &(key, value) in &task.pairs {
         let dir = r.entity(key).unwrap_or(r.one);
+        let (read, bias, g) = gated(
+            SparseVec::from_entries([(dir, int(ts.max_len as i64))]),
+            Rat::zero(),
+            &f_sem,
+        );
         members.push(neurons.len());
-        gate_weight.push(g_sem.clone());
+        gate_weight.push(g);
         neurons.push(Neuron {
             name: format!("{}/sem: {} → {}, gated", task.name, word(key), word(value)),
             role: NeuronRole::Semantic,
-            read: SparseVec::from_entries([(dir, int(ts.max_len as i64))])
-                .add_scaled(&-g_sem.clone(), &evidence),
-            bias: -&g_sem * &constant,
+            read,
+            bias,
             write: SparseVec::from_entries([(r.out[value], margins.semantic.clone())]),
         });
     }
+    let unexcluded = gate
+        .unexcluded
+        .iter()
+        .map(|u| (ts.render(&ts.prefixes[u.prefix].tokens), u.reason.clone()))
+        .collect();
     Circuit {
         name: task.name.clone(),
         neurons: members,
         gate: gate.read.clone(),
         gate_weight,
-        unexcluded: gate
-            .unexcluded
-            .iter()
-            .map(|&q| ts.render(&ts.prefixes[q].tokens))
-            .collect(),
+        unexcluded,
     }
 }
 
@@ -256,10 +415,7 @@ pub fn build_dense(ts: &TaskSet, options: &Options) -> Model<Rat> {
         .collect();
     let mut neurons = Vec::new();
     let circuits = (0..ts.tasks.len())
-        .map(|k| {
-            let gate = gate::synthesize(ts, k, r, &d.entities, &states);
-            circuit(ts, k, &d, &margins, &gate, &mut neurons)
-        })
+        .map(|k| circuit(ts, k, &d, &margins, &states, &mut neurons))
         .collect();
 
     let width = r.basis.len();
@@ -298,7 +454,7 @@ mod tests {
     use crate::construct::build_moe;
     use crate::eval::forward;
     use crate::spec;
-    use num_traits::Zero;
+    use num_traits::{One, Zero};
     use std::path::Path;
 
     fn load(name: &str) -> TaskSet {
@@ -417,8 +573,10 @@ mod tests {
     }
 
     /// On the XOR-like set no functional vanishes on alpha's prefixes and is
-    /// positive on both of beta's crossed openings (x(red big) + x(blue
-    /// small) = x(red small) + x(blue big)): each gate says which it misses.
+    /// positive on both of beta's crossed openings (h(red big) + h(blue
+    /// small) = h(red small) + h(blue big)), nor does any projection put
+    /// both below alpha's patterns: each gate closes one and names the
+    /// identity that rules out the other.
     #[test]
     fn xor_like_openings_cannot_be_gated() {
         let ts = load("xor_expected_failure.toml");
@@ -429,29 +587,43 @@ mod tests {
             .map(|c| {
                 (
                     c.name.as_str(),
-                    c.unexcluded.iter().map(String::as_str).collect(),
+                    c.unexcluded.iter().map(|(p, _)| p.as_str()).collect(),
                 )
             })
             .collect();
         assert_eq!(
             unexcluded,
-            [
-                ("alpha", vec!["red small", "blue big"]),
-                ("beta", vec!["red big", "blue small"])
-            ]
+            [("alpha", vec!["red small"]), ("beta", vec!["red big"])]
+        );
+        let (_, reason) = &model.circuits[0].unexcluded[0];
+        assert!(
+            reason.starts_with(
+                "no gate linear in the hidden state can close it: h(\"red small\") + h(\"blue big\") = h(\"red big\") + h(\"blue small\")"
+            ),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("nor can alpha's syntactic neurons be moved off it"),
+            "{reason}"
         );
     }
 
     /// Where one task claims a prefix, only its circuit fires, and it
-    /// computes exactly what the MoE model's expert computes.
+    /// computes exactly what the MoE model's expert computes (also where
+    /// the syntactic neurons were moved: their correction vanishes there).
     #[test]
     fn dense_logits_equal_the_moe_logits_on_unambiguous_prefixes() {
         for file in [
             "running_example.toml",
             "shared_keys.toml",
             "random_seed2.toml",
+            "dense_gate_needs_separating_projection.toml",
         ] {
-            let ts = load(file);
+            let ts = if file.starts_with("dense_gate") {
+                regression(file)
+            } else {
+                load(file)
+            };
             let dense = build_dense(&ts, &Options::default());
             let moe = build_moe(&ts, &Options::default());
             let mut compared = 0;
@@ -475,4 +647,124 @@ mod tests {
             assert_eq!(compared, ts.prefixes.len() - ts.ambiguous());
         }
     }
+
+    fn regression(name: &str) -> TaskSet {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/regressions")
+            .join(name);
+        TaskSet::from_spec(&spec::load(&path).unwrap())
+    }
+
+    /// The exact gate synthesis: Γ_k = 0 on every prefix of k, at least δ
+    /// on every other prefix it closes, δ > 0, and (relaxed) at least 0 on
+    /// those it cannot close.
+    #[test]
+    fn exact_gates_vanish_on_their_task_and_reach_delta_elsewhere() {
+        let mut closed = 0;
+        for ts in [
+            regression("dense_gate_perceptron_misses_lookalike.toml"),
+            regression("dense_gate_needs_separating_projection.toml"),
+            load("random_seed1.toml"),
+            load("xor_expected_failure.toml"),
+        ] {
+            let d = DenseResidual::new(&ts);
+            let states: Vec<SparseVec<Rat>> = ts
+                .prefixes
+                .iter()
+                .map(|p| d.hidden_state(&p.tokens))
+                .collect();
+            for k in 0..ts.tasks.len() {
+                for mode in [GiveUp::Drop, GiveUp::Relax(Rat::zero())] {
+                    let g = gate::synthesize(&ts, k, &d.residual, &d.entities, &states, &mode);
+                    assert!(g.floor > Rat::zero());
+                    for (p, x) in ts.prefixes.iter().zip(&states) {
+                        let v = g.read.dot(x);
+                        let q = ts
+                            .prefixes
+                            .iter()
+                            .position(|o| o.tokens == p.tokens)
+                            .unwrap();
+                        if p.tasks.contains(&k) {
+                            assert!(v.is_zero(), "{}", ts.render(&p.tokens));
+                        } else if g.unexcluded.iter().any(|u| u.prefix == q) {
+                            if mode != GiveUp::Drop {
+                                assert!(v >= Rat::zero(), "{}", ts.render(&p.tokens));
+                            }
+                        } else {
+                            assert!(v >= g.floor, "{}", ts.render(&p.tokens));
+                            closed += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(closed > 0);
+    }
+
+    /// The perceptron's Ψ_k missed the lookalike "w40" of task3 (task2's
+    /// opening); the exact LP closes it, and the dense model verifies.
+    #[test]
+    fn the_exact_lp_closes_what_the_perceptron_missed() {
+        let ts = regression("dense_gate_perceptron_misses_lookalike.toml");
+        let d = DenseResidual::new(&ts);
+        let states: Vec<SparseVec<Rat>> = ts
+            .prefixes
+            .iter()
+            .map(|p| d.hidden_state(&p.tokens))
+            .collect();
+        let w40 = ts
+            .prefixes
+            .iter()
+            .position(|p| ts.render(&p.tokens) == "w40")
+            .unwrap();
+        let g = gate::synthesize(&ts, 1, &d.residual, &d.entities, &states, &GiveUp::Drop);
+        assert_eq!(g.lookalikes, [w40]);
+        assert!(g.unexcluded.is_empty());
+        assert!(g.read.dot(&states[w40]) >= Rat::one());
+        let model = build_dense(&ts, &Options::default());
+        assert!(model.circuits.iter().all(|c| c.unexcluded.is_empty()));
+    }
+
+    /// "w43 w43" (task3) is a combination of task1's hidden states, so no
+    /// gate vanishing on task1 can close it: the identity says which. A
+    /// projection s_k that puts it below every pattern of task1 keeps
+    /// task1's syntactic neurons off there instead.
+    #[test]
+    fn a_lookalike_in_the_span_is_left_to_the_projection() {
+        let ts = regression("dense_gate_needs_separating_projection.toml");
+        let d = DenseResidual::new(&ts);
+        let states: Vec<SparseVec<Rat>> = ts
+            .prefixes
+            .iter()
+            .map(|p| d.hidden_state(&p.tokens))
+            .collect();
+        let q = ts
+            .prefixes
+            .iter()
+            .position(|p| ts.render(&p.tokens) == "w43 w43")
+            .unwrap();
+        let g = gate::synthesize(&ts, 0, &d.residual, &d.entities, &states, &GiveUp::Drop);
+        assert_eq!(g.unexcluded.len(), 1);
+        assert_eq!(g.unexcluded[0].prefix, q);
+        assert!(g.read.dot(&states[q]).is_zero());
+        assert_eq!(g.unexcluded[0].reason, IDENTITY);
+        let model = build_dense(&ts, &Options::default());
+        assert!(model.circuits.iter().all(|c| c.unexcluded.is_empty()));
+        // Every syntactic neuron of C(task1) is at most −1 on "w43 w43"
+        // (moved below it), every semantic one at most 0 (Γ = 0, no key).
+        let trace = forward(&model, &ts.prefixes[q].tokens).unwrap();
+        for &n in &model.circuits[0].neurons {
+            let neuron = &model.experts[0].neurons[n];
+            let pre = neuron.read.dot(&trace.hidden) + &neuron.bias;
+            let bound = match neuron.role {
+                NeuronRole::Syntactic => -Rat::one(),
+                NeuronRole::Semantic => Rat::zero(),
+            };
+            assert!(pre <= bound, "{}: {pre}", neuron.name);
+        }
+    }
+
+    /// h("w43 w43") = h("called called") + h("w43") − h("called"), on every
+    /// coordinate: positions, head 1, current token.
+    const IDENTITY: &str = "no gate linear in the hidden state can close it: h(\"w43 w43\") = −h(\"called\") + h(\"called called\") + h(\"w43\"), prefixes of task1 on the right, so every functional that vanishes on task1's prefixes vanishes here";
 }

@@ -20,18 +20,21 @@
 //!   words and entities (a shared opening such as "from in", or one of k's
 //!   values in another task's key slot). Ψ_k is a functional of the exact
 //!   nullspace of k's hidden states (so it vanishes on every prefix of k),
-//!   chosen to be positive on every lookalike: the direction comes from a
-//!   margin perceptron in f64, its free coordinates are rounded, and the
-//!   exact functional with those coordinates is checked exactly. Its
-//!   features keep keys and values of k apart (h2:{key of k}, h2:{value of
-//!   k}), so a value in a key slot is not read as a key. When no such
-//!   functional exists (XOR-like templates: the sum of two of k's prefixes
-//!   equals the sum of two lookalikes) the lookalikes it misses are
-//!   recorded, and the verifier shows the circuit firing there.
+//!   positive on the lookalikes: a margin perceptron in f64 proposes it
+//!   (its free coordinates rounded, the exact functional checked exactly),
+//!   and where that leaves a lookalike open the exact LP of
+//!   [`super::exclusion`] decides, over every coordinate of the hidden
+//!   state. A lookalike no functional can reach (the λ-weighted lookalikes
+//!   lie in the span of k's states, as with XOR-like templates: h(red big) +
+//!   h(blue small) = h(red small) + h(blue big)) is recorded with that
+//!   identity; the dense model then tries to move its syntactic neurons off
+//!   it ([`super::separate`]).
 //! - A = ⌈(2^L − 1)(‖Ψ_k‖₁ + 1)⌉: every read coordinate is at most 1 in
 //!   magnitude, so |Ψ_k| ≤ ‖Ψ_k‖₁ and A·Φ_k outweighs it wherever a foreign
 //!   token appears.
 
+pub use super::exclusion::GiveUp;
+use super::exclusion::{self, Bound, Identity, Nullspace};
 use super::residual::Residual;
 use crate::model::SparseVec;
 use crate::scalar::{Rat, Scalar, int};
@@ -85,11 +88,12 @@ pub struct Gate {
     /// δ: Γ_k ≥ δ on every prefix outside D(k) that it excludes (1, or the
     /// smallest positive Ψ_k on a lookalike).
     pub floor: Rat,
-    /// Prefixes (indices into `ts.prefixes`) of other tasks without a
-    /// foreign token on which Ψ_k is not positive: the gate stays open there.
-    pub unexcluded: Vec<usize>,
-    /// How many lookalike prefixes Ψ_k had to exclude.
-    pub lookalikes: usize,
+    /// Prefixes of other tasks without a foreign token on which no Ψ_k can
+    /// be positive: the gate stays open there.
+    pub unexcluded: Vec<Unexcluded>,
+    /// The lookalike prefixes Ψ_k had to exclude (indices into
+    /// `ts.prefixes`).
+    pub lookalikes: Vec<usize>,
 }
 
 /// Tokens of task k: its template words and its keys and values.
@@ -153,88 +157,6 @@ fn foreign_evidence(ts: &TaskSet, k: usize, r: &Residual, e: &EntityDirs) -> Spa
     )
 }
 
-/// The functionals over `dims` coordinates that vanish on every row, in
-/// reduced form (exact Gauss–Jordan elimination, rows reduced one at a
-/// time): each pivot row has a 1 at its pivot column and 0 at every other
-/// pivot column. A functional vanishing on every row is then fixed by its
-/// free (non-pivot) coordinates z_f: its pivot coordinate p is −Σ_f z_f·row_p[f].
-struct Nullspace {
-    pivots: Vec<(usize, Vec<Rat>)>,
-    free: Vec<usize>,
-    dims: usize,
-}
-
-impl Nullspace {
-    fn new(rows: &[Vec<Rat>], dims: usize) -> Nullspace {
-        let mut pivots: Vec<(usize, Vec<Rat>)> = Vec::new();
-        for row in rows {
-            if pivots.len() == dims {
-                break;
-            }
-            let mut x = row.clone();
-            for (col, p) in &pivots {
-                if !x[*col].is_zero() {
-                    let f = x[*col].clone();
-                    for (xi, pi) in x.iter_mut().zip(p) {
-                        if !pi.is_zero() {
-                            *xi -= &f * pi;
-                        }
-                    }
-                }
-            }
-            let Some(col) = x.iter().position(|v| !v.is_zero()) else {
-                continue;
-            };
-            let lead = x[col].clone();
-            for xi in x.iter_mut() {
-                *xi /= &lead;
-            }
-            for (_, p) in pivots.iter_mut() {
-                if !p[col].is_zero() {
-                    let f = p[col].clone();
-                    for (pi, xi) in p.iter_mut().zip(&x) {
-                        if !xi.is_zero() {
-                            *pi -= &f * xi;
-                        }
-                    }
-                }
-            }
-            pivots.push((col, x));
-        }
-        let pivot_cols: HashSet<usize> = pivots.iter().map(|(c, _)| *c).collect();
-        let free = (0..dims).filter(|f| !pivot_cols.contains(f)).collect();
-        Nullspace { pivots, free, dims }
-    }
-
-    /// The exact functional with free coordinates z.
-    fn complete(&self, z: &[Rat]) -> Vec<Rat> {
-        let mut d = vec![Rat::zero(); self.dims];
-        for (&f, zf) in self.free.iter().zip(z) {
-            d[f] = zf.clone();
-        }
-        for (c, row) in &self.pivots {
-            d[*c] = -self
-                .free
-                .iter()
-                .zip(z)
-                .filter(|(f, zf)| !zf.is_zero() && !row[**f].is_zero())
-                .map(|(f, zf)| zf * &row[*f])
-                .sum::<Rat>();
-        }
-        d
-    }
-
-    /// The basis functional of free coordinate f, in f64.
-    fn basis_f64(&self, f: usize) -> Vec<f64> {
-        let z: Vec<Rat> = self
-            .free
-            .iter()
-            .map(|&g| if g == f { Rat::one() } else { Rat::zero() })
-            .collect();
-        self.complete(&z).iter().map(f64::from_rat).collect()
-    }
-}
-
 /// A direction, in f64, along which every lookalike scores at least 1:
 /// a margin perceptron on the lookalikes projected onto an orthonormal
 /// basis of the nullspace (nalgebra QR), unit-normalised so that no single
@@ -267,14 +189,228 @@ fn direction(null: &Nullspace, lookalikes: &[Vec<f64>]) -> Vec<f64> {
     (q * w).as_slice().to_vec()
 }
 
+/// A prefix of another task that Γ_k cannot close, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unexcluded {
+    /// Index into `ts.prefixes`.
+    pub prefix: usize,
+    /// The identity between hidden states that rules every linear gate out,
+    /// in words.
+    pub reason: String,
+}
+
+/// `c·h("prefix")` terms joined by signs; at most `SHOWN` terms are named.
+pub(crate) fn linear_text(terms: &[(String, Rat)]) -> String {
+    const SHOWN: usize = 8;
+    let mut text = String::new();
+    for (i, (name, c)) in terms.iter().take(SHOWN).enumerate() {
+        let sign = if c.is_negative() { "−" } else { "+" };
+        match (i, c.is_negative()) {
+            (0, false) => {}
+            (0, true) => text.push('−'),
+            _ => text.push_str(&format!(" {sign} ")),
+        }
+        let a = c.abs();
+        if !a.is_one() {
+            text.push_str(&format!("{a}·"));
+        }
+        text.push_str(&format!("h(\"{name}\")"));
+    }
+    if terms.len() > SHOWN {
+        text.push_str(&format!(" + … ({} terms in all)", terms.len()));
+    }
+    if text.is_empty() {
+        text.push('0');
+    }
+    text
+}
+
+/// The two sides of an identity, in words: the λ-weighted prefixes of the
+/// bounds on the left (bound `first` first, with weight 1), the zero rows'
+/// prefixes on the right. `bound_prefix` and `row_prefix` map bounds and
+/// zero rows to indices into `ts.prefixes`.
+fn identity_text(
+    ts: &TaskSet,
+    first: usize,
+    id: &Identity,
+    bound_prefix: &[usize],
+    row_prefix: &[usize],
+) -> (String, String, usize) {
+    let own = id
+        .bounds
+        .iter()
+        .find(|(t, _)| *t == first)
+        .map_or_else(Rat::one, |(_, l)| l.clone());
+    let render = |p: usize| ts.render(&ts.prefixes[p].tokens);
+    let left: Vec<(String, Rat)> = id
+        .bounds
+        .iter()
+        .filter(|(t, _)| *t == first)
+        .chain(id.bounds.iter().filter(|(t, _)| *t != first))
+        .map(|(t, l)| (render(bound_prefix[*t]), l / &own))
+        .collect();
+    let right: Vec<(String, Rat)> = id
+        .rows
+        .iter()
+        .map(|(r, n)| (render(row_prefix[*r]), n / &own))
+        .collect();
+    (linear_text(&left), linear_text(&right), left.len())
+}
+
+/// Why no Ψ_k closes lookalike `q` (a bound of the exclusion LP), in words.
+fn circuit_reason(
+    ts: &TaskSet,
+    k: usize,
+    q: usize,
+    id: &Identity,
+    lookalikes: &[usize],
+    rows: &[usize],
+) -> String {
+    let (lhs, rhs, terms) = identity_text(ts, q, id, lookalikes, rows);
+    let task = &ts.tasks[k].name;
+    if terms == 1 {
+        format!(
+            "no gate linear in the hidden state can close it: {lhs} = {rhs}, prefixes of {task} on the right, so every functional that vanishes on {task}'s prefixes vanishes here"
+        )
+    } else {
+        format!(
+            "no gate linear in the hidden state can close it: {lhs} = {rhs}, lookalikes of {task} on the left and its prefixes on the right, so every functional that vanishes on {task}'s prefixes sums to 0 over the left side and cannot be positive on all of it"
+        )
+    }
+}
+
+/// Ψ_k decided exactly: over every coordinate that is nonzero on a prefix
+/// of k or a lookalike (the others are 0 on both and cannot help), the
+/// functional that vanishes on D(k) and is at least 1 on as many lookalikes
+/// as [`exclusion::exclude`] can reach, with the identity that rules out
+/// each one it gives up.
+fn exact_psi(
+    ts: &TaskSet,
+    k: usize,
+    states: &[SparseVec<Rat>],
+    lookalikes: &[usize],
+    give_up: &GiveUp,
+) -> (SparseVec<Rat>, Vec<Unexcluded>) {
+    let own: Vec<usize> = (0..ts.prefixes.len())
+        .filter(|&p| ts.prefixes[p].tasks.contains(&k))
+        .collect();
+    let coords: Vec<usize> = own
+        .iter()
+        .chain(lookalikes)
+        .flat_map(|&p| states[p].entries().iter().map(|(c, _)| *c))
+        .collect::<BTreeSet<usize>>()
+        .into_iter()
+        .collect();
+    let dense = |x: &SparseVec<Rat>| -> Vec<Rat> { coords.iter().map(|&c| x.get(c)).collect() };
+    // Distinct states of k's prefixes, each named by its first prefix.
+    let mut seen: HashSet<Vec<Rat>> = HashSet::new();
+    let mut rows = Vec::new();
+    let mut names = Vec::new();
+    for &p in &own {
+        let row = dense(&states[p]);
+        if seen.insert(row.clone()) {
+            rows.push(row);
+            names.push(p);
+        }
+    }
+    // Ψ ≥ 1 on as many lookalikes as one functional can reach.
+    let bounds: Vec<Bound> = lookalikes
+        .iter()
+        .map(|&q| Bound {
+            x: dense(&states[q]),
+            at_least: Rat::one(),
+            give_up: give_up.clone(),
+        })
+        .collect();
+    let found = exclusion::exclude(&rows, &bounds, coords.len());
+    let psi = SparseVec::from_entries(coords.iter().copied().zip(found.psi));
+    let unexcluded = found
+        .given_up
+        .iter()
+        .map(|(q, id)| Unexcluded {
+            prefix: lookalikes[*q],
+            reason: circuit_reason(ts, k, *q, id, lookalikes, &names),
+        })
+        .collect();
+    (psi, unexcluded)
+}
+
+/// Ψ_k proposed in f64 and made exact: the margin perceptron's direction in
+/// the nullspace of k's states over `psi_coordinates`, its free coordinates
+/// rounded to multiples of 2^-20, and the exact nullspace functional with
+/// those coordinates (0 on D(k) whatever the rounding), scaled so that the
+/// least excluded lookalike scores about 1.
+fn proposed_psi(
+    ts: &TaskSet,
+    k: usize,
+    r: &Residual,
+    e: &EntityDirs,
+    states: &[SparseVec<Rat>],
+    lookalikes: &[usize],
+) -> SparseVec<Rat> {
+    let coords = psi_coordinates(ts, k, r, e);
+    let restrict = |x: &SparseVec<Rat>| -> Vec<Rat> { coords.iter().map(|&c| x.get(c)).collect() };
+    // Distinct restricted states of the task's own prefixes.
+    let mut seen: HashSet<Vec<Rat>> = HashSet::new();
+    let rows: Vec<Vec<Rat>> = ts
+        .prefixes
+        .iter()
+        .zip(states)
+        .filter(|(p, _)| p.tasks.contains(&k))
+        .map(|(_, x)| restrict(x))
+        .filter(|row| seen.insert(row.clone()))
+        .collect();
+    let null = Nullspace::new(&rows, coords.len());
+    if null.free.is_empty() {
+        return SparseVec::default();
+    }
+    let seen_f64: Vec<Vec<f64>> = lookalikes
+        .iter()
+        .map(|&q| restrict(&states[q]).iter().map(f64::from_rat).collect())
+        .collect();
+    let d = direction(&null, &seen_f64);
+    let grid = f64::from(1u32 << 20);
+    let z: Vec<Rat> = null
+        .free
+        .iter()
+        .map(|&f| {
+            Rat::new(
+                BigInt::from((d[f] * grid).round() as i64),
+                BigInt::from(1u32 << 20),
+            )
+        })
+        .collect();
+    let psi = SparseVec::from_entries(coords.iter().copied().zip(null.complete(&z)));
+    // Rescale so the least excluded lookalike scores about 1 (by an
+    // integer, to keep the weights' denominators small).
+    let least = lookalikes
+        .iter()
+        .map(|&q| psi.dot(&states[q]))
+        .filter(|v| *v >= Rat::one())
+        .min();
+    match least {
+        Some(least) => {
+            let by = least.floor();
+            psi.map(|v| v / &by)
+        }
+        None => psi,
+    }
+}
+
 /// Synthesise Γ_k from the exact hidden states of every prefix (`states`,
-/// in the order of `ts.prefixes`).
+/// in the order of `ts.prefixes`). `give_up` says what the exact LP does
+/// with a lookalike it cannot reach: `Drop` it (Ψ_k is then free there, and
+/// the most lookalikes are closed), or `Relax` it to Ψ_k ≥ 0 (fewer are
+/// closed, but every neuron that reads nothing else of it, such as a
+/// semantic neuron of a key it lacks, stays off there; the dense model then
+/// moves the syntactic neurons out of its way, see [`super::separate`]).
 pub fn synthesize(
     ts: &TaskSet,
     k: usize,
     r: &Residual,
     e: &EntityDirs,
     states: &[SparseVec<Rat>],
+    give_up: &GiveUp,
 ) -> Gate {
     let phi = foreign_evidence(ts, k, r, e);
     let own = own_tokens(ts, k);
@@ -291,71 +427,23 @@ pub fn synthesize(
     // δ: the least value of Γ_k outside D(k) (1 unless a lookalike sets it).
     let mut floor = Rat::one();
     if !lookalikes.is_empty() {
-        let coords = psi_coordinates(ts, k, r, e);
-        let restrict =
-            |x: &SparseVec<Rat>| -> Vec<Rat> { coords.iter().map(|&c| x.get(c)).collect() };
-        // Distinct restricted states of the task's own prefixes.
-        let mut seen: HashSet<Vec<Rat>> = HashSet::new();
-        let rows: Vec<Vec<Rat>> = ts
-            .prefixes
+        // The perceptron proposes (small denominators, and it is enough on
+        // most task sets); where it leaves a lookalike open, the exact LP
+        // over every coordinate decides.
+        psi = proposed_psi(ts, k, r, e, states, &lookalikes);
+        if lookalikes
             .iter()
-            .zip(states)
-            .filter(|(p, _)| p.tasks.contains(&k))
-            .map(|(_, x)| restrict(x))
-            .filter(|row| seen.insert(row.clone()))
-            .collect();
-        let null = Nullspace::new(&rows, coords.len());
-        if !null.free.is_empty() {
-            let seen: Vec<Vec<Rat>> = lookalikes.iter().map(|&q| restrict(&states[q])).collect();
-            let seen_f64: Vec<Vec<f64>> = seen
-                .iter()
-                .map(|x| x.iter().map(f64::from_rat).collect())
-                .collect();
-            let d = direction(&null, &seen_f64);
-            // The f64 direction only guides: its free coordinates, rounded
-            // to multiples of 2^-20, fix an exact functional of the
-            // nullspace, so Ψ_k vanishes on D(k) whatever the rounding.
-            let grid = f64::from(1u32 << 20);
-            let z: Vec<Rat> = null
-                .free
-                .iter()
-                .map(|&f| {
-                    Rat::new(
-                        BigInt::from((d[f] * grid).round() as i64),
-                        BigInt::from(1u32 << 20),
-                    )
-                })
-                .collect();
-            let exact = null.complete(&z);
-            psi = SparseVec::from_entries(coords.iter().copied().zip(exact));
-            // Rescale so the least excluded lookalike scores about 1 (by
-            // an integer, to keep the weights' denominators small).
-            let least = lookalikes
-                .iter()
-                .map(|&q| psi.dot(&states[q]))
-                .filter(|v| *v >= Rat::one())
-                .min();
-            if let Some(least) = least {
-                let by = least.floor();
-                psi = psi.map(|v| v / &by);
-            }
+            .any(|&q| psi.dot(&states[q]) <= Rat::zero())
+        {
+            (psi, unexcluded) = exact_psi(ts, k, states, &lookalikes, give_up);
         }
-        let values: Vec<(usize, Rat)> = lookalikes
+        if let Some(least) = lookalikes
             .iter()
-            .map(|&q| (q, psi.dot(&states[q])))
-            .collect();
-        unexcluded = values
-            .iter()
-            .filter(|(_, v)| *v <= Rat::zero())
-            .map(|(q, _)| *q)
-            .collect();
-        if let Some(least) = values
-            .iter()
-            .map(|(_, v)| v)
-            .filter(|v| **v > Rat::zero())
+            .map(|&q| psi.dot(&states[q]))
+            .filter(|v| *v > Rat::zero())
             .min()
         {
-            floor = floor.min(least.clone());
+            floor = floor.min(least);
         }
     }
 
@@ -366,6 +454,6 @@ pub fn synthesize(
         read,
         floor,
         unexcluded,
-        lookalikes: lookalikes.len(),
+        lookalikes,
     }
 }

@@ -13,12 +13,14 @@
 
 pub mod attention;
 pub mod dense;
+pub mod exclusion;
 pub mod expert;
 pub mod gate;
 pub mod head1;
 pub mod pattern;
 pub mod residual;
 pub mod router;
+pub mod separate;
 
 use crate::expbound::ln_ceiling;
 use crate::model::{LinearMap, Model, Router, Synthesis};

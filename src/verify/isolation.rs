@@ -281,9 +281,9 @@ impl<S: ClaimArith> Isolation<S> {
                 gate.name,
                 gate.gate.dot(&trace.hidden).show()
             ));
-            if gate.unexcluded.iter().any(|u| u == text) {
+            if let Some((_, reason)) = gate.unexcluded.iter().find(|(p, _)| p == text) {
                 why.push_str(&format!(
-                    ", and gate synthesis found no evidence linear in the hidden state that vanishes on every prefix of {} and is positive on this one (as with XOR-like templates: the same words in swapped combinations across tasks)",
+                    ", and gate synthesis found no evidence linear in the hidden state that vanishes on every prefix of {} and is positive on this one (as with XOR-like templates: the same words in swapped combinations across tasks): {reason}",
                     gate.name
                 ));
             }

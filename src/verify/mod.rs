@@ -1031,7 +1031,7 @@ fn verify_in<S: ClaimArith>(
         failure_count: witnesses.count,
         failures: witnesses.list,
         cross_check: None,
-        decisions,
+        decisions: if run.decisions { decisions } else { Vec::new() },
     }
 }
 

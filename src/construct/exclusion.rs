@@ -1,0 +1,432 @@
+//! Exact exclusion of lookalikes, for the gates of the dense model.
+//!
+//! Given a task's hidden states (the *zero rows*, on which a gate must
+//! vanish) and some prefixes of other tasks (the *targets*, on which it must
+//! be at least 1), find a linear functional ψ doing both, or prove that none
+//! exists. Both answers are exact:
+//!
+//! - ψ vanishes on the zero rows iff it lies in their nullspace, so ψ is
+//!   written through the free coordinates z of that nullspace (exact
+//!   Gauss–Jordan elimination), and ψ(x_q) = u_q·z with u_q the projection
+//!   of target q. What is left is the LP  u_q·z ≥ 1 for every target,
+//!   solved by the exact simplex of [`crate::routability::simplex`].
+//! - If the LP is infeasible its Farkas vector gives λ ≥ 0, not all 0, with
+//!   Σ λ_q u_q = 0: the combination Σ λ_q x_q lies in the span of the task's
+//!   own states, Σ λ_q x_q = Σ ν_w x_w, so every functional that vanishes on
+//!   the task sums to 0 over the λ-weighted targets and cannot be positive
+//!   on all of them. That identity is the witness (on the XOR-like set:
+//!   x(red big) + x(blue small) = x(red small) + x(blue big)).
+//!
+//! Greedy: a target in such a combination is given up (the one with the
+//! largest λ, so the identity names it most): dropped, or relaxed to
+//! ψ ≥ 0 (the circuit gate keeps ψ ≥ 0 on what it gives up, so that a
+//! neuron's own correction can close it there), and the LP is solved again,
+//! until it is feasible. Each given-up target keeps its identity. Targets
+//! may also carry other bounds ψ(x) ≥ b, hard or soft: the per-neuron
+//! corrections of [`super::gate`] use that.
+
+use crate::routability::simplex::{self, Outcome, Problem};
+use crate::scalar::Rat;
+use num_traits::{One, Signed, Zero};
+use std::collections::HashSet;
+
+/// The functionals over `dims` coordinates that vanish on every zero row,
+/// in reduced form: each pivot row has a 1 at its pivot column and 0 at
+/// every other pivot column, and remembers which input rows it combines. A
+/// functional vanishing on every row is then fixed by its free (non-pivot)
+/// coordinates z_f: its pivot coordinate p is −Σ_f z_f·row_p[f].
+pub struct Nullspace {
+    /// (pivot column, reduced row, the reduced row as a combination of the
+    /// input rows: (input row, coefficient)).
+    pivots: Vec<Pivot>,
+    pub free: Vec<usize>,
+    pub dims: usize,
+}
+
+/// A sparse combination of input rows: (row, coefficient).
+type Combination = Vec<(usize, Rat)>;
+
+/// (pivot column, reduced row, the reduced row as a combination of the
+/// input rows).
+type Pivot = (usize, Vec<Rat>, Combination);
+
+/// a − f·b on sparse combinations of input rows.
+fn combine(a: &mut Vec<(usize, Rat)>, f: &Rat, b: &[(usize, Rat)]) {
+    for (i, v) in b {
+        match a.iter_mut().find(|(j, _)| j == i) {
+            Some((_, w)) => *w -= f * v,
+            None => a.push((*i, -(f * v))),
+        }
+    }
+    a.retain(|(_, v)| !v.is_zero());
+}
+
+impl Nullspace {
+    pub fn new(rows: &[Vec<Rat>], dims: usize) -> Nullspace {
+        let mut pivots: Vec<Pivot> = Vec::new();
+        for (r, row) in rows.iter().enumerate() {
+            if pivots.len() == dims {
+                break;
+            }
+            let mut x = row.clone();
+            let mut origin = vec![(r, Rat::one())];
+            for (col, p, o) in &pivots {
+                if !x[*col].is_zero() {
+                    let f = x[*col].clone();
+                    for (xi, pi) in x.iter_mut().zip(p) {
+                        if !pi.is_zero() {
+                            *xi -= &f * pi;
+                        }
+                    }
+                    combine(&mut origin, &f, o);
+                }
+            }
+            let Some(col) = x.iter().position(|v| !v.is_zero()) else {
+                continue;
+            };
+            let lead = x[col].clone();
+            for xi in x.iter_mut() {
+                *xi /= &lead;
+            }
+            for (_, v) in origin.iter_mut() {
+                *v /= &lead;
+            }
+            for (_, p, o) in pivots.iter_mut() {
+                if !p[col].is_zero() {
+                    let f = p[col].clone();
+                    for (pi, xi) in p.iter_mut().zip(&x) {
+                        if !xi.is_zero() {
+                            *pi -= &f * xi;
+                        }
+                    }
+                    combine(o, &f, &origin);
+                }
+            }
+            pivots.push((col, x, origin));
+        }
+        let pivot_cols: HashSet<usize> = pivots.iter().map(|(c, _, _)| *c).collect();
+        let free = (0..dims).filter(|f| !pivot_cols.contains(f)).collect();
+        Nullspace { pivots, free, dims }
+    }
+
+    /// The exact functional with free coordinates z.
+    pub fn complete(&self, z: &[Rat]) -> Vec<Rat> {
+        let mut d = vec![Rat::zero(); self.dims];
+        for (&f, zf) in self.free.iter().zip(z) {
+            d[f] = zf.clone();
+        }
+        for (c, row, _) in &self.pivots {
+            d[*c] = -self
+                .free
+                .iter()
+                .zip(z)
+                .filter(|(f, zf)| !zf.is_zero() && !row[**f].is_zero())
+                .map(|(f, zf)| zf * &row[*f])
+                .sum::<Rat>();
+        }
+        d
+    }
+
+    /// u with ψ(x) = u·z for the functional ψ of free coordinates z:
+    /// u_f = x_f − Σ_p row_p[f]·x_p. It is 0 iff x is in the rows' span.
+    pub fn project(&self, x: &[Rat]) -> Vec<Rat> {
+        self.free
+            .iter()
+            .map(|&f| {
+                let mut u = x[f].clone();
+                for (c, row, _) in &self.pivots {
+                    if !x[*c].is_zero() && !row[f].is_zero() {
+                        u -= &x[*c] * &row[f];
+                    }
+                }
+                u
+            })
+            .collect()
+    }
+
+    /// For x in the rows' span, ν with x = Σ ν_r·rows[r] (reduced rows have
+    /// a 1 at their own pivot and 0 at the others', so x = Σ_p x_p·row_p).
+    pub fn express(&self, x: &[Rat]) -> Vec<(usize, Rat)> {
+        let mut nu: Vec<(usize, Rat)> = Vec::new();
+        for (c, _, origin) in &self.pivots {
+            if !x[*c].is_zero() {
+                combine(&mut nu, &-x[*c].clone(), origin);
+            }
+        }
+        nu.sort_by_key(|(r, _)| *r);
+        nu
+    }
+
+    /// The basis functional of free coordinate f, in f64 (for the
+    /// perceptron's proposal).
+    pub fn basis_f64(&self, f: usize) -> Vec<f64> {
+        use crate::scalar::Scalar;
+        let z: Vec<Rat> = self
+            .free
+            .iter()
+            .map(|&g| if g == f { Rat::one() } else { Rat::zero() })
+            .collect();
+        self.complete(&z).iter().map(f64::from_rat).collect()
+    }
+}
+
+/// One inequality ψ(x) ≥ `at_least`, and what to do with it when the LP
+/// cannot meet it together with the others.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub x: Vec<Rat>,
+    pub at_least: Rat,
+    pub give_up: GiveUp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GiveUp {
+    /// A hard constraint: the hard constraints together must be feasible
+    /// (then every Farkas vector leans on a soft one).
+    Never,
+    /// Drop the constraint.
+    Drop,
+    /// Keep ψ(x) ≥ this bound instead (at most 0).
+    Relax(Rat),
+}
+
+/// Why a bound was given up: Σ λ_i x_i = Σ ν_r z_r with λ ≥ 0 over bounds
+/// (this one among them) and r over the zero rows, while Σ λ_i·at_least_i
+/// > 0: every ψ vanishing on the zero rows has Σ λ_i ψ(x_i) = 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    /// (bound, λ_i > 0).
+    pub bounds: Vec<(usize, Rat)>,
+    /// (zero row, ν_r ≠ 0).
+    pub rows: Vec<(usize, Rat)>,
+}
+
+/// The answer: ψ (over the `dims` coordinates) with ψ = 0 on every zero row
+/// and every bound met, except those in `given_up` (relaxed or dropped),
+/// each with the identity that ruled it out.
+#[derive(Debug, Clone)]
+pub struct Exclusion {
+    pub psi: Vec<Rat>,
+    pub given_up: Vec<(usize, Identity)>,
+}
+
+/// Meet `bounds` with a functional vanishing on `zero`, as far as any can.
+pub fn exclude(zero: &[Vec<Rat>], bounds: &[Bound], dims: usize) -> Exclusion {
+    let null = Nullspace::new(zero, dims);
+    let u: Vec<Vec<Rat>> = bounds.iter().map(|b| null.project(&b.x)).collect();
+    let mut given_up: Vec<(usize, Identity)> = Vec::new();
+    // Live bounds: (index, current bound); None once dropped.
+    let mut live: Vec<(usize, Rat)> = Vec::new();
+    for (i, b) in bounds.iter().enumerate() {
+        let inside = u[i].iter().all(Zero::is_zero);
+        if inside && b.at_least.is_positive() {
+            // In the span: ψ(x) = 0 for every ψ, ruled out alone (λ = 1).
+            given_up.push((
+                i,
+                Identity {
+                    bounds: vec![(i, Rat::one())],
+                    rows: null.express(&b.x),
+                },
+            ));
+            if let GiveUp::Relax(v) = &b.give_up {
+                live.push((i, v.clone()));
+            }
+        } else {
+            live.push((i, b.at_least.clone()));
+        }
+    }
+    let r = null.free.len();
+    loop {
+        // Bounds the functional meets for free (0 ≥ bound with u = 0) need
+        // no row.
+        let rows: Vec<&(usize, Rat)> = live
+            .iter()
+            .filter(|(i, v)| v.is_positive() || u[*i].iter().any(|x| !x.is_zero()))
+            .collect();
+        if r == 0 || rows.is_empty() {
+            return Exclusion {
+                psi: vec![Rat::zero(); dims],
+                given_up,
+            };
+        }
+        // Columns z⁺_f, z⁻_f, then one surplus per row: u_i·(z⁺ − z⁻) − s_i = b_i.
+        let mut columns: Vec<Vec<(usize, Rat)>> = Vec::with_capacity(2 * r + rows.len());
+        let live_u: Vec<&Vec<Rat>> = rows.iter().map(|(i, _)| &u[*i]).collect();
+        for f in 0..r {
+            let plus: Vec<(usize, Rat)> = live_u
+                .iter()
+                .enumerate()
+                .filter(|(_, ui)| !ui[f].is_zero())
+                .map(|(row, ui)| (row, ui[f].clone()))
+                .collect();
+            let minus = plus.iter().map(|(i, v)| (*i, -v.clone())).collect();
+            columns.push(plus);
+            columns.push(minus);
+        }
+        columns.extend((0..rows.len()).map(|i| vec![(i, -Rat::one())]));
+        let problem = Problem {
+            rows: rows.len(),
+            columns,
+            rhs: rows.iter().map(|(_, v)| v.clone()).collect(),
+        };
+        match simplex::solve(&problem).0 {
+            Outcome::Feasible(x) => {
+                let z: Vec<Rat> = (0..r).map(|f| &x[2 * f] - &x[2 * f + 1]).collect();
+                return Exclusion {
+                    psi: null.complete(&z),
+                    given_up,
+                };
+            }
+            Outcome::Infeasible(y) => {
+                // λ = −y ≥ 0 on the surplus columns, Σ λ_i u_i = 0.
+                let lambda: Vec<(usize, Rat)> = rows
+                    .iter()
+                    .zip(&y)
+                    .filter(|(_, v)| v.is_negative())
+                    .map(|((i, _), v)| (*i, -v.clone()))
+                    .collect();
+                let mut sum = vec![Rat::zero(); dims];
+                for (i, l) in &lambda {
+                    for (s, x) in sum.iter_mut().zip(&bounds[*i].x) {
+                        if !x.is_zero() {
+                            *s += l * x;
+                        }
+                    }
+                }
+                // The soft bound the identity leans on most; at least one
+                // exists when the hard bounds alone are feasible.
+                let worst = lambda
+                    .iter()
+                    .filter(|(i, _)| {
+                        bounds[*i].give_up != GiveUp::Never
+                            && live
+                                .iter()
+                                .any(|(j, v)| j == i && *v == bounds[*i].at_least)
+                    })
+                    .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+                    .map(|(i, _)| *i);
+                let Some(worst) = worst else {
+                    // Unreachable by the argument above; give up every
+                    // soft bound rather than loop.
+                    for (i, _) in &live {
+                        if bounds[*i].give_up != GiveUp::Never {
+                            given_up.push((
+                                *i,
+                                Identity {
+                                    bounds: lambda.clone(),
+                                    rows: vec![],
+                                },
+                            ));
+                        }
+                    }
+                    return Exclusion {
+                        psi: vec![Rat::zero(); dims],
+                        given_up,
+                    };
+                };
+                given_up.push((
+                    worst,
+                    Identity {
+                        bounds: lambda,
+                        rows: null.express(&sum),
+                    },
+                ));
+                match &bounds[worst].give_up {
+                    GiveUp::Relax(v) => {
+                        for (j, b) in live.iter_mut() {
+                            if *j == worst {
+                                *b = v.clone();
+                            }
+                        }
+                    }
+                    _ => live.retain(|(j, _)| *j != worst),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scalar::int;
+
+    fn v(x: &[i64]) -> Vec<Rat> {
+        x.iter().map(|&a| int(a)).collect()
+    }
+
+    /// ψ ≥ 1 on each, relaxed to ψ ≥ 0 when out of reach (the circuit gate).
+    fn soft(targets: &[Vec<Rat>]) -> Vec<Bound> {
+        targets
+            .iter()
+            .map(|x| Bound {
+                x: x.clone(),
+                at_least: Rat::one(),
+                give_up: GiveUp::Relax(Rat::zero()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_separable_target_gets_a_functional_vanishing_on_the_rows() {
+        // Rows span {(1, 0, 0), (0, 1, 0)}; the target (1, 1, 1) is outside.
+        let rows = [v(&[1, 0, 0]), v(&[1, 1, 0])];
+        let e = exclude(&rows, &soft(&[v(&[1, 1, 1]), v(&[0, 0, 2])]), 3);
+        assert!(e.given_up.is_empty());
+        let dot = |a: &[Rat], b: &[Rat]| a.iter().zip(b).map(|(x, y)| x * y).sum::<Rat>();
+        for row in &rows {
+            assert!(dot(&e.psi, row).is_zero());
+        }
+        assert!(dot(&e.psi, &v(&[1, 1, 1])) >= Rat::one());
+        assert!(dot(&e.psi, &v(&[0, 0, 2])) >= Rat::one());
+    }
+
+    #[test]
+    fn xor_targets_are_ruled_out_by_an_identity() {
+        // Coordinates (one, red, blue, small, big): the task has "red small"
+        // and "blue big", the targets "red big" and "blue small".
+        let rows = [v(&[1, 1, 0, 1, 0]), v(&[1, 0, 1, 0, 1])];
+        let targets = [v(&[1, 1, 0, 0, 1]), v(&[1, 0, 1, 1, 0])];
+        let e = exclude(&rows, &soft(&targets), 5);
+        // One target is given up (relaxed to ψ ≥ 0), and then the other
+        // must be 0 too: both are given up.
+        assert_eq!(e.given_up.len(), 2);
+        let (_, id) = &e.given_up[0];
+        // x(red big) + x(blue small) = x(red small) + x(blue big).
+        let lambda: Vec<usize> = id.bounds.iter().map(|(q, _)| *q).collect();
+        assert_eq!(lambda, [0, 1]);
+        assert_eq!(id.bounds[0].1, id.bounds[1].1);
+        let scale = id.bounds[0].1.clone();
+        assert_eq!(id.rows, [(0, scale.clone()), (1, scale)]);
+        // Dropped instead, the other target is excluded alone.
+        let dropped: Vec<Bound> = targets
+            .iter()
+            .map(|x| Bound {
+                x: x.clone(),
+                at_least: Rat::one(),
+                give_up: GiveUp::Drop,
+            })
+            .collect();
+        let e = exclude(&rows, &dropped, 5);
+        assert_eq!(e.given_up.len(), 1);
+        let kept = 1 - e.given_up[0].0;
+        let dot = |a: &[Rat], b: &[Rat]| a.iter().zip(b).map(|(x, y)| x * y).sum::<Rat>();
+        assert!(dot(&e.psi, &targets[kept]) >= Rat::one());
+    }
+
+    #[test]
+    fn a_target_in_the_span_is_ruled_out_alone() {
+        let rows = [v(&[1, 0]), v(&[0, 1])];
+        let e = exclude(&rows, &soft(&[v(&[2, 3])]), 2);
+        assert_eq!(
+            e.given_up,
+            vec![(
+                0,
+                Identity {
+                    bounds: vec![(0, Rat::one())],
+                    rows: vec![(0, int(2)), (1, int(3))],
+                }
+            )]
+        );
+    }
+}
