@@ -98,7 +98,15 @@ fn field(line: &str, key: &str) -> Option<f64> {
 fn verify(spec: &Path, model: &str, arith: &str) -> (f64, f64, f64, u64, u64, bool) {
     let clock = Instant::now();
     let out = Command::new(BIN)
-        .args(["verify", "--timings", "--quiet", "--model", model, "--arith", arith])
+        .args([
+            "verify",
+            "--timings",
+            "--quiet",
+            "--model",
+            model,
+            "--arith",
+            arith,
+        ])
         .arg(spec)
         .output()
         .expect("routecert verify runs");
@@ -231,8 +239,10 @@ fn main() {
             ("total", (|r: &Row| r.total) as fn(&Row) -> f64),
             ("verify", |r: &Row| r.verify),
         ] {
-            let points: Vec<(f64, f64)> =
-                of_run.iter().map(|r| (r.prefixes as f64, pick(r))).collect();
+            let points: Vec<(f64, f64)> = of_run
+                .iter()
+                .map(|r| (r.prefixes as f64, pick(r)))
+                .collect();
             let (a, b, r2) = fit(&points);
             let _ = writeln!(
                 md,

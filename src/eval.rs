@@ -9,6 +9,7 @@ pub mod float;
 
 use crate::model::{Head, LinearMap, Model, SparseVec};
 use crate::scalar::{ArithError, Scalar};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// Why a forward pass could not run.
@@ -77,7 +78,8 @@ pub struct Trace<S> {
     /// (neuron index in the expert, activation) for every neuron that fired.
     pub firing: Vec<(usize, S)>,
     /// read·A' + bias for every neuron of the chosen expert, fired or not:
-    /// how far each silent neuron stayed below its threshold.
+    /// how far each silent neuron stayed below its threshold. Empty from an
+    /// evaluator built [`Evaluator::without_preactivations`].
     pub preactivations: Vec<S>,
     /// A'' at the last position.
     pub output: SparseVec<S>,
@@ -115,6 +117,18 @@ pub struct Evaluator<'m, S> {
     /// (an expert's syntactic neurons all read its pattern scalar s and
     /// differ only in bias), as (first, end); read·A' is computed once a run.
     runs: Vec<Vec<(usize, usize)>>,
+    /// Per expert: residual coordinate → the runs whose read vector uses it.
+    /// A run no nonzero coordinate of A' touches reads exactly 0, so its
+    /// neurons' pre-activations are their biases: with one semantic neuron
+    /// per key–value pair, most of an expert is settled without a product.
+    readers: Vec<HashMap<usize, Vec<usize>>>,
+    /// Per expert and run: the neurons whose bias is positive, the only
+    /// ones that fire when the run reads 0.
+    positive_bias: Vec<Vec<Vec<usize>>>,
+    /// Whether traces list every neuron's pre-activation (isolation and
+    /// `inspect` need them; routing, P and A do not, and at a thousand
+    /// neurons an expert, copying them dominates a prefix's cost).
+    preactivations: bool,
 }
 
 impl<'m, S: Scalar> Evaluator<'m, S> {
@@ -133,13 +147,56 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
                 runs
             })
             .collect();
+        let readers = model
+            .experts
+            .iter()
+            .zip(&runs)
+            .map(
+                |(e, runs): (&crate::model::Expert<S>, &Vec<(usize, usize)>)| {
+                    let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
+                    for (r, &(first, _)) in runs.iter().enumerate() {
+                        for (c, _) in e.neurons[first].read.entries() {
+                            readers.entry(*c).or_default().push(r);
+                        }
+                    }
+                    readers
+                },
+            )
+            .collect();
+        let positive_bias = model
+            .experts
+            .iter()
+            .zip(&runs)
+            .map(
+                |(e, runs): (&crate::model::Expert<S>, &Vec<(usize, usize)>)| {
+                    runs.iter()
+                        .map(|&(first, end)| {
+                            (first..end)
+                                .filter(|&n| e.neurons[n].bias.is_positive())
+                                .collect()
+                        })
+                        .collect()
+                },
+            )
+            .collect();
         Evaluator {
             model,
+            readers,
+            positive_bias,
+            preactivations: true,
             positions: (0..model.max_len * model.vocab.len())
                 .map(|_| OnceLock::new())
                 .collect(),
             runs,
         }
+    }
+
+    /// Traces without `preactivations` (empty): only firing neurons are
+    /// listed. Neurons of a run that reads 0 are then never visited unless
+    /// their bias is positive.
+    pub fn without_preactivations(mut self) -> Self {
+        self.preactivations = false;
+        self
     }
 
     fn position(&self, j: usize, t: usize) -> Result<&Position<S>, EvalError> {
@@ -247,15 +304,39 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
         let mut preactivations;
         match keep {
             None => {
-                preactivations = Vec::with_capacity(ffn.neurons.len());
-                for &(first, end) in &self.runs[expert] {
-                    let read = ffn.neurons[first].read.dot(&hidden);
+                preactivations = Vec::with_capacity(if self.preactivations {
+                    ffn.neurons.len()
+                } else {
+                    0
+                });
+                let runs = &self.runs[expert];
+                let mut touched = vec![false; runs.len()];
+                for (c, _) in hidden.entries() {
+                    for &r in self.readers[expert].get(c).into_iter().flatten() {
+                        touched[r] = true;
+                    }
+                }
+                for (r, &(first, end)) in runs.iter().enumerate() {
+                    if !touched[r] && !self.preactivations {
+                        // Reads 0: pre-activation = bias.
+                        for &n in &self.positive_bias[expert][r] {
+                            firing.push((n, ffn.neurons[n].bias.clone()));
+                        }
+                        continue;
+                    }
+                    let read = if touched[r] {
+                        ffn.neurons[first].read.dot(&hidden)
+                    } else {
+                        S::zero()
+                    };
                     for n in first..end {
                         let pre = read.clone() + ffn.neurons[n].bias.clone();
                         if pre.is_positive() {
                             firing.push((n, pre.clone()));
                         }
-                        preactivations.push(pre);
+                        if self.preactivations {
+                            preactivations.push(pre);
+                        }
                     }
                 }
             }

@@ -22,7 +22,7 @@ use crate::scalar::{FastRat, Rat, Scalar};
 use crate::taskset::{TaskSet, TokenKind};
 use num_bigint::BigInt;
 use num_integer::Integer;
-use num_traits::{CheckedAdd, CheckedDiv, CheckedMul, CheckedSub, One, ToPrimitive, Zero};
+use num_traits::{CheckedAdd, CheckedDiv, CheckedMul, CheckedSub, One, Zero};
 use rayon::prelude::*;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -403,32 +403,47 @@ impl Groups {
             .prefixes
             .par_iter()
             .map(|p| {
-                hidden_state_with(r, head1, &p.tokens)
-                    .entries()
-                    .iter()
-                    .filter_map(|(d, v)| column.get(d).map(|&c| (c, FastRat::from_rat(v))))
-                    .collect()
+                let h = hidden_state_with(r, head1, &p.tokens);
+                // Sized exactly: at paper scale these vectors are most of
+                // synthesis's memory.
+                let mut x = Vec::with_capacity(h.nnz());
+                x.extend(
+                    h.entries()
+                        .iter()
+                        .filter_map(|(d, v)| column.get(d).map(|&c| (c, FastRat::from_rat(v)))),
+                );
+                x.shrink_to_fit();
+                x
             })
             .collect();
-        let mut members: HashMap<&[(usize, FastRat)], Vec<&BTreeSet<usize>>> = HashMap::new();
-        let mut order = Vec::new();
-        for (x, p) in inputs.iter().zip(&ts.prefixes) {
-            let group = members.entry(x.as_slice()).or_default();
-            if group.is_empty() {
-                order.push(x.as_slice());
-            }
-            group.push(&p.tasks);
+        // Group ids in order of first appearance; each group's inputs are
+        // then moved (not copied) out of `inputs`.
+        let mut id: HashMap<&[(usize, FastRat)], usize> = HashMap::new();
+        let mut members: Vec<Vec<&BTreeSet<usize>>> = Vec::new();
+        let mut first = Vec::new();
+        for (i, (x, p)) in inputs.iter().zip(&ts.prefixes).enumerate() {
+            let g = *id.entry(x.as_slice()).or_insert_with(|| {
+                members.push(Vec::new());
+                first.push(i);
+                members.len() - 1
+            });
+            members[g].push(&p.tasks);
         }
+        drop(id);
+        let mut inputs = inputs;
         let mut forced = 0;
         let mut groups = Groups {
-            x: Vec::with_capacity(order.len()),
-            tasks: Vec::with_capacity(order.len()),
-            weight: Vec::with_capacity(order.len()),
+            x: first
+                .iter()
+                .map(|&i| std::mem::take(&mut inputs[i]))
+                .collect(),
+            tasks: Vec::with_capacity(members.len()),
+            weight: Vec::with_capacity(members.len()),
             forced: 0,
             bias: reads.len(),
         };
-        for x in order {
-            let members = &members[x];
+        drop(inputs);
+        for members in &members {
             let common = members.iter().skip(1).fold(members[0].clone(), |acc, t| {
                 acc.intersection(t).copied().collect()
             });
@@ -448,7 +463,6 @@ impl Groups {
             } else {
                 common
             };
-            groups.x.push(x.to_vec());
             groups.tasks.push(tasks);
             groups.weight.push(members.len());
         }
@@ -485,7 +499,8 @@ impl Groups {
         let bias = convert(scale.clone())?;
         (0..self.len())
             .map(|g| {
-                let x = self.x[g]
+                let mut x = Vec::with_capacity(self.x[g].len() + 1);
+                for item in self.x[g]
                     .iter()
                     .map(|(c, v)| {
                         let v = v.to_rat();
@@ -500,7 +515,9 @@ impl Groups {
                         Some((*c, convert(v.numer().clone())?.checked_mul(&f)?))
                     })
                     .chain([Some((self.bias, bias.clone()))])
-                    .collect::<Option<Vec<_>>>()?;
+                {
+                    x.push(item?);
+                }
                 Some(Sample {
                     x,
                     tasks: self.tasks[g].clone(),
@@ -555,6 +572,36 @@ fn pipeline<T: Int>(
     secure(trained, closed, samples)
 }
 
+/// The pipeline in the machine integer T, if nothing overflows T.
+fn attempt<T: Int + TryFrom<BigInt> + Into<BigInt>>(
+    groups: &Groups,
+    scale: &BigInt,
+    closed: &[Vec<BigInt>],
+    owners: &KeyOwners,
+    options: &super::Options,
+) -> Option<Trained<BigInt>> {
+    let samples = groups.integer::<T>(scale)?;
+    let closed: Vec<Vec<T>> = closed
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|c| T::try_from(c.clone()).ok())
+                .collect::<Option<_>>()
+        })
+        .collect::<Option<_>>()?;
+    let t = pipeline(&samples, owners, &closed, options.max_epochs)?;
+    Some(Trained {
+        weights: t
+            .weights
+            .into_iter()
+            .map(|row| row.into_iter().map(Into::into).collect())
+            .collect(),
+        converged: t.converged,
+        epochs: t.epochs,
+        misrouted: t.misrouted,
+    })
+}
+
 /// Find the router for a task set.
 pub fn synthesize(
     ts: &TaskSet,
@@ -577,33 +624,17 @@ pub fn synthesize(
     }
     let closed = vocabulary_router(ts, r, &reads);
     let scale = groups.scale();
-    // i128 first; the same algorithm on big integers if anything overflows.
-    let small = groups.integer::<i128>(&scale).and_then(|samples| {
-        let closed: Vec<Vec<i128>> = closed
-            .iter()
-            .map(|row| row.iter().map(|c| c.to_i128()).collect::<Option<_>>())
-            .collect::<Option<_>>()?;
-        pipeline(&samples, &owners, &closed, options.max_epochs)
-    });
-    let trained: Trained<BigInt> = match small {
-        Some(t) => Trained {
-            weights: t
-                .weights
-                .into_iter()
-                .map(|row| row.into_iter().map(BigInt::from).collect())
-                .collect(),
-            converged: t.converged,
-            epochs: t.epochs,
-            misrouted: t.misrouted,
-        },
-        None => {
+    // i64 first (half the memory of i128 at scale), then i128, then big
+    // integers: the same algorithm in a wider type whenever one overflows.
+    let trained: Trained<BigInt> = attempt::<i64>(&groups, &scale, &closed, &owners, options)
+        .or_else(|| attempt::<i128>(&groups, &scale, &closed, &owners, options))
+        .unwrap_or_else(|| {
             let samples = groups
                 .integer::<BigInt>(&scale)
                 .expect("big integers hold every feature");
             pipeline(&samples, &owners, &closed, options.max_epochs)
                 .expect("big-integer arithmetic cannot overflow")
-        }
-    };
+        });
 
     let exact =
         if trained.converged || !options.lp_fallback || groups.len() > EXACT_FALLBACK_MAX_GROUPS {

@@ -86,6 +86,17 @@ pub trait Forward<S>: Sync {
     fn run_masked(&self, tokens: &[usize], keep: &[usize]) -> Result<Trace<S>, EvalError>;
 }
 
+/// The verifier's evaluator: pre-activations are kept only for the dense
+/// model, whose isolation claim reads them.
+fn evaluator<S: Scalar>(model: &Model<S>) -> Evaluator<'_, S> {
+    let e = Evaluator::new(model);
+    if model.circuits.is_empty() {
+        e.without_preactivations()
+    } else {
+        e
+    }
+}
+
 impl<S: Scalar> Forward<S> for Evaluator<'_, S> {
     fn run(&self, tokens: &[usize]) -> Result<Trace<S>, EvalError> {
         Evaluator::run(self, tokens)
@@ -123,7 +134,7 @@ impl ClaimArith for Rat {
     const CERTIFIED: bool = true;
 
     fn engine(model: &Model<Rat>) -> Box<dyn Forward<Rat> + '_> {
-        Box::new(Evaluator::new(model))
+        Box::new(evaluator(model))
     }
 
     fn invalid_mass(valid: &[(Rat, usize)], invalid: &[(Rat, usize)], cache: &mut ExpCache) -> Rat {
@@ -153,7 +164,7 @@ impl ClaimArith for FastRat {
     const CERTIFIED: bool = true;
 
     fn engine(model: &Model<FastRat>) -> Box<dyn Forward<FastRat> + '_> {
-        Box::new(Evaluator::new(model))
+        Box::new(evaluator(model))
     }
 
     /// The certificate is computed on BigRational (its bounds on e^x are
@@ -198,7 +209,7 @@ impl ClaimArith for f64 {
     const CERTIFIED: bool = false;
 
     fn engine(model: &Model<f64>) -> Box<dyn Forward<f64> + '_> {
-        Box::new(Evaluator::new(model))
+        Box::new(evaluator(model))
     }
 
     fn invalid_mass(valid: &[(f64, usize)], invalid: &[(f64, usize)], _: &mut ()) -> f64 {
