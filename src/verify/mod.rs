@@ -146,6 +146,9 @@ impl ClaimArith for Rat {
     }
 }
 
+/// Logit values with how many tokens carry each.
+type Histogram = Vec<(FastRat, usize)>;
+
 /// The exact certificate's memory: bounds on e^x by argument, and whole
 /// certificates by the shape of the logits they were computed from.
 #[derive(Debug, Default)]
@@ -155,7 +158,7 @@ pub struct FastCache {
     /// count). The bound depends on nothing else (softmax is invariant
     /// under a common shift, and `invalid_mass_bound` only ever uses the
     /// differences), and most prefixes share a handful of shapes.
-    bounds: HashMap<(Vec<(FastRat, usize)>, Vec<(FastRat, usize)>), FastRat>,
+    bounds: HashMap<(Histogram, Histogram), FastRat>,
 }
 
 impl ClaimArith for FastRat {
