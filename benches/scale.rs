@@ -88,11 +88,7 @@ fn generate(dir: &Path, scale: Scale) -> PathBuf {
 /// "key value" fields of the `--timings` line.
 fn field(line: &str, key: &str) -> Option<f64> {
     let at = line.find(&format!("{key} "))? + key.len() + 1;
-    line[at..]
-        .split(|c: char| c == ' ' || c == ',')
-        .next()?
-        .parse()
-        .ok()
+    line[at..].split([' ', ',']).next()?.parse().ok()
 }
 
 fn verify(spec: &Path, model: &str, arith: &str) -> (f64, f64, f64, u64, u64, bool) {
