@@ -90,6 +90,8 @@ pub(crate) struct Isolation<S> {
     owners: Vec<BTreeSet<usize>>,
     /// The circuit of each task, if it has one.
     circuit_of_task: Vec<Option<usize>>,
+    /// The task of each circuit, by name (None: no task of the spec).
+    task_of_circuit: Vec<Option<usize>>,
     /// Per circuit, in circuit order.
     tallied: Vec<Tallied<S>>,
 }
@@ -105,8 +107,13 @@ impl<S: ClaimArith> Isolation<S> {
             .collect();
         let mut owners: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); neurons];
         let mut circuit_of_task = vec![None; ts.tasks.len()];
+        let task_of_circuit: Vec<Option<usize>> = model
+            .circuits
+            .iter()
+            .map(|c| task_index.get(c.name.as_str()).copied())
+            .collect();
         for (c, circuit) in model.circuits.iter().enumerate() {
-            if let Some(&k) = task_index.get(circuit.name.as_str()) {
+            if let Some(k) = task_of_circuit[c] {
                 circuit_of_task[k].get_or_insert(c);
                 for &n in circuit.neurons.iter().filter(|&&n| n < neurons) {
                     owners[n].insert(k);
@@ -116,6 +123,7 @@ impl<S: ClaimArith> Isolation<S> {
         Isolation {
             owners,
             circuit_of_task,
+            task_of_circuit,
             tallied: model
                 .circuits
                 .iter()
@@ -315,18 +323,17 @@ impl<S: ClaimArith> Isolation<S> {
     /// circuits' disjointness.
     pub fn finish(self, ts: &TaskSet, model: &Model<S>) -> Found {
         let neurons = model.experts.first().map_or(&[][..], |e| &e.neurons[..]);
-        let task_index: HashMap<&str, usize> = ts
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(k, t)| (t.name.as_str(), k))
-            .collect();
         let mut witnesses = Witnesses::default();
         let mut tally = Tally::<S>::new(true);
         let mut decisions = Vec::new();
         let mut reports = Vec::new();
-        for (circuit, t) in model.circuits.iter().zip(self.tallied) {
-            let Some(&k) = task_index.get(circuit.name.as_str()) else {
+        for ((circuit, t), task) in model
+            .circuits
+            .iter()
+            .zip(self.tallied)
+            .zip(&self.task_of_circuit)
+        {
+            let Some(k) = *task else {
                 tally.record(false, None);
                 witnesses.push(Witness {
                     claim: "isolation",
