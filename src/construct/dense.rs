@@ -108,6 +108,14 @@ impl DenseResidual {
         });
         base.add_scaled(&int(1), &SparseVec::from_entries(extra))
     }
+
+    /// The hidden state of every prefix of the task set, in prefix order.
+    pub fn hidden_states(&self, ts: &TaskSet) -> Vec<SparseVec<Rat>> {
+        ts.prefixes
+            .iter()
+            .map(|p| self.hidden_state(&p.tokens))
+            .collect()
+    }
 }
 
 /// A copy of `map` with room for `rows` more outputs and `cols` more inputs.
@@ -408,11 +416,7 @@ pub fn build_dense(ts: &TaskSet, options: &Options) -> Model<Rat> {
     let mut heads = attention::heads(ts, r);
     extend_key_head(&mut heads[1], ts, &d);
 
-    let states: Vec<SparseVec<Rat>> = ts
-        .prefixes
-        .iter()
-        .map(|p| d.hidden_state(&p.tokens))
-        .collect();
+    let states = d.hidden_states(ts);
     let mut neurons = Vec::new();
     let circuits = (0..ts.tasks.len())
         .map(|k| circuit(ts, k, &d, &margins, &states, &mut neurons))
@@ -648,6 +652,14 @@ mod tests {
         }
     }
 
+    /// The index of the prefix that renders as `text`.
+    fn index_of(ts: &TaskSet, text: &str) -> usize {
+        ts.prefixes
+            .iter()
+            .position(|p| ts.render(&p.tokens) == text)
+            .unwrap()
+    }
+
     fn regression(name: &str) -> TaskSet {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/regressions")
@@ -668,22 +680,13 @@ mod tests {
             load("xor_expected_failure.toml"),
         ] {
             let d = DenseResidual::new(&ts);
-            let states: Vec<SparseVec<Rat>> = ts
-                .prefixes
-                .iter()
-                .map(|p| d.hidden_state(&p.tokens))
-                .collect();
+            let states = d.hidden_states(&ts);
             for k in 0..ts.tasks.len() {
                 for mode in [GiveUp::Drop, GiveUp::Relax(Rat::zero())] {
                     let g = gate::synthesize(&ts, k, &d.residual, &d.entities, &states, &mode);
                     assert!(g.floor > Rat::zero());
-                    for (p, x) in ts.prefixes.iter().zip(&states) {
+                    for (q, (p, x)) in ts.prefixes.iter().zip(&states).enumerate() {
                         let v = g.read.dot(x);
-                        let q = ts
-                            .prefixes
-                            .iter()
-                            .position(|o| o.tokens == p.tokens)
-                            .unwrap();
                         if p.tasks.contains(&k) {
                             assert!(v.is_zero(), "{}", ts.render(&p.tokens));
                         } else if g.unexcluded.iter().any(|u| u.prefix == q) {
@@ -707,16 +710,8 @@ mod tests {
     fn the_exact_lp_closes_what_the_perceptron_missed() {
         let ts = regression("dense_gate_perceptron_misses_lookalike.toml");
         let d = DenseResidual::new(&ts);
-        let states: Vec<SparseVec<Rat>> = ts
-            .prefixes
-            .iter()
-            .map(|p| d.hidden_state(&p.tokens))
-            .collect();
-        let w40 = ts
-            .prefixes
-            .iter()
-            .position(|p| ts.render(&p.tokens) == "w40")
-            .unwrap();
+        let states = d.hidden_states(&ts);
+        let w40 = index_of(&ts, "w40");
         let g = gate::synthesize(&ts, 1, &d.residual, &d.entities, &states, &GiveUp::Drop);
         assert_eq!(g.lookalikes, [w40]);
         assert!(g.unexcluded.is_empty());
@@ -733,16 +728,8 @@ mod tests {
     fn a_lookalike_in_the_span_is_left_to_the_projection() {
         let ts = regression("dense_gate_needs_separating_projection.toml");
         let d = DenseResidual::new(&ts);
-        let states: Vec<SparseVec<Rat>> = ts
-            .prefixes
-            .iter()
-            .map(|p| d.hidden_state(&p.tokens))
-            .collect();
-        let q = ts
-            .prefixes
-            .iter()
-            .position(|p| ts.render(&p.tokens) == "w43 w43")
-            .unwrap();
+        let states = d.hidden_states(&ts);
+        let q = index_of(&ts, "w43 w43");
         let g = gate::synthesize(&ts, 0, &d.residual, &d.entities, &states, &GiveUp::Drop);
         assert_eq!(g.unexcluded.len(), 1);
         assert_eq!(g.unexcluded[0].prefix, q);

@@ -16,13 +16,14 @@
 
 use super::compare::Decision;
 use super::{
-    ClaimArith, ClaimResult, Forward, LogitVerdict, TOP_LOGITS, Tally, Witness, Witnesses, holds,
+    ClaimArith, ClaimResult, LogitVerdict, TOP_LOGITS, Tally, Witness, Witnesses, holds,
     largest_logits, logit_verdict,
 };
-use crate::eval::Trace;
+use crate::eval::{Evaluator, Trace};
 use crate::model::Model;
 use crate::taskset::{Prefix, TaskSet, TokenId};
 use serde::Serialize;
+use std::cell::LazyCell;
 use std::collections::{BTreeSet, HashMap};
 
 /// Firing off-task neurons named in one witness.
@@ -149,7 +150,7 @@ impl<S: ClaimArith> Isolation<S> {
         &self,
         ts: &TaskSet,
         model: &Model<S>,
-        engine: &dyn Forward<S>,
+        engine: &Evaluator<'_, S>,
         prefix: &Prefix,
         input: Option<&[usize]>,
         full: Option<(&Trace<S>, &LogitVerdict<S>)>,
@@ -159,7 +160,8 @@ impl<S: ClaimArith> Isolation<S> {
         record: bool,
     ) -> Vec<PrefixCheck<S>> {
         let neurons = model.experts.first().map_or(&[][..], |e| &e.neurons[..]);
-        let text = ts.render(&prefix.tokens);
+        // Rendered only for a witness or a recorded decision.
+        let text = LazyCell::new(|| ts.render(&prefix.tokens));
         let task_names: Vec<String> = prefix
             .tasks
             .iter()
@@ -193,10 +195,10 @@ impl<S: ClaimArith> Isolation<S> {
             };
             let circuit = &model.circuits[c];
             let label = format!("C({})", circuit.name);
-            let subject = format!("{}: {text}", circuit.name);
+            let subject = || format!("{}: {}", circuit.name, *text);
             let fail = |reason: String, top: Vec<(String, String)>| Witness {
                 claim: "isolation",
-                prefix: text.clone(),
+                prefix: (*text).clone(),
                 tasks: task_names.clone(),
                 expert: Some(label.clone()),
                 top_logits: top,
@@ -212,7 +214,7 @@ impl<S: ClaimArith> Isolation<S> {
                     margin: None,
                     changed: false,
                     fired: false,
-                    decision: record.then(|| Decision::new("isolation", &subject, holds(false))),
+                    decision: record.then(|| Decision::new("isolation", &subject(), holds(false))),
                     witness: Some(fail(
                         "the forward pass of the full or the masked model failed".into(),
                         vec![],
@@ -246,7 +248,7 @@ impl<S: ClaimArith> Isolation<S> {
                 margin: margin.clone(),
                 changed,
                 fired: !fired.is_empty(),
-                decision: record.then(|| Decision::new("isolation", &subject, holds(ok))),
+                decision: record.then(|| Decision::new("isolation", &subject(), holds(ok))),
                 witness,
             });
         }

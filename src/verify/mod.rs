@@ -23,7 +23,7 @@ pub mod compare;
 pub mod isolation;
 pub mod probability;
 
-use crate::eval::{EvalError, Evaluator, Logits, Trace};
+use crate::eval::{Evaluator, Logits, Trace};
 use crate::model::{Model, NeuronRole};
 use crate::scalar::{FastRat, Rat, Scalar};
 use crate::taskset::{Prefix, TaskSet, TokenId};
@@ -79,13 +79,6 @@ impl FromStr for Arith {
     }
 }
 
-/// A forward pass over a model's weights.
-pub trait Forward<S>: Sync {
-    fn run(&self, tokens: &[usize]) -> Result<Trace<S>, EvalError>;
-    /// The masked model M_C with only the FFN neurons `keep`.
-    fn run_masked(&self, tokens: &[usize], keep: &[usize]) -> Result<Trace<S>, EvalError>;
-}
-
 /// The verifier's evaluator: pre-activations are kept only for the dense
 /// model, whose isolation claim reads them.
 fn evaluator<S: Scalar>(model: &Model<S>) -> Evaluator<'_, S> {
@@ -94,16 +87,6 @@ fn evaluator<S: Scalar>(model: &Model<S>) -> Evaluator<'_, S> {
         e.without_preactivations()
     } else {
         e
-    }
-}
-
-impl<S: Scalar> Forward<S> for Evaluator<'_, S> {
-    fn run(&self, tokens: &[usize]) -> Result<Trace<S>, EvalError> {
-        Evaluator::run(self, tokens)
-    }
-
-    fn run_masked(&self, tokens: &[usize], keep: &[usize]) -> Result<Trace<S>, EvalError> {
-        Evaluator::run_masked(self, tokens, keep)
     }
 }
 
@@ -116,8 +99,6 @@ pub trait ClaimArith: Scalar {
     type Key: Hash + Eq + Send;
     /// Whether a verdict in this arithmetic is a proof.
     const CERTIFIED: bool;
-    /// The forward pass for a model in this arithmetic.
-    fn engine(model: &Model<Self>) -> Box<dyn Forward<Self> + '_>;
     /// P(invalid | w) from logit histograms (value, count) of the valid and
     /// invalid tokens: a certified upper bound (exact) or an estimate (f64).
     fn invalid_mass(
@@ -132,10 +113,6 @@ impl ClaimArith for Rat {
     type Cache = ExpCache;
     type Key = Rat;
     const CERTIFIED: bool = true;
-
-    fn engine(model: &Model<Rat>) -> Box<dyn Forward<Rat> + '_> {
-        Box::new(evaluator(model))
-    }
 
     fn invalid_mass(valid: &[(Rat, usize)], invalid: &[(Rat, usize)], cache: &mut ExpCache) -> Rat {
         invalid_mass_bound(valid, invalid, cache)
@@ -165,10 +142,6 @@ impl ClaimArith for FastRat {
     type Cache = FastCache;
     type Key = FastRat;
     const CERTIFIED: bool = true;
-
-    fn engine(model: &Model<FastRat>) -> Box<dyn Forward<FastRat> + '_> {
-        Box::new(evaluator(model))
-    }
 
     /// The certificate is computed on BigRational (its bounds on e^x are
     /// fractions far beyond 64 bits).
@@ -210,10 +183,6 @@ impl ClaimArith for f64 {
     type Cache = ();
     type Key = u64;
     const CERTIFIED: bool = false;
-
-    fn engine(model: &Model<f64>) -> Box<dyn Forward<f64> + '_> {
-        Box::new(evaluator(model))
-    }
 
     fn invalid_mass(valid: &[(f64, usize)], invalid: &[(f64, usize)], _: &mut ()) -> f64 {
         invalid_mass_f64(valid, invalid)
@@ -538,7 +507,7 @@ pub fn verify_bigrational(
     verify_in(ts, model, epsilon, router, run)
 }
 
-/// The same claims decided in f64 on the nalgebra forward pass.
+/// The same claims decided in f64 (the same forward pass, on f64 weights).
 pub fn verify_f64(ts: &TaskSet, model: &Model<Rat>, epsilon: &Rat, router: &str) -> Verdict {
     verify_run(ts, model, epsilon, router, Arith::F64, Run::default())
 }
@@ -664,7 +633,8 @@ fn fingerprint<K: Hash>(input: &[(usize, K)]) -> u64 {
 struct Context<'a, S: ClaimArith> {
     ts: &'a TaskSet,
     model: &'a Model<S>,
-    engine: Box<dyn Forward<S> + 'a>,
+    /// Every arithmetic runs the same forward pass.
+    engine: Evaluator<'a, S>,
     eps: S,
     epsilon: &'a Rat,
     tokens: HashMap<TokenId, usize>,
@@ -743,7 +713,7 @@ impl<S: ClaimArith> Context<'_, S> {
                         iso.check_prefix(
                             self.ts,
                             model,
-                            self.engine.as_ref(),
+                            &self.engine,
                             prefix,
                             input.as_deref(),
                             None,
@@ -866,7 +836,7 @@ impl<S: ClaimArith> Context<'_, S> {
                 iso.check_prefix(
                     self.ts,
                     model,
-                    self.engine.as_ref(),
+                    &self.engine,
                     prefix,
                     input.as_deref(),
                     Some((&trace, &v)),
@@ -898,7 +868,7 @@ fn verify_in<S: ClaimArith>(
     let cx = Context {
         ts,
         model,
-        engine: S::engine(model),
+        engine: evaluator(model),
         eps: S::from_rat(epsilon),
         epsilon,
         tokens: token_map(ts, model),
