@@ -7,7 +7,7 @@
 
 pub mod float;
 
-use crate::model::{Head, LinearMap, Model, SparseVec};
+use crate::model::{Head, LinearMap, Model, ScoreUnit, SparseVec};
 use crate::scalar::{ArithError, Scalar};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -259,7 +259,8 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
         for (h, head) in model.heads.iter().enumerate() {
             let q = &last.query[h];
             let scores: Vec<S> = positions.iter().map(|p| q.dot(&p.key[h])).collect();
-            // Base-2 softmax; shifting by the max keeps 2^score small and exact.
+            // Softmax in the model's unit; shifting by the max keeps 2^score
+            // small and exact (and e^score from overflowing).
             let max = scores
                 .iter()
                 .cloned()
@@ -267,7 +268,13 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
                 .unwrap_or_else(S::zero);
             let powers = scores
                 .iter()
-                .map(|s| (s.clone() - max.clone()).exp2())
+                .map(|s| {
+                    let shifted = s.clone() - max.clone();
+                    match model.score_unit {
+                        ScoreUnit::Ln2 => shifted.exp2(),
+                        ScoreUnit::Natural => shifted.exp(),
+                    }
+                })
                 .collect::<Result<Vec<S>, _>>()?;
             let total = powers.iter().cloned().fold(S::zero(), |a, b| a + b);
             let weights: Vec<S> = powers.into_iter().map(|p| p / total.clone()).collect();
@@ -469,6 +476,7 @@ mod tests {
             experts: vec![expert("first", out_a), expert("second", out_b)],
             unembed,
             circuits: Vec::new(),
+            score_unit: ScoreUnit::Ln2,
         }
     }
 
@@ -498,6 +506,21 @@ mod tests {
         let t = forward(&m, &[1, 0]).unwrap();
         assert!((t.logits.get(1) - 4.0).abs() < 1e-12);
         assert_eq!(t.expert, 1);
+    }
+
+    #[test]
+    fn natural_scores_use_e_not_2() {
+        // The same scores (1, 2) read as natural units: weights e/(e + e²)
+        // and e²/(e + e²); exact arithmetic refuses (e is irrational).
+        let mut m = toy();
+        m.score_unit = ScoreUnit::Natural;
+        let t = forward(&m.to_f64(), &[1, 0]).unwrap();
+        let e = std::f64::consts::E;
+        assert!((t.attention[0][1] - e * e / (e + e * e)).abs() < 1e-15);
+        assert!(matches!(
+            forward(&m, &[1, 0]).unwrap_err(),
+            EvalError::Arith(ArithError::IrrationalExp(_))
+        ));
     }
 
     #[test]

@@ -226,8 +226,23 @@ impl<S: Scalar> LinearMap<S> {
     }
 }
 
-/// One attention head. Scores are q·k in units of ln 2 (weight ∝ 2^score),
-/// causal: position i attends to positions 1..=i.
+/// How an attention score becomes an unnormalised weight.
+///
+/// routecert's constructions keep scores in units of ln 2 (weight 2^score,
+/// exact for integer scores); a model file written for PyTorch folds the ln 2
+/// into W_Q and uses natural exp, as does any weight file read back from
+/// elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScoreUnit {
+    /// weight ∝ 2^score.
+    #[default]
+    Ln2,
+    /// weight ∝ e^score (softmax as in PyTorch).
+    Natural,
+}
+
+/// One attention head. Scores are q·k in the model's [`ScoreUnit`], causal:
+/// position i attends to positions 1..=i.
 #[derive(Debug, Clone)]
 pub struct Head<S> {
     pub name: String,
@@ -348,6 +363,8 @@ pub struct Model<S> {
     pub unembed: LinearMap<S>,
     /// The dense model's circuits, one per task; empty for the MoE model.
     pub circuits: Vec<Circuit<S>>,
+    /// How attention scores become weights (constructions: ln 2).
+    pub score_unit: ScoreUnit,
 }
 
 impl<S: Scalar> Model<S> {
@@ -415,6 +432,7 @@ impl<S: Scalar> Model<S> {
                     unexcluded: c.unexcluded.clone(),
                 })
                 .collect(),
+            score_unit: self.score_unit,
         }
     }
 

@@ -37,6 +37,12 @@ pub enum ArithError {
     /// The score is too large to raise 2 to it.
     #[error("attention score {0} is out of range")]
     ScoreOutOfRange(String),
+    /// e^score of a nonzero rational is irrational: exact mode cannot
+    /// compute a natural-exp softmax (rigorous intervals can).
+    #[error(
+        "attention score {0} uses natural exp, whose value is irrational: exact arithmetic needs interval bounds"
+    )]
+    IrrationalExp(String),
 }
 
 /// A number the forward pass can run on.
@@ -60,6 +66,15 @@ pub trait Scalar:
     fn from_rat(r: &Rat) -> Self;
     /// 2^self, the unnormalised attention weight of a score in units of ln 2.
     fn exp2(&self) -> Result<Self, ArithError>;
+    /// e^self, the unnormalised attention weight of a natural-unit score.
+    /// Exact arithmetics have it only at 0 (e^0 = 1).
+    fn exp(&self) -> Result<Self, ArithError> {
+        if self.is_zero() {
+            Ok(Self::one())
+        } else {
+            Err(ArithError::IrrationalExp(self.show()))
+        }
+    }
     /// A rendering for reports: exact fractions stay exact.
     fn show(&self) -> String;
     /// A rendering that loses nothing: the exact fraction, or the shortest
@@ -155,6 +170,10 @@ impl Scalar for f64 {
 
     fn exp2(&self) -> Result<Self, ArithError> {
         Ok(f64::exp2(*self))
+    }
+
+    fn exp(&self) -> Result<Self, ArithError> {
+        Ok(f64::exp(*self))
     }
 
     fn show(&self) -> String {

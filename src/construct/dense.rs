@@ -449,6 +449,7 @@ pub fn build_dense(ts: &TaskSet, options: &Options) -> Model<Rat> {
         }],
         unembed: unembedding(ts, r),
         circuits,
+        score_unit: crate::model::ScoreUnit::Ln2,
     }
 }
 

@@ -188,6 +188,7 @@ fn assemble(
         experts,
         unembed,
         circuits: Vec::new(),
+        score_unit: crate::model::ScoreUnit::Ln2,
     }
 }
 
