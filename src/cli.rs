@@ -544,18 +544,16 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
 /// Natural-unit weights (no usable exact.json) have irrational attention
 /// weights: exact arithmetic cannot decide them, and no float may, so only
 /// `--arith f64` runs on them until the interval verifier lands.
-fn read_weights(
-    dir: &Path,
-    ts: &TaskSet,
-    arith: Arith,
-) -> Result<(Model<Rat>, String), CliError> {
+fn read_weights(dir: &Path, ts: &TaskSet, arith: Arith) -> Result<(Model<Rat>, String), CliError> {
     let read = modelfile::read(dir)?;
     modelfile::read::check_against(dir, &read.model, ts)?;
     if read.model.score_unit == ScoreUnit::Natural && arith != Arith::F64 {
         return Err(CliError::Input(format!(
             "{}: {}, so its weights are floats with natural-exp attention: exact verification of those needs the interval verifier (not built yet); --arith f64 runs an f64 check that proves nothing",
             dir.display(),
-            read.floats_because.as_deref().unwrap_or("exact weights unusable")
+            read.floats_because
+                .as_deref()
+                .unwrap_or("exact weights unusable")
         )));
     }
     let router = read
@@ -600,7 +598,12 @@ fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
     let rel = |m: &Option<Rat>| {
         m.as_ref().map_or_else(
             || "-".to_string(),
-            |m| format!("{:.3e}", <f64 as crate::scalar::Scalar>::from_rat(m) / s.max_weight),
+            |m| {
+                format!(
+                    "{:.3e}",
+                    <f64 as crate::scalar::Scalar>::from_rat(m) / s.max_weight
+                )
+            },
         )
     };
     println!(

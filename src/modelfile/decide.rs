@@ -46,7 +46,9 @@ pub fn decided<S: Scalar>(trace: &Trace<S>) -> Decided<S> {
     }
     let top = top.unwrap_or_else(S::zero);
     let value = |t: usize| logits.get(t);
-    let argmax: Vec<usize> = (0..logits.vocab_size).filter(|&t| value(t) == top).collect();
+    let argmax: Vec<usize> = (0..logits.vocab_size)
+        .filter(|&t| value(t) == top)
+        .collect();
     let mut runner_up: Option<S> = listed
         .iter()
         .filter(|(_, z)| *z != top)

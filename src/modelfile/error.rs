@@ -45,11 +45,7 @@ impl ModelFileError {
         }
     }
 
-    pub(crate) fn tensor(
-        path: &std::path::Path,
-        tensor: &str,
-        reason: impl Into<String>,
-    ) -> Self {
+    pub(crate) fn tensor(path: &std::path::Path, tensor: &str, reason: impl Into<String>) -> Self {
         ModelFileError::Tensor {
             path: path.to_path_buf(),
             tensor: tensor.to_string(),

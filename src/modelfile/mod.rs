@@ -84,7 +84,9 @@ impl std::str::FromStr for Layout {
         match s {
             "dense" => Ok(Layout::Dense),
             "sparse" => Ok(Layout::Sparse),
-            other => Err(format!("unknown layout \"{other}\": expected dense or sparse")),
+            other => Err(format!(
+                "unknown layout \"{other}\": expected dense or sparse"
+            )),
         }
     }
 }

@@ -8,8 +8,8 @@
 
 use super::error::ModelFileError;
 use super::json::{self, Config, Exact, ExpertNames, HeadNames, Names, NeuronNames};
-use super::tensors::{self, Parts, Tensor, Tensors};
 use super::sha256_hex;
+use super::tensors::{self, Parts, Tensor, Tensors};
 use crate::model::{Circuit, Model, ScoreUnit, SparseVec};
 use crate::scalar::Rat;
 use crate::taskset::TaskSet;
@@ -18,6 +18,11 @@ use safetensors::SafeTensors;
 use safetensors::tensor::Dtype as StDtype;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// The largest dimension (and n_ctx × d_vocab) a model file may declare.
+pub const MAX_DIM: usize = 1 << 26;
+/// The most elements one tensor may declare (a dense f64 tensor of 8 TB).
+pub const MAX_ELEMENTS: u64 = 1 << 40;
 
 /// A model read from a directory.
 #[derive(Debug, Clone)]
@@ -67,11 +72,23 @@ pub fn read(dir: &Path) -> Result<ReadModel, ModelFileError> {
             (t, unit, circuits, true, None)
         } else {
             let why = "exact.json's safetensors_sha256 does not match model.safetensors (edited after export)";
-            (floats, ScoreUnit::Natural, circuits_without_gates(&config), false, Some(why.to_string()))
+            (
+                floats,
+                ScoreUnit::Natural,
+                circuits_without_gates(&config),
+                false,
+                Some(why.to_string()),
+            )
         }
     } else {
         let why = "no exact.json";
-        (floats, ScoreUnit::Natural, circuits_without_gates(&config), false, Some(why.to_string()))
+        (
+            floats,
+            ScoreUnit::Natural,
+            circuits_without_gates(&config),
+            false,
+            Some(why.to_string()),
+        )
     };
     let model = tensors::to_model(
         &tensors,
@@ -119,10 +136,17 @@ pub fn check_against(dir: &Path, model: &Model<Rat>, ts: &TaskSet) -> Result<(),
 fn check_config(c: &Config, path: &Path) -> Result<BTreeMap<String, Vec<usize>>, ModelFileError> {
     let bad = |m: String| Err(ModelFileError::json(path, m));
     if c.format != json::FORMAT {
-        return bad(format!("\"format\" is \"{}\", expected \"{}\"", c.format, json::FORMAT));
+        return bad(format!(
+            "\"format\" is \"{}\", expected \"{}\"",
+            c.format,
+            json::FORMAT
+        ));
     }
     if c.n_layers != 1 {
-        return bad(format!("n_layers is {}: routecert reads one-layer models", c.n_layers));
+        return bad(format!(
+            "n_layers is {}: routecert reads one-layer models",
+            c.n_layers
+        ));
     }
     if c.act_fn != "relu" {
         return bad(format!("act_fn is \"{}\", expected \"relu\"", c.act_fn));
@@ -140,13 +164,23 @@ fn check_config(c: &Config, path: &Path) -> Result<BTreeMap<String, Vec<usize>>,
         return bad("attn_only must be false (the model has an FFN)".into());
     }
     if !["float64", "float32", "bfloat16", "float16"].contains(&c.dtype.as_str()) {
-        return bad(format!("dtype \"{}\" is not float64, float32, bfloat16 or float16", c.dtype));
+        return bad(format!(
+            "dtype \"{}\" is not float64, float32, bfloat16 or float16",
+            c.dtype
+        ));
     }
     if c.layout != "dense" && c.layout != "sparse" {
-        return bad(format!("layout \"{}\": expected \"dense\" or \"sparse\"", c.layout));
+        return bad(format!(
+            "layout \"{}\": expected \"dense\" or \"sparse\"",
+            c.layout
+        ));
     }
     if c.vocab.len() != c.d_vocab {
-        return bad(format!("vocab has {} tokens but d_vocab is {}", c.vocab.len(), c.d_vocab));
+        return bad(format!(
+            "vocab has {} tokens but d_vocab is {}",
+            c.vocab.len(),
+            c.d_vocab
+        ));
     }
     let mut seen = BTreeSet::new();
     if let Some(t) = c.vocab.iter().find(|t| !seen.insert(t.as_str())) {
@@ -166,7 +200,10 @@ fn check_config(c: &Config, path: &Path) -> Result<BTreeMap<String, Vec<usize>>,
         }
         for circuit in &c.circuits {
             if let Some(n) = circuit.neurons.iter().find(|&&n| n >= c.d_mlp) {
-                return bad(format!("circuit {}: neuron {n} is outside d_mlp {}", circuit.name, c.d_mlp));
+                return bad(format!(
+                    "circuit {}: neuron {n} is outside d_mlp {}",
+                    circuit.name, c.d_mlp
+                ));
             }
         }
     }
@@ -175,7 +212,37 @@ fn check_config(c: &Config, path: &Path) -> Result<BTreeMap<String, Vec<usize>>,
     {
         return bad(format!("router input {i} is outside d_model {}", c.d_model));
     }
+    // Bounds that keep a hostile config from asking for absurd allocations
+    // (a sparse file's size does not bound its dense shape).
+    for (what, v) in [
+        ("d_model", c.d_model),
+        ("d_head", c.d_head),
+        ("d_mlp", c.d_mlp),
+        ("n_heads", c.n_heads),
+        ("n_ctx", c.n_ctx),
+    ] {
+        if v > MAX_DIM {
+            return bad(format!(
+                "{what} {v} is above routecert's limit of {MAX_DIM}"
+            ));
+        }
+    }
+    if c.n_ctx.saturating_mul(c.d_vocab) > MAX_DIM {
+        return bad(format!(
+            "n_ctx × d_vocab = {} × {} is above routecert's limit of {MAX_DIM}",
+            c.n_ctx, c.d_vocab
+        ));
+    }
     let shapes = tensors::expected_shapes(c).or_else(bad)?;
+    if let Some((name, _)) = shapes.iter().find(|(_, s)| {
+        s.iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+            .is_none_or(|n| n > MAX_ELEMENTS)
+    }) {
+        return bad(format!(
+            "tensor {name} would have more than {MAX_ELEMENTS} elements"
+        ));
+    }
     if shapes != c.shapes {
         let name = shapes
             .keys()
@@ -195,33 +262,54 @@ fn expert_names(c: &Config) -> Vec<(String, usize)> {
     if c.model == "dense" {
         vec![("ffn".into(), c.d_mlp)]
     } else {
-        c.experts.iter().map(|e| (e.name.clone(), e.d_mlp)).collect()
+        c.experts
+            .iter()
+            .map(|e| (e.name.clone(), e.d_mlp))
+            .collect()
     }
 }
 
 fn check_names(n: &Names, c: &Config, path: &Path) -> Result<(), ModelFileError> {
     let bad = |m: String| Err(ModelFileError::json(path, m));
     if n.residual.len() != c.d_model {
-        return bad(format!("{} residual names for d_model {}", n.residual.len(), c.d_model));
+        return bad(format!(
+            "{} residual names for d_model {}",
+            n.residual.len(),
+            c.d_model
+        ));
     }
     if n.heads.len() != c.n_heads {
         return bad(format!("{} heads for n_heads {}", n.heads.len(), c.n_heads));
     }
     for h in &n.heads {
         if h.qk.len() > c.d_head || h.values.len() > c.d_head {
-            return bad(format!("head {}: a space is wider than d_head {}", h.name, c.d_head));
+            return bad(format!(
+                "head {}: a space is wider than d_head {}",
+                h.name, c.d_head
+            ));
         }
     }
     let want = expert_names(c);
     if n.experts.len() != want.len() {
-        return bad(format!("{} experts, config.json has {}", n.experts.len(), want.len()));
+        return bad(format!(
+            "{} experts, config.json has {}",
+            n.experts.len(),
+            want.len()
+        ));
     }
     for (e, (name, width)) in n.experts.iter().zip(&want) {
         if c.model == "moe" && &e.name != name {
-            return bad(format!("expert \"{}\" is \"{name}\" in config.json", e.name));
+            return bad(format!(
+                "expert \"{}\" is \"{name}\" in config.json",
+                e.name
+            ));
         }
         if e.neurons.len() != *width {
-            return bad(format!("expert {}: {} neurons for d_mlp {width}", e.name, e.neurons.len()));
+            return bad(format!(
+                "expert {}: {} neurons for d_mlp {width}",
+                e.name,
+                e.neurons.len()
+            ));
         }
     }
     Ok(())
@@ -281,7 +369,10 @@ fn element(dtype: StDtype, data: &[u8], i: usize) -> Option<f64> {
 }
 
 fn float_dtype(dtype: StDtype) -> bool {
-    matches!(dtype, StDtype::F64 | StDtype::F32 | StDtype::BF16 | StDtype::F16)
+    matches!(
+        dtype,
+        StDtype::F64 | StDtype::F32 | StDtype::BF16 | StDtype::F16
+    )
 }
 
 fn exact_value(x: f64, path: &Path, name: &str) -> Result<Option<Rat>, ModelFileError> {
@@ -315,12 +406,18 @@ fn read_safetensors(
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    if let Some(l) = meta.metadata().as_ref().and_then(|m| m.get("routecert.layout"))
+    if let Some(l) = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("routecert.layout"))
         && l != &c.layout
     {
         return Err(ModelFileError::Safetensors {
             path: path.to_path_buf(),
-            reason: format!("metadata says layout \"{l}\", config.json says \"{}\"", c.layout),
+            reason: format!(
+                "metadata says layout \"{l}\", config.json says \"{}\"",
+                c.layout
+            ),
         });
     }
     let want: BTreeSet<String> = shapes
@@ -341,10 +438,16 @@ fn read_safetensors(
         return Err(ModelFileError::tensor(
             path,
             n,
-            format!("not a tensor of a {} model in the {} layout", c.model, c.layout),
+            format!(
+                "not a tensor of a {} model in the {} layout",
+                c.model, c.layout
+            ),
         ));
     }
-    let view = |n: &str| st.tensor(n).map_err(|e| ModelFileError::tensor(path, n, e.to_string()));
+    let view = |n: &str| {
+        st.tensor(n)
+            .map_err(|e| ModelFileError::tensor(path, n, e.to_string()))
+    };
     let mut out = Tensors::new();
     for (name, shape) in shapes {
         let mut t = Tensor::new(shape.clone());
@@ -352,17 +455,30 @@ fn read_safetensors(
             let (iname, vname) = (format!("{name}.indices"), format!("{name}.values"));
             let (iv, vv) = (view(&iname)?, view(&vname)?);
             if iv.dtype() != StDtype::I64 {
-                return Err(ModelFileError::tensor(path, &iname, format!("dtype {:?}, expected I64", iv.dtype())));
+                return Err(ModelFileError::tensor(
+                    path,
+                    &iname,
+                    format!("dtype {:?}, expected I64", iv.dtype()),
+                ));
             }
             if !float_dtype(vv.dtype()) {
-                return Err(ModelFileError::tensor(path, &vname, format!("dtype {:?}, expected F64, F32, BF16 or F16", vv.dtype())));
+                return Err(ModelFileError::tensor(
+                    path,
+                    &vname,
+                    format!("dtype {:?}, expected F64, F32, BF16 or F16", vv.dtype()),
+                ));
             }
             let nnz = vv.shape().first().copied().unwrap_or(0);
             if vv.shape() != [nnz] || iv.shape() != [shape.len(), nnz] {
                 return Err(ModelFileError::tensor(
                     path,
                     &iname,
-                    format!("shape {:?} with values {:?}: expected [{}, nnz] and [nnz]", iv.shape(), vv.shape(), shape.len()),
+                    format!(
+                        "shape {:?} with values {:?}: expected [{}, nnz] and [nnz]",
+                        iv.shape(),
+                        vv.shape(),
+                        shape.len()
+                    ),
                 ));
             }
             let data = iv.data();
@@ -376,12 +492,20 @@ fn read_safetensors(
                 for (d, &dim) in shape.iter().enumerate() {
                     let i = idx(d, k);
                     if i < 0 || i as u64 >= dim as u64 {
-                        return Err(ModelFileError::tensor(path, &iname, format!("index {i} outside dimension {d} of size {dim}")));
+                        return Err(ModelFileError::tensor(
+                            path,
+                            &iname,
+                            format!("index {i} outside dimension {d} of size {dim}"),
+                        ));
                     }
                     index.push(i as usize);
                 }
                 if last.as_ref().is_some_and(|l| *l >= index) {
-                    return Err(ModelFileError::tensor(path, &iname, format!("indices not strictly increasing at entry {k}")));
+                    return Err(ModelFileError::tensor(
+                        path,
+                        &iname,
+                        format!("indices not strictly increasing at entry {k}"),
+                    ));
                 }
                 let x = element(vv.dtype(), vv.data(), k).expect("a float dtype");
                 if let Some(v) = exact_value(x, path, &vname)? {
@@ -392,10 +516,18 @@ fn read_safetensors(
         } else {
             let v = view(name)?;
             if !float_dtype(v.dtype()) {
-                return Err(ModelFileError::tensor(path, name, format!("dtype {:?}, expected F64, F32, BF16 or F16", v.dtype())));
+                return Err(ModelFileError::tensor(
+                    path,
+                    name,
+                    format!("dtype {:?}, expected F64, F32, BF16 or F16", v.dtype()),
+                ));
             }
             if v.shape() != shape.as_slice() {
-                return Err(ModelFileError::tensor(path, name, format!("shape {:?}, expected {:?}", v.shape(), shape)));
+                return Err(ModelFileError::tensor(
+                    path,
+                    name,
+                    format!("shape {:?}, expected {:?}", v.shape(), shape),
+                ));
             }
             let (dtype, data) = (v.dtype(), v.data());
             for i in 0..t.numel() {
@@ -420,12 +552,20 @@ fn exact_tensors(
 ) -> Result<ExactParts, ModelFileError> {
     let bad = |m: String| ModelFileError::json(path, m);
     if ex.format != json::EXACT_FORMAT {
-        return Err(bad(format!("\"format\" is \"{}\", expected \"{}\"", ex.format, json::EXACT_FORMAT)));
+        return Err(bad(format!(
+            "\"format\" is \"{}\", expected \"{}\"",
+            ex.format,
+            json::EXACT_FORMAT
+        )));
     }
     let unit = match ex.score_unit.as_str() {
         "ln2" => ScoreUnit::Ln2,
         "natural" => ScoreUnit::Natural,
-        other => return Err(bad(format!("score_unit \"{other}\": expected \"ln2\" or \"natural\""))),
+        other => {
+            return Err(bad(format!(
+                "score_unit \"{other}\": expected \"ln2\" or \"natural\""
+            )));
+        }
     };
     let rat = |s: &str, name: &str| -> Result<Rat, ModelFileError> {
         s.parse::<Rat>()
@@ -433,15 +573,27 @@ fn exact_tensors(
     };
     let mut out = Tensors::new();
     for (name, shape) in shapes {
-        let x = ex.tensors.get(name).ok_or_else(|| bad(format!("tensor {name} missing")))?;
+        let x = ex
+            .tensors
+            .get(name)
+            .ok_or_else(|| bad(format!("tensor {name} missing")))?;
         if &x.shape != shape {
-            return Err(bad(format!("tensor {name}: shape {:?}, expected {:?}", x.shape, shape)));
+            return Err(bad(format!(
+                "tensor {name}: shape {:?}, expected {:?}",
+                x.shape, shape
+            )));
         }
         let mut t = Tensor::new(shape.clone());
         for e in &x.entries {
             let (value, index) = match e.split_last() {
-                Some((serde_json::Value::String(v), index)) if index.len() == shape.len() => (v, index),
-                _ => return Err(bad(format!("tensor {name}: entry {e:?} is not [indices…, \"p/q\"]"))),
+                Some((serde_json::Value::String(v), index)) if index.len() == shape.len() => {
+                    (v, index)
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "tensor {name}: entry {e:?} is not [indices…, \"p/q\"]"
+                    )));
+                }
             };
             let index = index
                 .iter()
@@ -468,10 +620,16 @@ fn exact_tensors(
         .iter()
         .map(|k| {
             if k.gate_weight.len() != k.neurons.len() || k.neurons.iter().any(|&n| n >= c.d_mlp) {
-                return Err(bad(format!("circuit {}: neurons and gate weights disagree", k.name)));
+                return Err(bad(format!(
+                    "circuit {}: neurons and gate weights disagree",
+                    k.name
+                )));
             }
             if let Some((i, _)) = k.gate.iter().find(|(i, _)| *i >= c.d_model) {
-                return Err(bad(format!("circuit {}: gate coordinate {i} is outside d_model", k.name)));
+                return Err(bad(format!(
+                    "circuit {}: gate coordinate {i} is outside d_model",
+                    k.name
+                )));
             }
             Ok(Circuit {
                 name: k.name.clone(),
@@ -482,13 +640,21 @@ fn exact_tensors(
                         .map(|(i, v)| Ok((*i, rat(v, "circuits")?)))
                         .collect::<Result<Vec<_>, ModelFileError>>()?,
                 ),
-                gate_weight: k.gate_weight.iter().map(|g| rat(g, "circuits")).collect::<Result<_, _>>()?,
+                gate_weight: k
+                    .gate_weight
+                    .iter()
+                    .map(|g| rat(g, "circuits"))
+                    .collect::<Result<_, _>>()?,
                 unexcluded: k.unexcluded.clone(),
             })
         })
         .collect::<Result<Vec<_>, ModelFileError>>()?;
     if c.model == "dense" && circuits.len() != c.circuits.len() {
-        return Err(bad(format!("{} circuits, config.json has {}", circuits.len(), c.circuits.len())));
+        return Err(bad(format!(
+            "{} circuits, config.json has {}",
+            circuits.len(),
+            c.circuits.len()
+        )));
     }
     Ok((out, unit, circuits))
 }

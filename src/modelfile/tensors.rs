@@ -112,7 +112,11 @@ pub fn expected_shapes(c: &Config) -> Result<BTreeMap<String, Vec<usize>>, Strin
             c.experts.iter().map(|e| e.d_mlp).collect()
         }
         "dense" => vec![c.d_mlp],
-        other => return Err(format!("\"model\" is \"{other}\", expected \"moe\" or \"dense\"")),
+        other => {
+            return Err(format!(
+                "\"model\" is \"{other}\", expected \"moe\" or \"dense\""
+            ));
+        }
     };
     let dense = c.model == "dense";
     for (e, &w) in widths.iter().enumerate() {

@@ -100,7 +100,11 @@ fn encode(x: f64, dtype: Dtype, out: &mut Vec<u8>) {
 fn floats(t: &Tensors, unit: ScoreUnit) -> Result<BTreeMap<String, Vec<f64>>, ModelFileError> {
     let mut out = BTreeMap::new();
     for (name, x) in t {
-        let values: Vec<f64> = x.entries.iter().map(|(_, v)| float_of(name, v, unit)).collect();
+        let values: Vec<f64> = x
+            .entries
+            .iter()
+            .map(|(_, v)| float_of(name, v, unit))
+            .collect();
         if let Some(at) = values.iter().position(|v| !v.is_finite()) {
             return Err(ModelFileError::Refused(format!(
                 "tensor {name}: weight {} does not fit a float",
@@ -131,7 +135,10 @@ fn raw_tensors(
                 let mut data = vec![0u8; x.numel() * size];
                 let mut one = Vec::with_capacity(size);
                 for ((index, _), v) in x.entries.iter().zip(vals) {
-                    let flat = index.iter().zip(&x.shape).fold(0, |acc, (i, d)| acc * d + i);
+                    let flat = index
+                        .iter()
+                        .zip(&x.shape)
+                        .fold(0, |acc, (i, d)| acc * d + i);
                     one.clear();
                     encode(*v, dtype, &mut one);
                     data[flat * size..(flat + 1) * size].copy_from_slice(&one);
@@ -440,9 +447,11 @@ pub fn export(
         nonzeros: t.values().map(|x| x.entries.len()).sum(),
         prefixes: ts.prefixes.len(),
         max_weight,
-        min_router_margin: min_of(decided.iter().filter_map(|d: &Decided<Rat>| {
-            d.router_margin.clone()
-        })),
+        min_router_margin: min_of(
+            decided
+                .iter()
+                .filter_map(|d: &Decided<Rat>| d.router_margin.clone()),
+        ),
         min_logit_margin: min_of(decided.iter().filter_map(|d| d.logit_margin.clone())),
         f32: f32_check,
     })
