@@ -698,3 +698,34 @@ fn the_reader_never_panics_on_mutated_exports() {
     // Most mutations break something the reader checks.
     assert!(errors > ran / 2, "{errors} of {ran}");
 }
+
+/// The nalgebra f64 pass (what `inspect --arith f64` runs) uses e^score on a
+/// natural-unit model, as the generic forward pass does.
+#[test]
+fn the_f64_passes_agree_on_natural_unit_files() {
+    use routecert::eval::{self, float::FloatModel};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fresh_export(tmp.path(), "m", Layout::Sparse);
+    std::fs::remove_file(dir.join("exact.json")).unwrap();
+    let model = modelfile::read(&dir).unwrap().model.to_f64();
+    let ts = taskset("running_example.toml");
+    let compiled = FloatModel::new(&model);
+    let mut differs_from_base_2 = 0;
+    for p in &ts.prefixes {
+        let input: Vec<usize> = p.tokens.iter().map(|&t| model.token(ts.vocab.name(t)).unwrap()).collect();
+        let (a, b) = (compiled.forward(&input).unwrap(), eval::forward(&model, &input).unwrap());
+        assert_eq!(a.expert, b.expert);
+        for t in 0..model.vocab.len() {
+            let (x, y) = (a.logits.get(t), b.logits.get(t));
+            assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "{x} vs {y}");
+        }
+        let mut base2 = model.clone();
+        base2.score_unit = routecert::model::ScoreUnit::Ln2;
+        let c = eval::forward(&base2, &input).unwrap();
+        if (0..model.vocab.len()).any(|t| (c.logits.get(t) - b.logits.get(t)).abs() > 1e-6) {
+            differs_from_base_2 += 1;
+        }
+    }
+    // Reading ln 2 · W_Q as base 2 would change the logits: the unit matters.
+    assert!(differs_from_base_2 > 0);
+}
