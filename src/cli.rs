@@ -594,7 +594,7 @@ fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
         router_mode,
     };
     let s = modelfile::export(&model, &ts, &spec_bytes, &args.output, &opts)?;
-    let shown = |m: &Option<Rat>| m.as_ref().map_or_else(|| "none".to_string(), |m| approx(m));
+    let shown = |m: &Option<Rat>| m.as_ref().map_or_else(|| "none".to_string(), approx);
     let rel = |m: &Option<Rat>| {
         m.as_ref().map_or_else(
             || "-".to_string(),

@@ -712,8 +712,15 @@ fn the_f64_passes_agree_on_natural_unit_files() {
     let compiled = FloatModel::new(&model);
     let mut differs_from_base_2 = 0;
     for p in &ts.prefixes {
-        let input: Vec<usize> = p.tokens.iter().map(|&t| model.token(ts.vocab.name(t)).unwrap()).collect();
-        let (a, b) = (compiled.forward(&input).unwrap(), eval::forward(&model, &input).unwrap());
+        let input: Vec<usize> = p
+            .tokens
+            .iter()
+            .map(|&t| model.token(ts.vocab.name(t)).unwrap())
+            .collect();
+        let (a, b) = (
+            compiled.forward(&input).unwrap(),
+            eval::forward(&model, &input).unwrap(),
+        );
         assert_eq!(a.expert, b.expert);
         for t in 0..model.vocab.len() {
             let (x, y) = (a.logits.get(t), b.logits.get(t));

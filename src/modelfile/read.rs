@@ -17,7 +17,7 @@ use num_traits::Zero;
 use safetensors::SafeTensors;
 use safetensors::tensor::Dtype as StDtype;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The largest dimension (and n_ctx × d_vocab) a model file may declare.
 pub const MAX_DIM: usize = 1 << 26;
@@ -657,9 +657,4 @@ fn exact_tensors(
         )));
     }
     Ok((out, unit, circuits))
-}
-
-/// Where a model directory's files are, for messages.
-pub fn file(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
 }
