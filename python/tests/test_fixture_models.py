@@ -199,3 +199,18 @@ def test_float32_file_reads_exactly(tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         moe.state_dict()["unembed.W_U"].to_dense().numpy(), w["unembed.W_U"]
     )
+
+
+def test_load_state_dict_reaches_the_sparse_forward(tmp_path: Path) -> None:
+    # The sparse forward keeps transposes of the weights; loading other weights
+    # into the same module must not leave it computing with the old ones.
+    wa = moe_weights(np.random.default_rng(12))
+    wb = moe_weights(np.random.default_rng(13))
+    a = RoutecertMoE.from_file(read_model(write_model(tmp_path / "a", wa, layout="sparse")))
+    b = RoutecertMoE.from_file(read_model(write_model(tmp_path / "b", wb, layout="sparse")))
+    tokens = torch.tensor([[1, 2, 3]])
+    before = a(tokens).logits
+    a.load_state_dict(b.state_dict())
+    after = a(tokens).logits
+    np.testing.assert_allclose(after[0, -1].numpy(), reference(wb, [1, 2, 3])["logits"], atol=1e-12)
+    assert not torch.equal(before, after)

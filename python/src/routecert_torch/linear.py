@@ -7,7 +7,27 @@ layout cases.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+
 import torch
+
+# Derived forms of sparse weights (a head's slice, a transpose), built once per
+# weight tensor and rebuilt when the tensor is modified in place (its _version
+# moves). Keyed by id(); an entry dies with its tensor.
+_MEMO: dict[tuple[int, str], tuple[weakref.ref[torch.Tensor], int, torch.Tensor]] = {}
+
+
+def _memo(tensor: torch.Tensor, what: str, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+    key = (id(tensor), what)
+    hit = _MEMO.get(key)
+    if hit is not None and hit[0]() is tensor and hit[1] == tensor._version:
+        return hit[2]
+    value = build()
+    if hit is None or hit[0]() is not tensor:
+        weakref.finalize(tensor, _MEMO.pop, key, None)
+    _MEMO[key] = (weakref.ref(tensor), tensor._version, value)
+    return value
 
 
 def dense(tensor: torch.Tensor) -> torch.Tensor:
@@ -24,7 +44,9 @@ def rows(matrix: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 def head(tensor: torch.Tensor, h: int) -> torch.Tensor:
     """Head ``h``'s slice of a [n_heads, ...] tensor (sparse stays sparse)."""
-    return tensor.select(0, h).coalesce() if tensor.is_sparse else tensor[h]
+    if not tensor.is_sparse:
+        return tensor[h]
+    return _memo(tensor, f"head {h}", lambda: tensor.select(0, h).coalesce())
 
 
 def matmul(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
@@ -34,7 +56,8 @@ def matmul(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
         return product
     flat = x.reshape(-1, x.shape[-1])
     # sparse @ dense is the product torch implements for COO: (M^T x^T)^T.
-    out: torch.Tensor = torch.sparse.mm(matrix.t().coalesce(), flat.t()).t()
+    transposed = _memo(matrix, "t", lambda: matrix.t().coalesce())
+    out: torch.Tensor = torch.sparse.mm(transposed, flat.t()).t()
     return out.reshape(*x.shape[:-1], matrix.shape[1])
 
 
