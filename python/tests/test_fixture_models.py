@@ -50,8 +50,9 @@ def test_sparse_and_dense_layouts_give_identical_floats(tmp_path: Path) -> None:
     w = moe_weights(np.random.default_rng(3))
     a = RoutecertMoE.from_file(read_model(write_model(tmp_path / "a", w, layout="dense")))
     b = RoutecertMoE.from_file(read_model(write_model(tmp_path / "b", w, layout="sparse")))
-    tokens = torch.tensor([[0, 3, 5, 1, 2], [4, 4, 0, 0, 1]])
+    tokens = torch.tensor([[0, 3, 5, 1, 2], [4, 4, 0, 0, 1], [2, 2, 2, 2, 2]])
     oa, ob = a(tokens), b(tokens)
+    torch.testing.assert_close(oa.router_logits, ob.router_logits, rtol=0, atol=1e-12)
     torch.testing.assert_close(oa.logits, ob.logits, rtol=0, atol=1e-12)
     assert torch.equal(oa.expert, ob.expert)
 
@@ -59,6 +60,8 @@ def test_sparse_and_dense_layouts_give_identical_floats(tmp_path: Path) -> None:
 def test_ties_go_to_the_lowest_index() -> None:
     scores = torch.tensor([[1.0, 3.0, 3.0, 2.0], [5.0, 5.0, 5.0, 5.0], [0.0, 0.0, 0.0, 1.0]])
     assert first_max_index(scores).tolist() == [1, 0, 3]
+    # check reads the top token with torch.argmax, relying on its documented tie rule.
+    assert torch.argmax(scores, dim=-1).tolist() == [1, 0, 3]
     with pytest.raises(ValueError, match="NaN"):
         first_max_index(torch.tensor([[0.0, float("nan")]]))
 

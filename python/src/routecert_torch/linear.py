@@ -49,6 +49,11 @@ def head(tensor: torch.Tensor, h: int) -> torch.Tensor:
     return _memo(tensor, f"head {h}", lambda: tensor.select(0, h).coalesce())
 
 
+def transposed(matrix: torch.Tensor) -> torch.Tensor:
+    """The coalesced transpose of a sparse 2-D matrix, built once per weight."""
+    return _memo(matrix, "t", lambda: matrix.t().coalesce())
+
+
 def matmul(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """``x @ matrix`` for x of shape [..., n] and a 2-D matrix [n, m], strided or sparse."""
     if not matrix.is_sparse:
@@ -56,8 +61,7 @@ def matmul(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
         return product
     flat = x.reshape(-1, x.shape[-1])
     # sparse @ dense is the product torch implements for COO: (M^T x^T)^T.
-    transposed = _memo(matrix, "t", lambda: matrix.t().coalesce())
-    out: torch.Tensor = torch.sparse.mm(transposed, flat.t()).t()
+    out: torch.Tensor = torch.sparse.mm(transposed(matrix), flat.t()).t()
     return out.reshape(*x.shape[:-1], matrix.shape[1])
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from .linear import dense, first_max_index, head, matmul, rows
 from .modelfile import ModelFile
+from .moe_sparse import forward_sparse
 
 
 def _frozen(tensor: torch.Tensor) -> nn.Parameter:
@@ -96,6 +97,12 @@ class MoEMLP(nn.Module):
         self.experts = nn.ModuleList(
             Expert(t, f"blocks.0.mlp.experts.{e}.") for e in range(n_experts)
         )
+
+    def expert(self, e: int) -> Expert:
+        """Expert e, typed."""
+        ffn = self.experts[e]
+        assert isinstance(ffn, Expert)
+        return ffn
 
     def route(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Router logits g = A'·W_gate + b_gate and e*, the first index with the largest."""
@@ -177,7 +184,13 @@ class RoutecertMoE(nn.Module):
         return rows(self.embed.W_E, tokens) + rows(self.pos_embed.W_pos, positions)
 
     def forward(self, tokens: torch.Tensor) -> MoEOutput:
-        """Logits, router logits and routed expert at every position of tokens [batch, pos]."""
+        """Logits, router logits and routed expert at every position of tokens [batch, pos].
+
+        Sparse weights (the sparse layout) run moe_sparse's forward, which keeps
+        the residual sparse as well; strided weights run the one below.
+        """
+        if self.embed.W_E.is_sparse:
+            return forward_sparse(self, tokens)
         x = self.residual(tokens)
         a = x + self.block.attn(x)
         router_logits, expert = self.block.mlp.route(a)
