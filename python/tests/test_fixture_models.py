@@ -217,3 +217,29 @@ def test_load_state_dict_reaches_the_sparse_forward(tmp_path: Path) -> None:
     after = a(tokens).logits
     np.testing.assert_allclose(after[0, -1].numpy(), reference(wb, [1, 2, 3])["logits"], atol=1e-12)
     assert not torch.equal(before, after)
+
+
+def test_bench_reports_both_dtypes_side_by_side(tmp_path: Path, capsys) -> None:
+    w = moe_weights(np.random.default_rng(14))
+    d = write_model(tmp_path / "m", w, layout="sparse")
+    n = len(json.loads((d / "decisions.json").read_text())["prefixes"])
+    # A stand-in for routecert that records its arguments: bench must pass the model and flags.
+    fake = tmp_path / "routecert"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "args"}\nexit 0\n')
+    fake.chmod(0o755)
+    spec = d / "spec.toml"
+    argv = ["bench", str(spec), str(d), "--routecert", str(fake), "--", "--router", "syntactic"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "args").read_text().split() == [
+        "verify",
+        str(spec),
+        "--model",
+        "moe",
+        "--router",
+        "syntactic",
+    ]
+    assert "routecert verify (exact):" in out and "(exit 0)" in out
+    assert "torch float64 forward" in out and "torch float32 forward" in out
+    # Quarter-integer weights and small sums: float32 decides like float64 here.
+    assert out.count(f"routed expert agrees {n}/{n}") == 2

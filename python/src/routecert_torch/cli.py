@@ -58,17 +58,18 @@ def parser() -> argparse.ArgumentParser:
         help="the routecert binary (default $ROUTECERT_BIN or target/release/routecert)",
     )
     bch.add_argument("--batch", type=_positive, default=32)
-    bch.add_argument(
-        "verify_args",
-        nargs=argparse.REMAINDER,
-        help="after --: further flags for `routecert verify` (those the export used)",
-    )
+    bch.epilog = "Flags after -- go to `routecert verify` (give those the export used)."
     return top
 
 
 def main(argv: Sequence[str]) -> int:
     """Exit 0 when torch agrees on every prefix, 1 when it disagrees on one, 2 on bad input."""
+    argv = list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    argv, verify_args = argv[:split], argv[split + 1 :]
     args = parser().parse_args(argv)
+    if verify_args and args.command != "bench":
+        parser().error("only bench passes flags after -- (to routecert verify)")
     # TL 3.x's notice that 4.0 drops HookedTransformer (pinned below 4), and torch's
     # note that the CSR kernels behind sparse.mm are beta: neither is about the input.
     warnings.filterwarnings("ignore", "HookedTransformer is deprecated", DeprecationWarning)
@@ -84,8 +85,7 @@ def main(argv: Sequence[str]) -> int:
             return 0 if result.ok else 1
         if not args.routecert.is_file():
             raise BadInput(args.routecert, "--routecert", "no routecert binary there")
-        extra = [a for a in args.verify_args if a != "--"]
-        measured = bench(args.spec, args.dir, args.routecert, extra, args.batch)
+        measured = bench(args.spec, args.dir, args.routecert, verify_args, args.batch)
         print(measured.report())
         return 0 if all(r.result.ok for r in measured.runs[:1]) else 1
     except BadInput as err:
