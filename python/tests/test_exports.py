@@ -77,7 +77,20 @@ def test_hooks_show_the_circuits_of_the_dense_running_example(export: Exports) -
         assert pattern.shape == (file.config.n_heads, n, n)
         # Causal softmax: nothing on later positions, each row a distribution.
         assert float(torch.triu(pattern, 1).abs().max()) == 0.0
-        torch.testing.assert_close(pattern.sum(-1), torch.ones(file.config.n_heads, n))
+        torch.testing.assert_close(
+            pattern.sum(-1), torch.ones(file.config.n_heads, n, dtype=torch.float64)
+        )
+        # docs/construction.md: head 1 (syntactic) weighs routecert's position j
+        # (1-based) by 2^j / (2^{n+1} - 2); head 2 (key) is uniform, 1/n.
+        heads = [h["name"] for h in file.names["heads"]]
+        assert heads == ["head1 (syntactic)", "head2 (key)"]
+        syntactic = torch.tensor(
+            [2.0**j / (2.0 ** (n + 1) - 2) for j in range(1, n + 1)], dtype=torch.float64
+        )
+        torch.testing.assert_close(pattern[0, -1], syntactic, rtol=1e-14, atol=0)
+        torch.testing.assert_close(
+            pattern[1, -1], torch.full((n,), 1.0 / n, dtype=torch.float64), rtol=1e-14, atol=0
+        )
         post = cache["blocks.0.mlp.hook_post"][0, -1]
         fired = {int(i) for i in torch.nonzero(post > 0).flatten()}
         # Isolation (claim I): on a prefix of task k no neuron outside C(k) fires.
