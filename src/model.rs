@@ -378,6 +378,7 @@ pub struct Circuit<S> {
 pub struct Model<S> {
     /// Token names; the model's input alphabet.
     pub vocab: Vec<String>,
+    /// The residual stream's typed directions ([`Direction`]).
     pub residual: Basis,
     /// Position embeddings exist for positions 1..=max_len.
     pub max_len: usize,
