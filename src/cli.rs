@@ -146,8 +146,15 @@ pub struct InspectArgs {
     #[arg(long, value_name = "DIR")]
     pub weights: Option<PathBuf>,
     /// The prefix to trace, as text ("Paris is located").
-    #[arg(long)]
-    pub prefix: String,
+    #[arg(long, required_unless_present_any = ["neuron", "expert"])]
+    pub prefix: Option<String>,
+    /// Instead, one FFN neuron: GROUP/N (neuron N of an expert, or of a
+    /// dense circuit) or its name; what it reads and writes, and where it fires.
+    #[arg(long, conflicts_with_all = ["prefix", "expert"])]
+    pub neuron: Option<String>,
+    /// Instead, every neuron of an expert (or a dense circuit), by task name.
+    #[arg(long, conflicts_with = "prefix")]
+    pub expert: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -483,8 +490,11 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
 
 fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
     let (ts, options) = load(&args.model)?;
+    let Some(prefix_text) = &args.prefix else {
+        return inspect_neurons(&args, &ts, &options);
+    };
     let tokens = ts
-        .tokenize(&args.prefix)
+        .tokenize(prefix_text)
         .map_err(|e| CliError::Input(format!("--prefix: {e}")))?;
     if tokens.is_empty() || tokens.len() > ts.max_len {
         return Err(CliError::Input(format!(
@@ -635,6 +645,39 @@ fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
             ),
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `inspect --neuron` / `--expert`: neurons by name, where they fire.
+fn inspect_neurons(
+    args: &InspectArgs,
+    ts: &TaskSet,
+    options: &construct::Options,
+) -> Result<ExitCode, CliError> {
+    let model = construct::build(ts, options, args.model.model);
+    let (group, positions) = match (&args.neuron, &args.expert) {
+        (Some(query), _) => {
+            let (group, n) = model
+                .find_neuron(query)
+                .map_err(|e| CliError::Input(format!("--neuron: {e}")))?;
+            (group, vec![n])
+        }
+        // clap admits no inspect without --prefix, --neuron or --expert.
+        (None, name) => {
+            let group = model
+                .group(name.as_deref().unwrap_or_default())
+                .map_err(|e| CliError::Input(format!("--expert: {e}")))?;
+            let all = (0..group.neurons.len()).collect();
+            (group, all)
+        }
+    };
+    let input_error = |e: eval::EvalError| CliError::Input(e.to_string());
+    let out = match args.model.arith {
+        Arith::Exact | Arith::Both => report::neuron::render(&model, ts, &group, &positions),
+        Arith::F64 => report::neuron::render(&model.to_f64(), ts, &group, &positions),
+    }
+    .map_err(input_error)?;
+    print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 

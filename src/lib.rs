@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod construct;
+pub mod design;
 pub mod eval;
 pub mod expbound;
 pub mod generate;
