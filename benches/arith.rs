@@ -13,7 +13,7 @@ use routecert::construct::{ModelKind, Options, build};
 use routecert::scalar::rat;
 use routecert::spec;
 use routecert::taskset::TaskSet;
-use routecert::verify::{verify, verify_f64};
+use routecert::verify::{Arith, Config, verify};
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
@@ -40,10 +40,11 @@ fn arith(c: &mut Criterion) {
                 .warm_up_time(Duration::from_millis(500))
                 .measurement_time(Duration::from_secs(3));
             group.bench_function("exact", |b| {
-                b.iter(|| verify(black_box(&ts), black_box(&model), &epsilon, "bench"))
+                b.iter(|| verify(black_box(&ts), black_box(&model), &Config::new(&epsilon)))
             });
             group.bench_function("f64", |b| {
-                b.iter(|| verify_f64(black_box(&ts), black_box(&model), &epsilon, "bench"))
+                let config = Config::new(&epsilon).arith(Arith::F64);
+                b.iter(|| verify(black_box(&ts), black_box(&model), &config))
             });
             group.finish();
         }

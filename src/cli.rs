@@ -3,19 +3,18 @@
 //! fails, 2 bad input.
 
 use crate::construct::{self, Head1Mode, ModelKind, Options, RouterMode};
-use crate::eval::{self, Trace, float::FloatModel};
+use crate::eval::{self, float::FloatModel};
 use crate::generate::{self, GenerateError, Params};
 use crate::hypotheses::Hypotheses;
-use crate::model::Model;
 use crate::progress;
-use crate::report::{self, Format, OracleFacts};
+use crate::report::{self, Format};
 use crate::routability;
 use crate::scalar::{Rat, parse_rational};
 use crate::spec::{self, SpecError};
 use crate::sweep::{self, Param, Sweep};
 use crate::table::{self, Table};
 use crate::taskset::TaskSet;
-use crate::verify::{self, Arith, ClaimArith, approx, check_logits};
+use crate::verify::{self, Arith, oracle_facts};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use num_traits::{One, Zero};
 use std::io::IsTerminal;
@@ -57,24 +56,24 @@ pub struct ModelArgs {
     pub spec: PathBuf,
     /// What the router reads: only head 1's syntactic block (the paper's
     /// statement), or also the key, position and current token.
-    #[arg(long, default_value = "syntactic+key", value_parser = parse_router)]
+    #[arg(long, value_enum, default_value_t = RouterMode::SyntacticKey)]
     pub router: RouterMode,
     /// Target ε of the probability claim: decimal, scientific or a/b.
     #[arg(long, default_value = "1e-6")]
     pub epsilon: String,
     /// Head 1's attention scores: by position only (score j), or also by
     /// the current and the attended token (exact powers of two either way).
-    #[arg(long, default_value = "positional", value_parser = parse_head1)]
+    #[arg(long, value_enum, default_value_t = Head1Mode::Positional)]
     pub head1: Head1Mode,
     /// Which construction: the MoE model of Theorem 4.2 (a router and one
     /// expert per task) or the dense model of Theorem 4.1 (one FFN split
     /// into gated circuits, one per task).
-    #[arg(long, default_value = "moe", value_parser = parse_model)]
+    #[arg(long, value_enum, default_value_t = ModelKind::Moe)]
     pub model: ModelKind,
     /// Arithmetic: exact rationals (P is a certificate), f64 on nalgebra
     /// (fast, not a proof), or both (exact decides; every decision on which
     /// f64 differs is listed).
-    #[arg(long, default_value = "exact", value_parser = parse_arith)]
+    #[arg(long, value_enum, default_value_t = Arith::Exact)]
     pub arith: Arith,
 }
 
@@ -83,8 +82,8 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
-    pub format: FormatArg,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
     /// Print to stderr how long loading, building and verifying took, and
     /// the peak resident memory (what the scale benchmark reads).
     #[arg(long)]
@@ -118,8 +117,8 @@ pub struct RoutabilityArgs {
     #[arg(long, value_name = "FILE")]
     pub check: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
-    pub format: FormatArg,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// Parameters of a generated task set. Unset flags keep the preset's value:
@@ -234,7 +233,7 @@ pub struct TableArgs {
     /// Vary one generator parameter: tasks, pairs, templates, length (every
     /// template exactly this long), words or entities. Alone it runs the
     /// built-in sweep; --over and the generator flags change it.
-    #[arg(long, value_parser = parse_param)]
+    #[arg(long, value_enum)]
     pub sweep: Option<Param>,
     /// The values of the swept parameter: "1,2,4", "3-12" or a mix.
     #[arg(long, requires = "sweep")]
@@ -242,7 +241,7 @@ pub struct TableArgs {
     #[command(flatten)]
     pub params: GenFlags,
     /// What the router reads (as for verify).
-    #[arg(long, default_value = "syntactic+key", value_parser = parse_router)]
+    #[arg(long, value_enum, default_value_t = RouterMode::SyntacticKey)]
     pub router: RouterMode,
     /// Target ε of the probability claim (as for verify).
     #[arg(long, default_value = "1e-6")]
@@ -266,33 +265,6 @@ pub enum TableFormat {
     Csv,
     Markdown,
     Json,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum FormatArg {
-    Text,
-    Json,
-    Markdown,
-}
-
-fn parse_router(s: &str) -> Result<RouterMode, String> {
-    s.parse()
-}
-
-fn parse_head1(s: &str) -> Result<Head1Mode, String> {
-    s.parse()
-}
-
-fn parse_model(s: &str) -> Result<ModelKind, String> {
-    s.parse()
-}
-
-fn parse_arith(s: &str) -> Result<Arith, String> {
-    s.parse()
-}
-
-fn parse_param(s: &str) -> Result<Param, String> {
-    s.parse()
 }
 
 /// A failure to run: bad input (exit 2).
@@ -362,32 +334,17 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
     let loaded = clock.elapsed();
     let model = construct::build(&ts, &options, args.model.model);
     let built = clock.elapsed();
-    let router = match args.model.model {
-        ModelKind::Moe => options.router.to_string(),
-        ModelKind::Dense => "none".to_string(),
-    };
     let show = !args.quiet && std::io::stderr().is_terminal();
     let bar = progress::Bar::counting(ts.prefixes.len(), "prefixes", "verify", show);
     let progress = |done: usize, _: usize| bar.set(done);
-    let run = verify::Run {
-        decisions: false,
-        progress: Some(&progress),
-    };
-    let verdict = verify::verify_run(
-        &ts,
-        &model,
-        &options.epsilon,
-        &router,
-        args.model.arith,
-        run,
-    );
+    let config = verify::Config::new(&options.epsilon)
+        .arith(args.model.arith)
+        .router(options.router)
+        .progress(&progress);
+    let verdict = verify::verify(&ts, &model, &config);
     bar.finish();
     let verified = clock.elapsed();
-    let format = match args.format {
-        FormatArg::Text => Format::Text,
-        FormatArg::Json => Format::Json,
-        FormatArg::Markdown => Format::Markdown,
-    };
+    let format = args.format;
     let hypotheses = Hypotheses::check(&ts, options.router, &options.epsilon);
     print!(
         "{}",
@@ -408,7 +365,8 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
             s(built - loaded),
             s(verified - built),
             s(clock.elapsed()),
-            peak_rss_mib().map_or_else(|| "unknown".to_string(), |m| format!("{m} MiB"))
+            crate::memory::peak_rss_mib()
+                .map_or_else(|| "unknown".to_string(), |m| format!("{m} MiB"))
         );
     }
     Ok(if verdict.all_hold() {
@@ -474,36 +432,6 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What the oracle says about a prefix, with the model's P(invalid) on it.
-fn oracle_facts<S: ClaimArith>(
-    ts: &TaskSet,
-    model: &Model<S>,
-    p: &crate::taskset::Prefix,
-    trace: &Trace<S>,
-) -> OracleFacts {
-    let valid = p
-        .valid_next
-        .iter()
-        .filter_map(|&t| model.token(ts.vocab.name(t)))
-        .collect();
-    let check = check_logits(trace, &valid, &mut S::Cache::default());
-    let bound = check.invalid_bound.text();
-    OracleFacts {
-        tasks: p.tasks.iter().map(|&k| ts.tasks[k].name.clone()).collect(),
-        valid_next: p
-            .valid_next
-            .iter()
-            .map(|&t| ts.vocab.name(t).to_string())
-            .collect(),
-        is_query: p.is_query,
-        invalid_bound: match bound.parse::<Rat>() {
-            Ok(r) => approx(&r),
-            Err(_) => bound,
-        },
-        certified: S::CERTIFIED,
-    }
-}
-
 fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
     if args.budget == 0 {
         return Err(CliError::Input("--budget: expected at least 1".into()));
@@ -517,9 +445,9 @@ fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
     print!(
         "{}",
         match args.format {
-            FormatArg::Json => report::routability::json(&r),
-            FormatArg::Text => report::routability::text(&r, &source),
-            FormatArg::Markdown => report::routability::markdown(&r, &source),
+            Format::Json => report::routability::json(&r),
+            Format::Text => report::routability::text(&r, &source),
+            Format::Markdown => report::routability::markdown(&r, &source),
         }
     );
     Ok(if r.routable() {
@@ -660,12 +588,4 @@ fn table_command(args: TableArgs) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// This process's peak resident set size (VmHWM), on Linux.
-fn peak_rss_mib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024)
 }

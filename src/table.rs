@@ -145,8 +145,9 @@ pub fn measure(sweep: &str, value: &str, spec: &Spec, options: &Options) -> (Poi
     let dense_model = construct::build_dense(&ts, options);
     let build_seconds = seconds(start);
     let start = Instant::now();
-    let verdict = verify::verify(&ts, &model, &options.epsilon, &options.router.to_string());
-    let dense = verify::verify(&ts, &dense_model, &options.epsilon, "none");
+    let config = verify::Config::new(&options.epsilon).router(options.router);
+    let verdict = verify::verify(&ts, &model, &config);
+    let dense = verify::verify(&ts, &dense_model, &config);
     let verify_seconds = seconds(start);
     let failed = [
         ("moe", failed_claims(&verdict)),

@@ -39,12 +39,13 @@ const MAX_DROPS: usize = 32;
 /// Retrains in a row without a better router before giving up dropping.
 const MAX_FRUITLESS_DROPS: usize = 4;
 /// What the router may read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum RouterMode {
     /// Only head 1's block, as Theorem 4.2 states.
     Syntactic,
     /// Head 1, head 2 (the key), the position and the current token.
     #[default]
+    #[value(name = "syntactic+key")]
     SyntacticKey,
 }
 

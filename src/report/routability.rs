@@ -98,7 +98,10 @@ pub fn text(r: &Report, source: &str) -> String {
             if routing.holds { "holds" } else { "FAILS" },
             routing.failures,
             routing.checked,
-            routing.worst.as_deref().unwrap_or("n/a")
+            routing
+                .worst
+                .as_ref()
+                .map_or_else(|| "n/a".to_string(), |w| w.text())
         );
     }
     if let Some(cert) = &r.certificate {
