@@ -102,10 +102,19 @@ pub struct InspectArgs {
     pub prefix: String,
 }
 
+/// `routability` decides the MoE router's existence exactly: it takes no
+/// `--model`, `--arith` or `--epsilon` (none of them changes the answer),
+/// and clap refuses them rather than ignore them.
 #[derive(Args, Debug)]
 pub struct RoutabilityArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
+    /// Task specification (TOML, or JSON by extension).
+    pub spec: PathBuf,
+    /// What the router reads (as for verify).
+    #[arg(long, value_enum, default_value_t = RouterMode::SyntacticKey)]
+    pub router: RouterMode,
+    /// Head 1's attention scores (as for verify).
+    #[arg(long, value_enum, default_value_t = Head1Mode::Positional)]
+    pub head1: Head1Mode,
     /// LPs the search may solve (the relaxation counts as one) while it
     /// splits cases on ambiguous router inputs, before the answer is
     /// "undecided".
@@ -436,12 +445,17 @@ fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
     if args.budget == 0 {
         return Err(CliError::Input("--budget: expected at least 1".into()));
     }
-    let (ts, options) = load(&args.model)?;
+    let options = Options {
+        router: args.router,
+        head1: args.head1,
+        ..Options::default()
+    };
+    let ts = TaskSet::from_spec(&spec::load(&args.spec)?);
     if let Some(path) = &args.check {
-        return check_command(path, &ts, &options);
+        return check_command(path, &ts, &options, args.format);
     }
     let r = routability::run(&ts, &options, args.budget);
-    let source = args.model.spec.display().to_string();
+    let source = args.spec.display().to_string();
     print!(
         "{}",
         match args.format {
@@ -458,7 +472,12 @@ fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
 }
 
 /// `routability --check FILE`.
-fn check_command(path: &PathBuf, ts: &TaskSet, options: &Options) -> Result<ExitCode, CliError> {
+fn check_command(
+    path: &PathBuf,
+    ts: &TaskSet,
+    options: &Options,
+    format: Format,
+) -> Result<ExitCode, CliError> {
     let shown = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::Input(format!("{shown}: cannot read: {e}")))?;
@@ -467,20 +486,16 @@ fn check_command(path: &PathBuf, ts: &TaskSet, options: &Options) -> Result<Exit
     let value = value.get("certificate").cloned().unwrap_or(value);
     let cert: routability::certificate::Certificate = serde_json::from_value(value)
         .map_err(|e| CliError::Input(format!("{shown}: not a routability certificate: {e}")))?;
-    Ok(match routability::check_certificate(&cert, ts, options) {
-        Ok(a) => {
-            println!(
-                "{shown}: certificate accepted ({} rows over {} prefixes): no linear router over {} routes every prefix",
-                a.rows,
-                a.prefixes,
-                options.router.describe()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            println!("{shown}: certificate REJECTED: {e}");
-            ExitCode::from(1)
-        }
+    let outcome = routability::check_certificate(&cert, ts, options).map_err(|e| e.to_string());
+    let reads = options.router.describe();
+    print!(
+        "{}",
+        report::routability::check(&shown.to_string(), reads, &outcome, format)
+    );
+    Ok(if outcome.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 
@@ -521,6 +536,17 @@ fn table_command(args: TableArgs) -> Result<ExitCode, CliError> {
     };
     // The bar is for a person watching: not when stdout is piped or captured.
     let show = !args.quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    // Refused before any work: the plot is SVG, whatever the name says.
+    if let Some(path) = &args.plot
+        && !path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+    {
+        return Err(CliError::Input(format!(
+            "--plot {}: the plot is written as SVG; give a file name ending in .svg",
+            path.display()
+        )));
+    }
     let table = match (args.sweep, args.specs.is_empty()) {
         (Some(param), true) => {
             let mut sweep = Sweep::builtin(param);

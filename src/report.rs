@@ -10,6 +10,7 @@ use crate::taskset::TaskSet;
 use crate::verify::{Arith, ClaimResult, Number, OracleFacts, Verdict, Witness, approx};
 use std::fmt::Write;
 
+pub mod markdown;
 pub mod routability;
 
 /// Witnesses printed in text and Markdown (JSON lists all that were kept).
@@ -363,10 +364,10 @@ fn markdown(v: &Verdict, source: &str) -> String {
     let _ = writeln!(s, "**{}**\n", headline(v));
     let _ = writeln!(s, "{}\n\n{}\n", context(v, source), margins(v));
     let columns = columns(v);
-    let _ = writeln!(s, "| {} |", columns.join(" | "));
+    let _ = writeln!(s, "{}", markdown::row(&columns));
     let _ = writeln!(s, "|{}", "---|".repeat(columns.len()));
     for r in rows(v) {
-        let _ = writeln!(s, "| {} |", r.join(" | "));
+        let _ = writeln!(s, "{}", markdown::row(&r));
     }
     if v.failure_count > 0 {
         let _ = writeln!(s, "\n### Failures ({})\n", v.failure_count);
@@ -375,10 +376,10 @@ fn markdown(v: &Verdict, source: &str) -> String {
                 s,
                 "- **{}** `{}` (C(w) = {{{}}}, expert {}): {}",
                 w.claim,
-                w.prefix,
-                w.tasks.join(", "),
-                w.expert.as_deref().unwrap_or("-"),
-                w.reason
+                markdown::escape(&w.prefix),
+                markdown::escape(&w.tasks.join(", ")),
+                markdown::escape(w.expert.as_deref().unwrap_or("-")),
+                markdown::escape(&w.reason)
             );
         }
     }

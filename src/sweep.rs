@@ -16,8 +16,7 @@
 
 use crate::construct::Options;
 use crate::generate::{self, GenerateError, Params};
-use crate::table::{self, Row, Table};
-use serde::Serialize;
+use crate::table::{self, Prediction, Row, Table};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -193,17 +192,6 @@ impl Sweep {
         table.prediction = Some(check_prediction(self.param, &table));
         Ok(table)
     }
-}
-
-/// The paper's prediction along a sweep, checked on the measured rows.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Prediction {
-    /// What the paper predicts, in words.
-    pub predicted: String,
-    /// It held on every row, and every construction verified.
-    pub holds: bool,
-    /// What was compared, or the first row that disagrees.
-    pub detail: String,
 }
 
 /// Check the prediction of `param` on a table's numbers. On every row:
