@@ -11,11 +11,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use routecert::construct::{ModelKind, Options, build};
 use routecert::scalar::rat;
-use routecert::spec;
-use routecert::taskset::TaskSet;
 use routecert::verify::{Arith, Config, verify};
 use std::hint::black_box;
-use std::path::Path;
 use std::time::Duration;
 
 const FILES: [&str; 4] = [
@@ -28,10 +25,7 @@ const FILES: [&str; 4] = [
 fn arith(c: &mut Criterion) {
     let epsilon = rat(1, 1_000_000);
     for file in FILES {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("constructions")
-            .join(file);
-        let ts = TaskSet::from_spec(&spec::load(&path).expect("a construction"));
+        let ts = routecert::fixtures::task_set(file);
         for kind in [ModelKind::Moe, ModelKind::Dense] {
             let model = build(&ts, &Options::default(), kind);
             let mut group = c.benchmark_group(format!("{}/{kind}", file.trim_end_matches(".toml")));

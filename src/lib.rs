@@ -17,6 +17,8 @@ pub mod cli;
 pub mod construct;
 pub mod eval;
 pub mod expbound;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod generate;
 pub mod hypotheses;
 pub mod memory;

@@ -358,15 +358,9 @@ fn cell(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::spec;
-    use std::path::Path;
 
     fn load(name: &str) -> Spec {
-        spec::load(
-            &Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("constructions")
-                .join(name),
-        )
-        .unwrap()
+        spec::load(&crate::fixtures::path(name)).unwrap()
     }
 
     #[test]

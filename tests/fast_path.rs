@@ -14,17 +14,9 @@ use num_traits::Zero;
 use routecert::construct::{ModelKind, Options, RouterMode, build};
 use routecert::eval::Evaluator;
 use routecert::scalar::{FastRat, Rat, Scalar, rat};
-use routecert::spec;
-use routecert::taskset::TaskSet;
 use routecert::verify::{Config, verify};
-use std::path::Path;
 
-fn task_set(file: &str) -> TaskSet {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("constructions")
-        .join(file);
-    TaskSet::from_spec(&spec::load(&path).expect("a construction"))
-}
+use routecert::fixtures::task_set;
 
 /// Compare the fast path with the reference on every prefix.
 fn agree_on_every_prefix(file: &str, kind: ModelKind, options: &Options) {

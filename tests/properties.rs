@@ -1079,11 +1079,7 @@ fn regressions_replay() {
 
 #[test]
 fn reference_reproduces_hand_computed_values() {
-    let spec = spec::load(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("constructions/running_example.toml"),
-    )
-    .unwrap();
+    let spec = spec::load(&routecert::fixtures::path("running_example.toml")).unwrap();
     let oracle = reference::oracle(&spec);
     assert_eq!(oracle.len(), 39);
     assert_eq!(oracle.values().filter(|f| f.is_query).count(), 9);

@@ -97,11 +97,9 @@ mod tests {
     use crate::construct::RouterMode;
     use crate::construct::{Options, build_moe};
     use crate::scalar::{Rat, rat};
-    use crate::spec;
     use crate::taskset::TaskSet;
     use crate::verify::{Arith, Claim, Config, Verdict, verify};
     use num_bigint::BigInt;
-    use std::path::Path;
 
     fn verify_both(ts: &TaskSet, model: &crate::model::Model<Rat>) -> Verdict {
         let eps = rat(1, 1_000_000);
@@ -112,8 +110,7 @@ mod tests {
     }
 
     fn running_example() -> TaskSet {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("constructions/running_example.toml");
-        TaskSet::from_spec(&spec::load(&path).unwrap())
+        crate::fixtures::task_set("running_example.toml")
     }
 
     #[test]

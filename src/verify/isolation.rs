@@ -418,10 +418,8 @@ mod tests {
     use crate::construct::{Options, build_dense};
     use crate::model::{Model, SparseVec};
     use crate::scalar::{Rat, rat};
-    use crate::spec;
     use crate::taskset::TaskSet;
     use crate::verify::{Arith, Claim, Config, Verdict, verify};
-    use std::path::Path;
 
     fn verify_in(ts: &TaskSet, model: &Model<Rat>, arith: Arith) -> Verdict {
         let eps = rat(1, 1_000_000);
@@ -429,8 +427,7 @@ mod tests {
     }
 
     fn setup() -> (TaskSet, Model<Rat>) {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("constructions/running_example.toml");
-        let ts = TaskSet::from_spec(&spec::load(&path).unwrap());
+        let ts = crate::fixtures::task_set("running_example.toml");
         let model = build_dense(&ts, &Options::default());
         (ts, model)
     }

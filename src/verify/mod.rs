@@ -304,13 +304,10 @@ mod tests {
     use crate::construct::{Options, build_moe};
     use crate::model::{NeuronRole, SparseVec};
     use crate::scalar::{Scalar, int, rat};
-    use crate::spec;
     use num_traits::Zero;
-    use std::path::Path;
 
     fn setup() -> (TaskSet, Model<Rat>) {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("constructions/running_example.toml");
-        let ts = TaskSet::from_spec(&spec::load(&path).unwrap());
+        let ts = crate::fixtures::task_set("running_example.toml");
         let model = build_moe(&ts, &Options::default());
         (ts, model)
     }
