@@ -70,7 +70,9 @@ fn routability_refuses_flags_that_do_not_change_its_answer() {
         );
         assert!(run.stdout.is_empty());
     }
-    // The flags that do apply still work.
+    // The flags that do apply still work, and change the answer.
+    let run = routecert(&["routability", spec, "--router", "syntactic+key"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
     let run = routecert(&[
         "routability",
         spec,
@@ -79,7 +81,8 @@ fn routability_refuses_flags_that_do_not_change_its_answer() {
         "--head1",
         "content",
     ]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stdout.contains("router syntactic, head 1 content"));
 }
 
 #[test]
