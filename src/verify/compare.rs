@@ -3,47 +3,9 @@
 //! something false (or, on P, that the certificate is looser than the
 //! float estimate), and is listed with both outcomes.
 
-use super::verdict::{Claim, Claims, Verdict};
-use serde::Serialize;
+use super::verdict::{Claim, Verdict};
+pub use super::verdict::{CrossCheck, Decision, Disagreement};
 use std::collections::HashMap;
-
-/// One decision: a claim on a subject (a prefix, a task, or "task: prefix"
-/// for isolation) and its outcome ("holds", "fails", "holds (expert k)").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Decision {
-    pub claim: Claim,
-    pub subject: String,
-    pub outcome: String,
-}
-
-impl Decision {
-    pub fn new(claim: Claim, subject: &str, outcome: String) -> Decision {
-        Decision {
-            claim,
-            subject: subject.to_string(),
-            outcome,
-        }
-    }
-}
-
-/// A decision on which the two arithmetics differ.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Disagreement {
-    pub claim: Claim,
-    pub subject: String,
-    pub exact: String,
-    pub f64: String,
-}
-
-/// The f64 run next to the exact one.
-#[derive(Debug, Clone, Serialize)]
-pub struct CrossCheck {
-    /// The claims as the f64 run decided them.
-    pub f64_claims: Claims,
-    /// Decisions compared.
-    pub decisions: usize,
-    pub disagreements: Vec<Disagreement>,
-}
 
 /// Compare two verdicts of the same model and task set, decision by
 /// decision (matched by claim and subject; one missing on either side is a

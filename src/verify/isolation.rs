@@ -18,34 +18,16 @@ use super::arith::ClaimArith;
 use super::compare::Decision;
 use super::logits::{LogitVerdict, TOP_LOGITS, largest_logits, logit_verdict};
 use super::tally::Tally;
-use super::verdict::{Claim, ClaimResult, Number, Witness, Witnesses, holds};
+pub use super::verdict::CircuitReport;
+use super::verdict::{Claim, ClaimResult, Witness, Witnesses, holds};
 use crate::eval::{Evaluator, Trace};
 use crate::model::Model;
 use crate::taskset::{Prefix, TaskSet, TokenId};
-use serde::Serialize;
 use std::cell::LazyCell;
 use std::collections::{BTreeSet, HashMap};
 
 /// Firing off-task neurons named in one witness.
 const NAMED: usize = 4;
-
-/// Size and isolation of one circuit.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct CircuitReport {
-    pub task: String,
-    pub neurons: usize,
-    /// |D(k)|: prefixes checked.
-    pub prefixes: usize,
-    /// Prefixes of D(k) on which masking to C(k) changed the P or A verdict.
-    pub changed_verdicts: usize,
-    /// Prefixes of D(k) on which a neuron of another task's circuit fired.
-    pub off_task_firings: usize,
-    /// Neurons of C(k) that another circuit also lists.
-    pub shared_neurons: usize,
-    pub isolated: bool,
-    /// Smallest −(pre-activation) of an off-task neuron over D(k).
-    pub silence_margin: Option<Number>,
-}
 
 /// The isolation claim with its per-circuit reports, witnesses and
 /// decisions.

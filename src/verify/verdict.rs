@@ -2,8 +2,6 @@
 //! arithmetic and margins are typed here; only `report` turns them into
 //! text (JSON keeps today's format: exact numbers as fraction strings).
 
-use super::compare::CrossCheck;
-use super::isolation::CircuitReport;
 use crate::construct::ModelKind;
 use crate::construct::RouterMode;
 use crate::scalar::{Rat, Scalar};
@@ -240,7 +238,7 @@ pub struct Verdict {
     pub cross_check: Option<CrossCheck>,
     /// Every decision taken, for the cross-check.
     #[serde(skip)]
-    pub decisions: Vec<super::compare::Decision>,
+    pub decisions: Vec<Decision>,
 }
 
 /// "moe" or "dense".
@@ -305,4 +303,60 @@ impl Witnesses {
 /// A decision's outcome word.
 pub(crate) fn holds(ok: bool) -> String {
     if ok { "holds" } else { "fails" }.to_string()
+}
+
+/// One decision: a claim on a subject (a prefix, a task, or "task: prefix"
+/// for isolation) and its outcome ("holds", "fails", "holds (expert k)").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub claim: Claim,
+    pub subject: String,
+    pub outcome: String,
+}
+
+impl Decision {
+    pub fn new(claim: Claim, subject: &str, outcome: String) -> Decision {
+        Decision {
+            claim,
+            subject: subject.to_string(),
+            outcome,
+        }
+    }
+}
+
+/// A decision on which the two arithmetics differ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Disagreement {
+    pub claim: Claim,
+    pub subject: String,
+    pub exact: String,
+    pub f64: String,
+}
+
+/// The f64 run next to the exact one.
+#[derive(Debug, Clone, Serialize)]
+pub struct CrossCheck {
+    /// The claims as the f64 run decided them.
+    pub f64_claims: Claims,
+    /// Decisions compared.
+    pub decisions: usize,
+    pub disagreements: Vec<Disagreement>,
+}
+
+/// Size and isolation of one circuit.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CircuitReport {
+    pub task: String,
+    pub neurons: usize,
+    /// |D(k)|: prefixes checked.
+    pub prefixes: usize,
+    /// Prefixes of D(k) on which masking to C(k) changed the P or A verdict.
+    pub changed_verdicts: usize,
+    /// Prefixes of D(k) on which a neuron of another task's circuit fired.
+    pub off_task_firings: usize,
+    /// Neurons of C(k) that another circuit also lists.
+    pub shared_neurons: usize,
+    pub isolated: bool,
+    /// Smallest −(pre-activation) of an off-task neuron over D(k).
+    pub silence_margin: Option<Number>,
 }
