@@ -9,12 +9,13 @@ use std::fmt;
 use std::str::FromStr;
 
 /// What the router may read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum RouterMode {
     /// Only head 1's block, as Theorem 4.2 states.
     Syntactic,
     /// Head 1, head 2 (the key), the position and the current token.
     #[default]
+    #[value(name = "syntactic+key")]
     SyntacticKey,
 }
 

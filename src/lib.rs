@@ -18,8 +18,11 @@ pub mod construct;
 pub mod design;
 pub mod eval;
 pub mod expbound;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod generate;
 pub mod hypotheses;
+pub mod memory;
 pub mod model;
 pub mod modelfile;
 pub mod plot;

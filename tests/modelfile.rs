@@ -171,25 +171,18 @@ fn decisions_json_agrees_with_the_verifier() {
         export_to(&model, name, &dir, &options(ModelKind::Moe)).unwrap();
         let text = std::fs::read_to_string(dir.join("decisions.json")).unwrap();
         let decisions: modelfile::json::Decisions = serde_json::from_str(&text).unwrap();
-        let run = verify::Run {
-            decisions: true,
-            progress: None,
-        };
-        let verdict = verify::verify_run(
-            &ts,
-            &model,
-            &Options::default().epsilon,
-            "r",
-            Arith::Exact,
-            run,
-        );
+        let epsilon = Options::default().epsilon;
+        let config = verify::Config::new(&epsilon)
+            .arith(Arith::Exact)
+            .decisions(true);
+        let verdict = verify::verify(&ts, &model, &config);
         assert_eq!(decisions.prefixes.len(), ts.prefixes.len());
         let mut retrieval_checked = 0;
         for (p, d) in ts.prefixes.iter().zip(&decisions.prefixes) {
             let routed = verdict
                 .decisions
                 .iter()
-                .find(|x| x.claim == "routing" && x.subject == d.text)
+                .find(|x| x.claim == verify::Claim::Routing && x.subject == d.text)
                 .unwrap_or_else(|| panic!("no routing decision for {}", d.text));
             let expert = &model.experts[d.expert.unwrap()].name;
             assert!(
@@ -201,7 +194,7 @@ fn decisions_json_agrees_with_the_verifier() {
             if let Some(r) = verdict
                 .decisions
                 .iter()
-                .find(|x| x.claim == "retrieval" && x.subject == d.text)
+                .find(|x| x.claim == verify::Claim::Retrieval && x.subject == d.text)
             {
                 let valid: Vec<usize> = p
                     .valid_next

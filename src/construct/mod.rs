@@ -36,7 +36,7 @@ pub use head1::{Head1, Head1Mode};
 pub use router::RouterMode;
 
 /// Which of the paper's two constructions to build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ModelKind {
     /// Theorem 4.2: a router and one expert per task.
     #[default]

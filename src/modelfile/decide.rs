@@ -71,7 +71,7 @@ pub fn decided<S: Scalar>(trace: &Trace<S>) -> Decided<S> {
 /// Model token ids of every prefix of the task set (names must match:
 /// the reader and the exporter check that first).
 pub fn inputs<S>(ts: &TaskSet, model: &Model<S>) -> Result<Vec<Vec<usize>>, ModelFileError> {
-    let map = crate::verify::token_map(ts, model);
+    let map = crate::verify::logits::token_map(ts, model);
     ts.prefixes
         .iter()
         .map(|p| {
