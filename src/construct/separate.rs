@@ -34,8 +34,8 @@ use super::exclusion::Nullspace;
 use super::expert::Projection;
 use super::pattern::{Pattern, Symbol};
 use super::residual::Residual;
+use crate::lp::{self, Answer, Outcome, Problem};
 use crate::model::SparseVec;
-use crate::routability::simplex::{self, Outcome, Problem};
 use crate::scalar::Rat;
 use num_bigint::BigInt;
 use num_integer::Integer;
@@ -166,7 +166,12 @@ pub fn separate(
         columns,
         rhs: vec![Rat::one(); m],
     };
-    let x = match simplex::solve(&problem).0 {
+    let outcome = match lp::feasibility(&problem).0 {
+        Answer::Decided(outcome) => outcome,
+        // Past the LP's limit: no projection found, and no conflict to name.
+        Answer::Undecided(_) => return Err(Conflict::default()),
+    };
+    let x = match outcome {
         Outcome::Feasible(x) => x,
         Outcome::Infeasible(y) => {
             // Weights −y ≥ 0 on the surplus columns.

@@ -17,7 +17,7 @@
 //! this module maps prefixes to router inputs and back to names.
 
 pub mod certificate;
-pub mod simplex;
+
 pub mod system;
 
 use crate::construct::attention::hidden_state_with;
