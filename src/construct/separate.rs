@@ -17,7 +17,7 @@
 //! pattern value), every interpolation neuron ReLU(s_k − c − t_m), t_m ≥
 //! t_0 = t_1 − 1, is at most −1 there. That is one exact LP over (s, T, c):
 //! s(w) − T ≥ 1 on k's patterns, T − s(q) + c(q) ≥ 1 on the lookalikes,
-//! solved by [`crate::routability::simplex`]. Its s is doubled and rounded
+//! solved by [`crate::lp`]. Its s is doubled and rounded
 //! to integers (a state's head-1 weights and position add up to 2, so each
 //! value moves by at most 1; checked) and mixed with the injective random
 //! projection ρ as M·S + ρ, with c scaled by M too: for M beyond ρ's spread

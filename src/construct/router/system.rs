@@ -35,6 +35,9 @@ use num_integer::Integer;
 use num_traits::{One, Signed, Zero};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// LP solves allowed for case splits on ambiguous router inputs.
+pub const DEFAULT_BUDGET: usize = 64;
+
 /// LP rows handed to the simplex per round of constraint generation.
 const BATCH: usize = 64;
 /// Systems up to this many rows are solved whole, without generation.
