@@ -129,7 +129,7 @@ pub fn exclude(zero: &[Vec<Rat>], bounds: &[Bound], dims: usize) -> Exclusion {
             columns,
             rhs: rows.iter().map(|(_, v)| v.clone()).collect(),
         };
-        let outcome = match lp::feasibility(&problem).0 {
+        let outcome = match lp::feasibility_by_simplex(&problem).0 {
             Answer::Decided(outcome) => outcome,
             // Past the LP's limit: give up every soft bound still live,
             // with no identity (the verifier reports what stays open).

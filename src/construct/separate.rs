@@ -166,7 +166,7 @@ pub fn separate(
         columns,
         rhs: vec![Rat::one(); m],
     };
-    let outcome = match lp::feasibility(&problem).0 {
+    let outcome = match lp::feasibility_by_simplex(&problem).0 {
         Answer::Decided(outcome) => outcome,
         // Past the LP's limit: no projection found, and no conflict to name.
         Answer::Undecided(_) => return Err(Conflict::default()),

@@ -43,6 +43,8 @@ pub enum Route {
     Repaired,
     /// The exact simplex ran out of time.
     GaveUp,
+    /// The exact simplex alone, on a small LP ([`feasibility_by_simplex`]).
+    Simplex,
     /// A float proposal that failed its exact check, with no repair tried
     /// ([`strict::separate`]: the caller decides by the Farkas side).
     Rejected,
@@ -76,6 +78,7 @@ pub struct Log {
     pub repaired: usize,
     pub gave_up: usize,
     pub rejected: usize,
+    pub simplex: usize,
     pub pivots: usize,
     pub seconds: f64,
     pub slowest: f64,
@@ -91,6 +94,7 @@ impl Log {
             Route::Repaired => self.repaired += 1,
             Route::GaveUp => self.gave_up += 1,
             Route::Rejected => self.rejected += 1,
+            Route::Simplex => self.simplex += 1,
         }
         self.pivots += call.pivots;
         self.seconds += call.seconds;
@@ -105,14 +109,15 @@ impl std::fmt::Display for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} LP calls ({} confirmed from the float proposal, {} proposals rejected, {} repaired by {} exact pivots, {} undecided), \
+            "{} LP calls ({} by the exact simplex alone, {} confirmed from the float proposal, {} proposals rejected, {} repaired, {} undecided; {} exact pivots), \
              largest {}×{}, {:.3} s in all, slowest {:.3} s",
             self.calls,
+            self.simplex,
             self.confirmed,
             self.rejected,
             self.repaired,
-            self.pivots,
             self.gave_up,
+            self.pivots,
             self.largest.0,
             self.largest.1,
             self.seconds,
@@ -129,6 +134,7 @@ static LOG: Mutex<Log> = Mutex::new(Log {
     repaired: 0,
     gave_up: 0,
     rejected: 0,
+    simplex: 0,
     pivots: 0,
     seconds: 0.0,
     slowest: 0.0,
@@ -148,6 +154,39 @@ pub fn log() -> Log {
     *LOG.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Small LPs the exact simplex solves first in [`feasibility_by_simplex`]:
+/// at most this many tableau entries (rows × (columns + rows)) ...
+pub const SIMPLEX_FIRST_ENTRIES: usize = 200_000;
+/// ... and at most this many pivots, a deterministic limit (so the answer
+/// does not depend on the machine's speed).
+pub const SIMPLEX_FIRST_PIVOTS: usize = 400;
+
+/// For callers whose greedy choices depend on *which* point or Farkas
+/// vector they get (the dense gates and projections): the exact simplex
+/// first, as before the float proposal existed, on LPs small enough and
+/// within [`SIMPLEX_FIRST_PIVOTS`], so their constructions are unchanged;
+/// past that, [`feasibility`].
+pub fn feasibility_by_simplex(problem: &Problem) -> (Answer, Call) {
+    let entries = problem.rows * (problem.columns.len() + problem.rows);
+    if entries <= SIMPLEX_FIRST_ENTRIES {
+        let start = Instant::now();
+        if let (Some(outcome), pivots) =
+            simplex::solve_within(problem, None, Some(SIMPLEX_FIRST_PIVOTS))
+        {
+            let call = Call {
+                rows: problem.rows,
+                columns: problem.columns.len(),
+                seconds: start.elapsed().as_secs_f64(),
+                route: Route::Simplex,
+                pivots,
+            };
+            record(call);
+            return (Answer::Decided(outcome), call);
+        }
+    }
+    feasibility(problem)
+}
+
 /// Decide feasibility of A x = b, x ≥ 0, exactly, with the default repair
 /// time.
 pub fn feasibility(problem: &Problem) -> (Answer, Call) {
@@ -161,7 +200,7 @@ pub fn feasibility_within(problem: &Problem, limit: Duration) -> (Answer, Call) 
     let proposed = float::propose(problem).and_then(|p| exact::confirm(problem, &p));
     let (answer, route, pivots) = match proposed {
         Some(outcome) => (Answer::Decided(outcome), Route::Confirmed, 0),
-        None => match simplex::solve_within(problem, Some(start + limit)) {
+        None => match simplex::solve_within(problem, Some(start + limit), None) {
             (Some(outcome), pivots) => (Answer::Decided(outcome), Route::Repaired, pivots),
             (None, pivots) => (
                 Answer::Undecided(format!(

@@ -112,16 +112,20 @@ impl Tableau {
 /// Solve by phase 1 without a time limit (the tests' reference); returns
 /// the outcome and the number of pivots.
 pub fn solve(problem: &Problem) -> (Outcome, usize) {
-    let (outcome, pivots) = solve_within(problem, None);
+    let (outcome, pivots) = solve_within(problem, None, None);
     (outcome.expect("no deadline"), pivots)
 }
 
 /// Solve by phase 1: an artificial variable per row, minimise their sum.
 /// The sum reaches 0 exactly when the system is feasible; otherwise the
 /// final reduced costs of the artificial columns give the Farkas vector.
-/// Returns the outcome (None if `deadline` passed first) and the number of
-/// pivots.
-pub fn solve_within(problem: &Problem, deadline: Option<Instant>) -> (Option<Outcome>, usize) {
+/// Returns the outcome (None if `deadline` passed, or `max_pivots` pivots
+/// were made, first) and the number of pivots.
+pub fn solve_within(
+    problem: &Problem,
+    deadline: Option<Instant>,
+    max_pivots: Option<usize>,
+) -> (Option<Outcome>, usize) {
     let m = problem.rows;
     let n = problem.columns.len();
     let width = n + m;
@@ -190,7 +194,8 @@ pub fn solve_within(problem: &Problem, deadline: Option<Instant>) -> (Option<Out
             (0..w).find(|&j| t.objective[j].is_negative())
         };
         let Some(q) = entering else { break };
-        if deadline.is_some_and(|d| Instant::now() > d) {
+        if deadline.is_some_and(|d| Instant::now() > d) || max_pivots.is_some_and(|m| pivots >= m)
+        {
             return (None, pivots);
         }
         // Ratio test over rows with T_iq > 0: the smallest rhs_i / T_iq,
