@@ -449,6 +449,7 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
             crate::memory::peak_rss_mib()
                 .map_or_else(|| "unknown".to_string(), |m| format!("{m} MiB"))
         );
+        eprintln!("timings: lp: {}", crate::lp::log());
     }
     Ok(if verdict.all_hold() {
         ExitCode::SUCCESS

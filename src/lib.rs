@@ -7,7 +7,12 @@
 //! The pipeline, one module per stage, data flowing one way:
 //! [`spec`] → [`taskset`] → [`construct`] → [`eval`] → [`verify`] →
 //! [`report`] → [`cli`]. The weights live in [`model`] on named bases;
-//! [`scalar`] and [`expbound`] are the arithmetic underneath.
+//! [`scalar`] and [`expbound`] are the arithmetic underneath, and [`lp`]
+//! the exact linear programming (a float solver proposes, rationals decide)
+//! that [`construct`] (router fallback, dense gates and projections) and
+//! [`routability`] both call; [`lp`] imports neither. [`routability`] sits
+//! beside [`verify`]: it reads the construction's router input and its
+//! routing constraints ([`construct::router::system`]), never the reverse.
 //!
 //! Around the pipeline: [`generate`] writes random task sets, [`sweep`]
 //! varies one of their parameters, [`table`] measures expert size against
@@ -22,6 +27,7 @@ pub mod expbound;
 pub mod fixtures;
 pub mod generate;
 pub mod hypotheses;
+pub mod lp;
 pub mod memory;
 pub mod model;
 pub mod modelfile;

@@ -9,7 +9,7 @@
 //!   written through the free coordinates z of that nullspace (exact
 //!   Gauss–Jordan elimination), and ψ(x_q) = u_q·z with u_q the projection
 //!   of target q. What is left is the LP  u_q·z ≥ 1 for every target,
-//!   solved by the exact simplex of [`crate::routability::simplex`].
+//!   solved by the exact LP service of [`crate::lp`].
 //! - If the LP is infeasible its Farkas vector gives λ ≥ 0, not all 0, with
 //!   Σ λ_q u_q = 0: the combination Σ λ_q x_q lies in the span of the task's
 //!   own states, Σ λ_q x_q = Σ ν_w x_w, so every functional that vanishes on
@@ -25,150 +25,10 @@
 //! may also carry other bounds ψ(x) ≥ b, hard or soft: the per-neuron
 //! corrections of [`super::gate`] use that.
 
-use crate::routability::simplex::{self, Outcome, Problem};
+pub use crate::lp::Nullspace;
+use crate::lp::{self, Answer, Outcome, Problem};
 use crate::scalar::Rat;
 use num_traits::{One, Signed, Zero};
-use std::collections::HashSet;
-
-/// The functionals over `dims` coordinates that vanish on every zero row,
-/// in reduced form: each pivot row has a 1 at its pivot column and 0 at
-/// every other pivot column, and remembers which input rows it combines. A
-/// functional vanishing on every row is then fixed by its free (non-pivot)
-/// coordinates z_f: its pivot coordinate p is −Σ_f z_f·row_p[f].
-pub struct Nullspace {
-    /// (pivot column, reduced row, the reduced row as a combination of the
-    /// input rows: (input row, coefficient)).
-    pivots: Vec<Pivot>,
-    pub free: Vec<usize>,
-    pub dims: usize,
-}
-
-/// A sparse combination of input rows: (row, coefficient).
-type Combination = Vec<(usize, Rat)>;
-
-/// (pivot column, reduced row, the reduced row as a combination of the
-/// input rows).
-type Pivot = (usize, Vec<Rat>, Combination);
-
-/// a − f·b on sparse combinations of input rows.
-fn combine(a: &mut Vec<(usize, Rat)>, f: &Rat, b: &[(usize, Rat)]) {
-    for (i, v) in b {
-        match a.iter_mut().find(|(j, _)| j == i) {
-            Some((_, w)) => *w -= f * v,
-            None => a.push((*i, -(f * v))),
-        }
-    }
-    a.retain(|(_, v)| !v.is_zero());
-}
-
-impl Nullspace {
-    pub fn new(rows: &[Vec<Rat>], dims: usize) -> Nullspace {
-        let mut pivots: Vec<Pivot> = Vec::new();
-        for (r, row) in rows.iter().enumerate() {
-            if pivots.len() == dims {
-                break;
-            }
-            let mut x = row.clone();
-            let mut origin = vec![(r, Rat::one())];
-            for (col, p, o) in &pivots {
-                if !x[*col].is_zero() {
-                    let f = x[*col].clone();
-                    for (xi, pi) in x.iter_mut().zip(p) {
-                        if !pi.is_zero() {
-                            *xi -= &f * pi;
-                        }
-                    }
-                    combine(&mut origin, &f, o);
-                }
-            }
-            let Some(col) = x.iter().position(|v| !v.is_zero()) else {
-                continue;
-            };
-            let lead = x[col].clone();
-            for xi in x.iter_mut() {
-                *xi /= &lead;
-            }
-            for (_, v) in origin.iter_mut() {
-                *v /= &lead;
-            }
-            for (_, p, o) in pivots.iter_mut() {
-                if !p[col].is_zero() {
-                    let f = p[col].clone();
-                    for (pi, xi) in p.iter_mut().zip(&x) {
-                        if !xi.is_zero() {
-                            *pi -= &f * xi;
-                        }
-                    }
-                    combine(o, &f, &origin);
-                }
-            }
-            pivots.push((col, x, origin));
-        }
-        let pivot_cols: HashSet<usize> = pivots.iter().map(|(c, _, _)| *c).collect();
-        let free = (0..dims).filter(|f| !pivot_cols.contains(f)).collect();
-        Nullspace { pivots, free, dims }
-    }
-
-    /// The exact functional with free coordinates z.
-    pub fn complete(&self, z: &[Rat]) -> Vec<Rat> {
-        let mut d = vec![Rat::zero(); self.dims];
-        for (&f, zf) in self.free.iter().zip(z) {
-            d[f] = zf.clone();
-        }
-        for (c, row, _) in &self.pivots {
-            d[*c] = -self
-                .free
-                .iter()
-                .zip(z)
-                .filter(|(f, zf)| !zf.is_zero() && !row[**f].is_zero())
-                .map(|(f, zf)| zf * &row[*f])
-                .sum::<Rat>();
-        }
-        d
-    }
-
-    /// u with ψ(x) = u·z for the functional ψ of free coordinates z:
-    /// u_f = x_f − Σ_p row_p[f]·x_p. It is 0 iff x is in the rows' span.
-    pub fn project(&self, x: &[Rat]) -> Vec<Rat> {
-        self.free
-            .iter()
-            .map(|&f| {
-                let mut u = x[f].clone();
-                for (c, row, _) in &self.pivots {
-                    if !x[*c].is_zero() && !row[f].is_zero() {
-                        u -= &x[*c] * &row[f];
-                    }
-                }
-                u
-            })
-            .collect()
-    }
-
-    /// For x in the rows' span, ν with x = Σ ν_r·rows[r] (reduced rows have
-    /// a 1 at their own pivot and 0 at the others', so x = Σ_p x_p·row_p).
-    pub fn express(&self, x: &[Rat]) -> Vec<(usize, Rat)> {
-        let mut nu: Vec<(usize, Rat)> = Vec::new();
-        for (c, _, origin) in &self.pivots {
-            if !x[*c].is_zero() {
-                combine(&mut nu, &-x[*c].clone(), origin);
-            }
-        }
-        nu.sort_by_key(|(r, _)| *r);
-        nu
-    }
-
-    /// The basis functional of free coordinate f, in f64 (for the
-    /// perceptron's proposal).
-    pub fn basis_f64(&self, f: usize) -> Vec<f64> {
-        use crate::scalar::Scalar;
-        let z: Vec<Rat> = self
-            .free
-            .iter()
-            .map(|&g| if g == f { Rat::one() } else { Rat::zero() })
-            .collect();
-        self.complete(&z).iter().map(f64::from_rat).collect()
-    }
-}
 
 /// One inequality ψ(x) ≥ `at_least`, and what to do with it when the LP
 /// cannot meet it together with the others.
@@ -269,7 +129,29 @@ pub fn exclude(zero: &[Vec<Rat>], bounds: &[Bound], dims: usize) -> Exclusion {
             columns,
             rhs: rows.iter().map(|(_, v)| v.clone()).collect(),
         };
-        match simplex::solve(&problem).0 {
+        let outcome = match lp::feasibility_by_simplex(&problem).0 {
+            Answer::Decided(outcome) => outcome,
+            // Past the LP's limit: give up every soft bound still live,
+            // with no identity (the verifier reports what stays open).
+            Answer::Undecided(_) => {
+                for (i, _) in &live {
+                    if bounds[*i].give_up != GiveUp::Never {
+                        given_up.push((
+                            *i,
+                            Identity {
+                                bounds: vec![],
+                                rows: vec![],
+                            },
+                        ));
+                    }
+                }
+                return Exclusion {
+                    psi: vec![Rat::zero(); dims],
+                    given_up,
+                };
+            }
+        };
+        match outcome {
             Outcome::Feasible(x) => {
                 let z: Vec<Rat> = (0..r).map(|f| &x[2 * f] - &x[2 * f + 1]).collect();
                 return Exclusion {

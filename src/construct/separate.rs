@@ -17,7 +17,7 @@
 //! pattern value), every interpolation neuron ReLU(s_k − c − t_m), t_m ≥
 //! t_0 = t_1 − 1, is at most −1 there. That is one exact LP over (s, T, c):
 //! s(w) − T ≥ 1 on k's patterns, T − s(q) + c(q) ≥ 1 on the lookalikes,
-//! solved by [`crate::routability::simplex`]. Its s is doubled and rounded
+//! solved by [`crate::lp`]. Its s is doubled and rounded
 //! to integers (a state's head-1 weights and position add up to 2, so each
 //! value moves by at most 1; checked) and mixed with the injective random
 //! projection ρ as M·S + ρ, with c scaled by M too: for M beyond ρ's spread
@@ -34,8 +34,8 @@ use super::exclusion::Nullspace;
 use super::expert::Projection;
 use super::pattern::{Pattern, Symbol};
 use super::residual::Residual;
+use crate::lp::{self, Answer, Outcome, Problem};
 use crate::model::SparseVec;
-use crate::routability::simplex::{self, Outcome, Problem};
 use crate::scalar::Rat;
 use num_bigint::BigInt;
 use num_integer::Integer;
@@ -166,7 +166,12 @@ pub fn separate(
         columns,
         rhs: vec![Rat::one(); m],
     };
-    let x = match simplex::solve(&problem).0 {
+    let outcome = match lp::feasibility_by_simplex(&problem).0 {
+        Answer::Decided(outcome) => outcome,
+        // Past the LP's limit: no projection found, and no conflict to name.
+        Answer::Undecided(_) => return Err(Conflict::default()),
+    };
+    let x = match outcome {
         Outcome::Feasible(x) => x,
         Outcome::Infeasible(y) => {
             // Weights −y ≥ 0 on the surplus columns.

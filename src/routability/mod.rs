@@ -12,13 +12,14 @@
 //! - undecided: when neither exists (the branch budget on ambiguous inputs
 //!   ran out, or a check failed), the report says so.
 //!
-//! Layout: [`simplex`] is the exact LP solver, [`system`] the routing
-//! constraints and their decision (pure mathematics over feature vectors),
-//! this module maps prefixes to router inputs and back to names.
+//! Layout: [`crate::lp`] is the exact LP service, [`system`] (in
+//! `construct::router`, which synthesis shares) the routing constraints and
+//! their decision (pure mathematics over feature vectors); this module maps
+//! prefixes to router inputs and back to names.
 
 pub mod certificate;
-pub mod simplex;
-pub mod system;
+
+pub use crate::construct::router::system;
 
 use crate::construct::attention::hidden_state_with;
 use crate::construct::residual::Residual;
@@ -33,8 +34,7 @@ use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use system::{Group, Refutation, Solution, Stats, System};
 
-/// LP solves allowed for case splits on ambiguous router inputs.
-pub const DEFAULT_BUDGET: usize = 64;
+pub use system::DEFAULT_BUDGET;
 
 /// The solver's answer, before any independent check.
 #[derive(Debug, Clone)]

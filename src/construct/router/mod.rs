@@ -7,7 +7,7 @@
 //! denominators, a positive factor that changes no comparison, so the
 //! perceptron runs on integers (i128, falling back to big integers if a
 //! weight ever overflows). If the perceptron does not converge, the exact LP
-//! of [`crate::routability::system`] decides the same training data: it
+//! of [`system`] (via [`crate::lp`]) decides the same training data: it
 //! finds a router whenever one exists (the perceptron can need far too many
 //! epochs when the separating feature is tiny, as with the content head,
 //! whose signal sits at 2^{−S·level}). If neither finds one, the pocket
@@ -17,7 +17,8 @@ use super::attention::hidden_state_with;
 use super::head1::Head1;
 use super::residual::Residual;
 use crate::model::{LinearMap, Router, Synthesis};
-use crate::routability::system::{Group, System};
+pub mod system;
+
 use crate::scalar::{FastRat, Rat, Scalar};
 use crate::taskset::{TaskSet, TokenKind};
 use num_bigint::BigInt;
@@ -25,6 +26,7 @@ use num_integer::Integer;
 use num_traits::{CheckedAdd, CheckedDiv, CheckedMul, CheckedSub, One, Zero};
 use rayon::prelude::*;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use system::{Group, System};
 
 /// The exact LP fallback runs only on training data up to this many groups
 /// of identical router input; beyond, an exact simplex can take very long,
@@ -517,7 +519,7 @@ fn exact_router(groups: &Groups, experts: usize) -> Option<Vec<Vec<Rat>>> {
             })
             .collect(),
     };
-    lp.router(crate::routability::DEFAULT_BUDGET)
+    lp.router(system::DEFAULT_BUDGET)
 }
 
 /// Train (with key decomposition), then secure, all in the integer type T;

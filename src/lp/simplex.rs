@@ -19,16 +19,19 @@
 //! cycle, and each switch back needs a strict decrease of the objective, so
 //! the loop terminates.
 //!
-//! Why not a crate: the only exact-rational LP crate on crates.io
-//! (simplex-trace 0.3) is a teaching tool that records every tableau of every
-//! pivot; nothing here trusts this code anyway, since every router it finds
-//! is re-checked by the verifier and every Farkas vector by
-//! [`super::certificate`].
+//! Its numbers grow with every pivot, so it is the repair path of
+//! [`super::feasibility`], not the hot path: it runs only when the float
+//! proposal fails the exact check, and under a deadline. Why not a crate:
+//! the only exact-rational LP crate on crates.io (simplex-trace 0.3) is a
+//! teaching tool that records every tableau of every pivot; nothing here
+//! trusts this code anyway, since every router it finds is re-checked by the
+//! verifier and every Farkas vector by `routability::certificate`.
 
 use crate::scalar::Rat;
 use num_bigint::BigInt;
 use num_integer::Integer;
 use num_traits::{One, Signed, Zero};
+use std::time::Instant;
 
 /// Degenerate pivots in a row before Bland's rule takes over.
 const PATIENCE: usize = 32;
@@ -106,11 +109,23 @@ impl Tableau {
     }
 }
 
+/// Solve by phase 1 without a time limit (the tests' reference); returns
+/// the outcome and the number of pivots.
+pub fn solve(problem: &Problem) -> (Outcome, usize) {
+    let (outcome, pivots) = solve_within(problem, None, None);
+    (outcome.expect("no deadline"), pivots)
+}
+
 /// Solve by phase 1: an artificial variable per row, minimise their sum.
 /// The sum reaches 0 exactly when the system is feasible; otherwise the
 /// final reduced costs of the artificial columns give the Farkas vector.
-/// Returns the outcome and the number of pivots.
-pub fn solve(problem: &Problem) -> (Outcome, usize) {
+/// Returns the outcome (None if `deadline` passed, or `max_pivots` pivots
+/// were made, first) and the number of pivots.
+pub fn solve_within(
+    problem: &Problem,
+    deadline: Option<Instant>,
+    max_pivots: Option<usize>,
+) -> (Option<Outcome>, usize) {
     let m = problem.rows;
     let n = problem.columns.len();
     let width = n + m;
@@ -179,6 +194,9 @@ pub fn solve(problem: &Problem) -> (Outcome, usize) {
             (0..w).find(|&j| t.objective[j].is_negative())
         };
         let Some(q) = entering else { break };
+        if deadline.is_some_and(|d| Instant::now() > d) || max_pivots.is_some_and(|m| pivots >= m) {
+            return (None, pivots);
+        }
         // Ratio test over rows with T_iq > 0: the smallest rhs_i / T_iq,
         // ties to the smallest basic variable (compared crosswise).
         let mut leave: Option<usize> = None;
@@ -215,7 +233,7 @@ pub fn solve(problem: &Problem) -> (Outcome, usize) {
                 x[j] = Rat::new(t.rows[i][w].clone(), t.d.clone());
             }
         }
-        return (Outcome::Feasible(x), pivots);
+        return (Some(Outcome::Feasible(x)), pivots);
     }
     // Duals of the scaled system: y_i = c_{n+i} − r_{n+i} = 1 − R_{n+i}/d.
     // At the optimum yᵀA' ≤ 0 and yᵀb' = z > 0 with A' = S A, b' = S b, so
@@ -226,7 +244,7 @@ pub fn solve(problem: &Problem) -> (Outcome, usize) {
             Rat::from_integer(-(&scale[i] * dual))
         })
         .collect();
-    (Outcome::Infeasible(y), pivots)
+    (Some(Outcome::Infeasible(y)), pivots)
 }
 
 /// Check an outcome against its problem, exactly (for tests and debugging;
