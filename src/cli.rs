@@ -352,6 +352,17 @@ fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
     };
     let spec = spec::load(&args.spec)?;
     let ts = TaskSet::try_from_spec(&spec).map_err(CliError::Input)?;
+    if args.model == ModelKind::Dense
+        && args.arith == Arith::F64
+        && ts.max_len > crate::scalar::F64_DENSE_MAX_LEN
+    {
+        return Err(CliError::Input(format!(
+            "{}: --arith f64 cannot represent the dense model at L = {}: head 1's weights 2^j/Σ2^l need more than f64's 53-bit mantissa beyond L = {} (use --arith exact or both)",
+            spec.file,
+            ts.max_len,
+            crate::scalar::F64_DENSE_MAX_LEN
+        )));
+    }
     Ok((ts, options))
 }
 

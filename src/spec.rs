@@ -75,10 +75,24 @@ impl fmt::Display for SpecError {
             write!(f, ":{line}")?;
         }
         if let Some(task) = &self.task {
-            write!(f, ": task '{task}'")?;
+            write!(f, ": task '{}'", one_line(task))?;
         }
-        write!(f, ": {}", *self.kind)
+        write!(f, ": {}", one_line(&self.kind.to_string()))
     }
+}
+
+/// A message stays one line whatever text it quotes: control characters
+/// (a newline in a template, a NUL in a name) are shown escaped.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// What is wrong with a spec.
