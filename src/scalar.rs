@@ -243,8 +243,9 @@ pub const MAX_DECIMAL_SCALE: u32 = 10_000;
 /// Head 1's positional weights are 2^j / Σ_{l ≤ i} 2^l: at position i the
 /// first ones are about 2^{-i}, and the dense gates subtract terms of that
 /// size from logits of order β_syn, so once 2^{-L}·β_syn falls below the
-/// 53-bit mantissa's resolution f64 reports false failures (measured:
-/// none at 35 positions, 8 disagreements at 40, 176 at 45). Below this
+/// 53-bit mantissa's resolution f64 reports false failures (issue 15
+/// measured `--arith both` disagreements: none at 35 positions, 8 at 40,
+/// 176 at 45; the limit keeps a margin below that). Below this
 /// length the f64 run is reliable; above it, `--arith f64` on the dense
 /// model is refused and `--arith both` (exact decides) is the way.
 pub const F64_DENSE_MAX_LEN: usize = 32;

@@ -595,8 +595,8 @@ mod tests {
         let long = vec!["Paris"; 2000].join(" ");
         let e = ts.tokenize(&long).unwrap_err();
         assert!(e.contains("2000 words") && e.contains("L = 6"), "{e}");
-        assert!(ts.tokenize(&vec!["Paris"; 7].join(" ")).is_err());
-        assert_eq!(ts.tokenize(&vec!["Paris"; 6].join(" ")).unwrap().len(), 6);
+        assert!(ts.tokenize(&["Paris"; 7].join(" ")).is_err());
+        assert_eq!(ts.tokenize(&["Paris"; 6].join(" ")).unwrap().len(), 6);
     }
 
     #[test]

@@ -14,9 +14,12 @@
 //!   `the_invalid_mass_bound_is_never_below_the_reference`.
 //! - `exp_upper` returning a capped power of two past 2^24 bits (below
 //!   e^y) instead of no bound: `past_the_bit_limit_the_bound_is_trivial`.
-//! - `ln_ceiling` one too small: `the_margin_certifies_its_own_inequality`.
+//!
+//! The four were applied together (each in the one function its test
+//! exercises) and all four tests failed, with fixed seeds, then reverted.
+//! `the_margin_certifies_its_own_inequality` guards `ln_ceiling` (the
+//! margin β_sem) against the reference; no mutation of it was run.
 
-#[allow(dead_code)]
 mod reference;
 
 use num_bigint::BigInt;
@@ -34,7 +37,7 @@ use std::collections::{BTreeSet, HashMap};
 fn runner(cases: u32) -> TestRunner {
     TestRunner::new(Config {
         cases,
-        rng_seed: RngSeed::Fixed(0x5eed_1e5),
+        rng_seed: RngSeed::Fixed(0x05ee_d1e5),
         failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
         ..Config::default()
     })
@@ -89,7 +92,9 @@ fn exp_upper_and_lower_bracket_e_to_the_y() {
 
 /// Histograms (logit, count) of valid and invalid tokens, logits off the
 /// grid, gaps from 0 to about 60 either way.
-fn histograms() -> impl Strategy<Value = (Vec<(Rat, usize)>, Vec<(Rat, usize)>)> {
+type Histogram = Vec<(Rat, usize)>;
+
+fn histograms() -> impl Strategy<Value = (Histogram, Histogram)> {
     (
         prop::collection::vec((rational(-30, 30), 1usize..4), 1..4),
         prop::collection::vec((rational(-30, 30), 1usize..4), 0..5),
