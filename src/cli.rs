@@ -11,14 +11,13 @@ use crate::modelfile;
 use crate::progress;
 use crate::report::{self, Format};
 use crate::routability;
-use crate::scalar::{Rat, parse_rational};
+use crate::scalar::Rat;
 use crate::spec::{self, SpecError};
 use crate::sweep::{self, Param, Sweep};
 use crate::table::{self, Table};
 use crate::taskset::TaskSet;
 use crate::verify::{self, Arith, oracle_facts};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use num_traits::{One, Zero};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -238,6 +237,11 @@ impl GenFlags {
         set(&mut p.tasks, self.tasks);
         set(&mut p.templates, self.templates);
         set(&mut p.min_len, self.min_len);
+        if self.shared_prefixes && self.min_len.is_none() {
+            // "{key} is … {value}" needs 3 positions: the default follows.
+            p.min_len = p.min_len.max(generate::SHARED_PREFIX_MIN_LEN);
+            p.max_len = p.max_len.max(p.min_len);
+        }
         set(&mut p.max_len, self.max_len);
         set(&mut p.pairs, self.pairs);
         set(&mut p.words, self.words);
@@ -378,13 +382,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
 }
 
 fn epsilon(text: &str) -> Result<Rat, CliError> {
-    parse_rational(text)
-        .filter(|e| *e > Rat::zero() && *e < Rat::one())
-        .ok_or_else(|| {
-            CliError::Input(format!(
-                "--epsilon {text}: expected a number strictly between 0 and 1 (e.g. 1e-6 or 1/1000)"
-            ))
-        })
+    crate::scalar::parse_epsilon(text).map_err(|e| CliError::Input(e.to_string()))
 }
 
 fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
@@ -400,7 +398,19 @@ fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
         ..Options::default()
     };
     let spec = spec::load(&args.spec)?;
-    Ok((TaskSet::from_spec(&spec), options))
+    let ts = TaskSet::try_from_spec(&spec).map_err(CliError::Input)?;
+    if args.model == ModelKind::Dense
+        && args.arith == Arith::F64
+        && ts.max_len > crate::scalar::F64_DENSE_MAX_LEN
+    {
+        return Err(CliError::Input(format!(
+            "{}: --arith f64 cannot represent the dense model at L = {}: head 1's weights 2^j/Σ2^l need more than f64's 53-bit mantissa beyond L = {} (use --arith exact or both)",
+            spec.file,
+            ts.max_len,
+            crate::scalar::F64_DENSE_MAX_LEN
+        )));
+    }
+    Ok((ts, options))
 }
 
 fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
@@ -724,13 +734,24 @@ fn generate_command(args: GenerateArgs) -> Result<ExitCode, CliError> {
     };
     args.params.apply(&mut params);
     let spec = generate::generate(&params)?;
-    // The header is the command that regenerates the file, every flag explicit.
-    let toml = format!(
-        "# routecert generate {}\n{}",
-        params.to_args(),
-        spec.to_toml()
-    );
-    write_output(args.output.as_deref(), &toml)?;
+    // JSON where the output is named .json (what `verify x.json` reads);
+    // otherwise TOML, whose header is the command that regenerates the file,
+    // every flag explicit.
+    let json = args
+        .output
+        .as_deref()
+        .and_then(Path::extension)
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let text = if json {
+        spec.to_json()
+    } else {
+        format!(
+            "# routecert generate {}\n{}",
+            params.to_args(),
+            spec.to_toml()
+        )
+    };
+    write_output(args.output.as_deref(), &text)?;
     Ok(ExitCode::SUCCESS)
 }
 
