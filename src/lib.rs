@@ -19,6 +19,7 @@ pub mod eval;
 pub mod expbound;
 pub mod generate;
 pub mod hypotheses;
+pub mod interval;
 pub mod model;
 pub mod plot;
 pub mod progress;

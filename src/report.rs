@@ -9,6 +9,7 @@ use crate::taskset::TaskSet;
 use crate::verify::{ClaimResult, Verdict, Witness, approx};
 use std::fmt::Write;
 
+pub mod interval;
 pub mod routability;
 
 /// Witnesses printed in text and Markdown (JSON lists all that were kept).

@@ -20,6 +20,7 @@
 //! ([`compare`]).
 
 pub mod compare;
+pub mod interval;
 pub mod isolation;
 pub mod probability;
 
