@@ -40,10 +40,11 @@ fn exact_failures(v: &Verdict) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// (claim, prefix) pairs.
+type Claimed = BTreeSet<(String, String)>;
+
 /// (claim, prefix) of the interval verdict's refuted and undecided claims.
-fn open_claims(
-    v: &routecert::verify::interval::IntervalVerdict,
-) -> (BTreeSet<(String, String)>, BTreeSet<(String, String)>) {
+fn open_claims(v: &routecert::verify::interval::IntervalVerdict) -> (Claimed, Claimed) {
     let key = |w: &routecert::verify::Witness| (w.claim.to_string(), w.prefix.clone());
     let not_size = |w: &&routecert::verify::Witness| w.claim != "size";
     (
