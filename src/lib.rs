@@ -21,6 +21,7 @@ pub mod generate;
 pub mod hypotheses;
 pub mod interval;
 pub mod model;
+pub mod modelfile;
 pub mod plot;
 pub mod progress;
 pub mod report;
