@@ -27,6 +27,7 @@ pub mod expbound;
 pub mod fixtures;
 pub mod generate;
 pub mod hypotheses;
+pub mod interval;
 pub mod lp;
 pub mod memory;
 pub mod model;

@@ -30,6 +30,7 @@
 pub mod arith;
 mod assess;
 pub mod compare;
+pub mod interval;
 pub mod isolation;
 pub mod logits;
 pub mod probability;
