@@ -301,6 +301,11 @@ pub struct Verdict {
     /// Every decision taken, for the cross-check.
     #[serde(skip)]
     pub decisions: Vec<Decision>,
+    /// Per prefix, in task-set order: the exact top-two router margin Δ(w)
+    /// (MoE; null without a second expert). Filled by `verify --format
+    /// json` from [`crate::soft::margins::prefix_margins`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router_margins: Option<Vec<Option<String>>>,
 }
 
 impl Verdict {
@@ -1016,6 +1021,7 @@ fn verify_in<S: ClaimArith>(
         failures: witnesses.list,
         cross_check: None,
         decisions: if run.decisions { decisions } else { Vec::new() },
+        router_margins: None,
     }
 }
 
