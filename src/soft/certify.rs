@@ -459,3 +459,122 @@ impl<'a, S: GateArith> Prepared<'a, S> {
         done(lo, Some(hi), false, i)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::construct::{ModelKind, Options};
+    use crate::scalar::{FastRat, Scalar, rat};
+    use crate::spec;
+    use num_traits::Zero;
+    use std::path::Path;
+
+    fn task_set(name: &str) -> TaskSet {
+        let path = format!("{}/constructions/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+        TaskSet::from_spec(&spec::load(Path::new(&path)).unwrap())
+    }
+
+    fn model(ts: &TaskSet) -> Model<Rat> {
+        crate::construct::build(ts, &Options::default(), ModelKind::Moe)
+    }
+
+    fn parse(text: &str) -> Rat {
+        crate::scalar::parse_rational(text).unwrap()
+    }
+
+    #[test]
+    fn running_example_has_a_positive_certified_temperature() {
+        let ts = task_set("running_example");
+        let m = model(&ts).map(FastRat::from_rat);
+        let p = Prepared::new(&ts, &m);
+        let o = SoftOptions::default();
+        let c = p.certify(&o);
+        let t = parse(&c.temperature);
+        assert!(t > Rat::zero() && c.verdict.certified && c.verdict.all_hold());
+        // T* is within the stated precision of a temperature that fails.
+        let fails = parse(c.fails_at.as_ref().unwrap());
+        assert!(fails > t && (fails.clone() - t.clone()) <= o.precision.clone() * fails.clone());
+        assert!(!p.verify_at(&FastRat::from_rat(&fails), &o).all_hold());
+        // Everything proved at T*/2, with less gate mass off the top.
+        let half = p.verify_at(&FastRat::from_rat(&(t.clone() / int(2))), &o);
+        assert!(half.all_hold());
+        assert!(parse(half.max_off_top.as_ref().unwrap()) < parse(c.verdict.max_off_top.as_ref().unwrap()));
+        // Two experts and Δ = 1/6 at the binding prefix: 1 − g_top =
+        // s/(1+s) with s = e^{−Δ/T} reaches η = 1/100 at T = Δ/ln 99 ≈
+        // 0.036272; the certificate's slack keeps T* just below it.
+        let b = c.binding.unwrap();
+        assert_eq!(b.margin.as_deref(), Some("1/6"));
+        assert_eq!(b.tasks, vec!["spoken_in".to_string()]);
+        let exact = (1.0 / 6.0) / 99f64.ln();
+        assert!(c.approx < exact && c.approx > 0.99 * exact, "{}", c.approx);
+    }
+
+    #[test]
+    fn raising_one_prefix_margin_never_lowers_t_star() {
+        let ts = task_set("running_example");
+        let m = model(&ts).map(FastRat::from_rat);
+        let o = SoftOptions::default();
+        let base = Prepared::new(&ts, &m);
+        let t0 = parse(&base.certify(&o).temperature);
+        // The three prefixes with the smallest margin (the binding ones),
+        // one in the middle and the largest.
+        let picks = [base.order[0], base.order[1], base.order[20], *base.order.last().unwrap()];
+        for i in picks {
+            let mut raised = Prepared::new(&ts, &m);
+            if let Ok(p) = &mut raised.prefixes[i] {
+                p.gaps = p.gaps.iter().map(|g| g.clone() * FastRat::from_rat(&int(3))).collect();
+                p.margin = p.margin.clone().map(|g| g * FastRat::from_rat(&int(3)));
+            }
+            let t = parse(&raised.certify(&o).temperature);
+            assert!(t >= t0, "prefix {i}: {t} < {t0}");
+        }
+        // Raising all three prefixes at Δ = 1/6 lifts T* to the next
+        // binding margin (Δ = 1/5).
+        let mut raised = Prepared::new(&ts, &m);
+        for &i in &base.order[..3] {
+            if let Ok(p) = &mut raised.prefixes[i] {
+                p.gaps = p.gaps.iter().map(|g| g.clone() * FastRat::from_rat(&int(3))).collect();
+                p.margin = p.margin.clone().map(|g| g * FastRat::from_rat(&int(3)));
+            }
+        }
+        let c = raised.certify(&o);
+        assert!(parse(&c.temperature) > t0);
+        assert_eq!(c.binding.unwrap().margin.as_deref(), Some("1/5"));
+    }
+
+    #[test]
+    fn a_router_tie_gives_t_star_zero_and_names_the_prefix() {
+        let ts = task_set("shared_keys");
+        let m = model(&ts).map(FastRat::from_rat);
+        let c = Prepared::new(&ts, &m).certify(&SoftOptions::default());
+        assert_eq!(c.temperature, "0");
+        let b = c.binding.unwrap();
+        assert_eq!(b.margin.as_deref(), Some("0"));
+        let i = ts.prefixes.iter().position(|p| ts.render(&p.tokens) == b.prefix).unwrap();
+        assert!(ts.prefixes[i].is_ambiguous());
+        assert!(b.reason.contains("1/2 > η"), "{}", b.reason);
+    }
+
+    #[test]
+    fn f64_finds_about_the_same_temperature_but_certifies_nothing() {
+        let ts = task_set("running_example");
+        let exact_model = model(&ts);
+        let exact = Prepared::new(&ts, &exact_model.map(FastRat::from_rat)).certify(&SoftOptions::default());
+        let float_model = exact_model.to_f64();
+        let float = Prepared::new(&ts, &float_model).certify(&SoftOptions::default());
+        assert!(!float.verdict.certified && exact.verdict.certified);
+        assert!(float.verdict.all_hold());
+        assert!((float.approx - exact.approx).abs() < 0.01 * exact.approx);
+        let text = crate::soft::render::certified_text(&float, "x");
+        assert!(text.contains("not certified"), "{text}");
+    }
+
+    #[test]
+    fn too_hot_a_gate_fails_routing_first() {
+        let ts = task_set("running_example");
+        let m = model(&ts).map(FastRat::from_rat);
+        let v = Prepared::new(&ts, &m).verify_at(&FastRat::from_rat(&rat(1, 2)), &SoftOptions::default());
+        assert!(!v.routing.holds && v.routing.failures > 0);
+        assert!(v.failures.iter().any(|f| f.claim == "routing"));
+    }
+}

@@ -134,6 +134,24 @@ pub fn brief<S: GateArith>(x: &S) -> String {
     }
 }
 
+/// Above this argument e^{−x} is bounded by e^{−CAP} (above) and 0 (below):
+/// both rigorous, and they keep 2^{−⌊1.44x⌋} from growing numbers of
+/// hundreds of thousands of bits when a far expert's gap meets a small T.
+const CAP: i64 = 128;
+
+fn capped_upper<S: GateArith>(x: S) -> S {
+    let cap = S::from_rat(&crate::scalar::int(CAP));
+    S::exp_neg_upper(&if x > cap { cap } else { x })
+}
+
+fn capped_lower<S: GateArith>(x: S) -> S {
+    if x > S::from_rat(&crate::scalar::int(CAP)) {
+        S::zero()
+    } else {
+        S::exp_neg_lower(&x)
+    }
+}
+
 /// s/(1 + s): the gate mass off the top expert given s = Σ e^{−gap/T}.
 fn off_top<S: GateArith>(s: S) -> S {
     s.clone() / (S::one() + s)
@@ -148,7 +166,7 @@ pub fn off_top_upper<S: GateArith>(gaps: &[S], t: &S) -> S {
     }
     let s = gaps
         .iter()
-        .map(|g| S::exp_neg_upper(&(g.clone() / t.clone())).round_up())
+        .map(|g| capped_upper(g.clone() / t.clone()).round_up())
         .fold(S::zero(), |a, b| a + b);
     off_top(s).round_up()
 }
@@ -160,7 +178,7 @@ pub fn off_top_lower<S: GateArith>(gaps: &[S], t: &S) -> S {
     }
     let s = gaps
         .iter()
-        .map(|g| S::exp_neg_lower(&(g.clone() / t.clone())))
+        .map(|g| capped_lower(g.clone() / t.clone()))
         .fold(S::zero(), |a, b| a + b);
     off_top(s)
 }
@@ -170,6 +188,12 @@ pub fn off_top_lower<S: GateArith>(gaps: &[S], t: &S) -> S {
 /// e^{Δ/T} ≤ c.
 pub fn at_most_t_ln<S: GateArith>(delta: &S, t: &S, c: &S) -> Option<bool> {
     let x = delta.clone() / t.clone();
+    // ln c ≤ 0.7·log2 c < 2 + ⌈log2 c⌉ − 2: the float log2 only sets a
+    // threshold with a slack of 2 (far beyond its rounding), and above it
+    // Δ/T > ln c without any exp.
+    if x > S::from_rat(&crate::scalar::int(2 + c.approx().log2().max(0.0).ceil() as i64)) {
+        return Some(false);
+    }
     if S::exp_upper(&x) <= *c {
         Some(true)
     } else if S::exp_lower(&x) > *c {
@@ -204,7 +228,7 @@ mod tests {
     fn rounding_up_stays_above_and_close() {
         let x = rat(1, 3) * rat(1, 7_000_000_000_000_000_000);
         let r = round_up_rat(&x);
-        assert!(r >= x && r - x.clone() < x.clone() * rat(1, 1 << 58));
+        assert!(r >= x && r.clone() - x.clone() < x.clone() * rat(1, 1 << 58));
         assert!(r.denom().bits() < 200);
         assert_eq!(round_up_rat(&int(5)), int(5));
     }
@@ -219,7 +243,7 @@ mod tests {
     #[test]
     fn off_top_grows_with_temperature() {
         let gaps = [rat(1, 6), int(2)];
-        let mut last = Rat::zero();
+        let mut last = <Rat as num_traits::Zero>::zero();
         for k in 1..20 {
             let u = off_top_upper(&gaps, &rat(k, 40));
             assert!(u > last);
