@@ -498,7 +498,10 @@ mod tests {
         // Everything proved at T*/2, with less gate mass off the top.
         let half = p.verify_at(&FastRat::from_rat(&(t.clone() / int(2))), &o);
         assert!(half.all_hold());
-        assert!(parse(half.max_off_top.as_ref().unwrap()) < parse(c.verdict.max_off_top.as_ref().unwrap()));
+        assert!(
+            parse(half.max_off_top.as_ref().unwrap())
+                < parse(c.verdict.max_off_top.as_ref().unwrap())
+        );
         // Two experts and Δ = 1/6 at the binding prefix: 1 − g_top =
         // s/(1+s) with s = e^{−Δ/T} reaches η = 1/100 at T = Δ/ln 99 ≈
         // 0.036272; the certificate's slack keeps T* just below it.
@@ -518,11 +521,20 @@ mod tests {
         let t0 = parse(&base.certify(&o).temperature);
         // The three prefixes with the smallest margin (the binding ones),
         // one in the middle and the largest.
-        let picks = [base.order[0], base.order[1], base.order[20], *base.order.last().unwrap()];
+        let picks = [
+            base.order[0],
+            base.order[1],
+            base.order[20],
+            *base.order.last().unwrap(),
+        ];
         for i in picks {
             let mut raised = Prepared::new(&ts, &m);
             if let Ok(p) = &mut raised.prefixes[i] {
-                p.gaps = p.gaps.iter().map(|g| g.clone() * FastRat::from_rat(&int(3))).collect();
+                p.gaps = p
+                    .gaps
+                    .iter()
+                    .map(|g| g.clone() * FastRat::from_rat(&int(3)))
+                    .collect();
                 p.margin = p.margin.clone().map(|g| g * FastRat::from_rat(&int(3)));
             }
             let t = parse(&raised.certify(&o).temperature);
@@ -533,7 +545,11 @@ mod tests {
         let mut raised = Prepared::new(&ts, &m);
         for &i in &base.order[..3] {
             if let Ok(p) = &mut raised.prefixes[i] {
-                p.gaps = p.gaps.iter().map(|g| g.clone() * FastRat::from_rat(&int(3))).collect();
+                p.gaps = p
+                    .gaps
+                    .iter()
+                    .map(|g| g.clone() * FastRat::from_rat(&int(3)))
+                    .collect();
                 p.margin = p.margin.clone().map(|g| g * FastRat::from_rat(&int(3)));
             }
         }
@@ -550,7 +566,11 @@ mod tests {
         assert_eq!(c.temperature, "0");
         let b = c.binding.unwrap();
         assert_eq!(b.margin.as_deref(), Some("0"));
-        let i = ts.prefixes.iter().position(|p| ts.render(&p.tokens) == b.prefix).unwrap();
+        let i = ts
+            .prefixes
+            .iter()
+            .position(|p| ts.render(&p.tokens) == b.prefix)
+            .unwrap();
         assert!(ts.prefixes[i].is_ambiguous());
         assert!(b.reason.contains("1/2 > η"), "{}", b.reason);
     }
@@ -559,7 +579,8 @@ mod tests {
     fn f64_finds_about_the_same_temperature_but_certifies_nothing() {
         let ts = task_set("running_example");
         let exact_model = model(&ts);
-        let exact = Prepared::new(&ts, &exact_model.map(FastRat::from_rat)).certify(&SoftOptions::default());
+        let exact = Prepared::new(&ts, &exact_model.map(FastRat::from_rat))
+            .certify(&SoftOptions::default());
         let float_model = exact_model.to_f64();
         let float = Prepared::new(&ts, &float_model).certify(&SoftOptions::default());
         assert!(!float.verdict.certified && exact.verdict.certified);
@@ -573,7 +594,8 @@ mod tests {
     fn too_hot_a_gate_fails_routing_first() {
         let ts = task_set("running_example");
         let m = model(&ts).map(FastRat::from_rat);
-        let v = Prepared::new(&ts, &m).verify_at(&FastRat::from_rat(&rat(1, 2)), &SoftOptions::default());
+        let v = Prepared::new(&ts, &m)
+            .verify_at(&FastRat::from_rat(&rat(1, 2)), &SoftOptions::default());
         assert!(!v.routing.holds && v.routing.failures > 0);
         assert!(v.failures.iter().any(|f| f.claim == "routing"));
     }

@@ -191,7 +191,9 @@ pub fn at_most_t_ln<S: GateArith>(delta: &S, t: &S, c: &S) -> Option<bool> {
     // ln c ≤ 0.7·log2 c < 2 + ⌈log2 c⌉ − 2: the float log2 only sets a
     // threshold with a slack of 2 (far beyond its rounding), and above it
     // Δ/T > ln c without any exp.
-    if x > S::from_rat(&crate::scalar::int(2 + c.approx().log2().max(0.0).ceil() as i64)) {
+    if x > S::from_rat(&crate::scalar::int(
+        2 + c.approx().log2().max(0.0).ceil() as i64,
+    )) {
         return Some(false);
     }
     if S::exp_upper(&x) <= *c {

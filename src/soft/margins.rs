@@ -222,14 +222,21 @@ mod tests {
 
     #[test]
     fn curve_counts_every_prefix_and_bounds_the_straying_ones() {
-        let path = format!("{}/constructions/shared_keys.toml", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/constructions/shared_keys.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let ts = TaskSet::from_spec(&crate::spec::load(Path::new(&path)).unwrap());
-        let m = crate::construct::build(&ts, &Options::default(), ModelKind::Moe).map(FastRat::from_rat);
+        let m = crate::construct::build(&ts, &Options::default(), ModelKind::Moe)
+            .map(FastRat::from_rat);
         let c = curve("shared_keys", &ts, &m);
         let last = c.curve.last().unwrap();
         assert_eq!(last.all_le, ts.prefixes.len());
         assert_eq!(last.mass, "1");
-        assert_eq!((last.one_task_le, last.ambiguous_le), (c.one_task, c.ambiguous));
+        assert_eq!(
+            (last.one_task_le, last.ambiguous_le),
+            (c.one_task, c.ambiguous)
+        );
         // The 7 ties are the 7 ambiguous prefixes (a shared key before any
         // template word): the curve starts at Δ = 0 with exactly them.
         assert_eq!(c.curve[0].delta, "0");
@@ -239,8 +246,17 @@ mod tests {
         // The seed paper's bound: a prefix whose gate strays by more than δ
         // has Δ < T·ln((K−1)/δ).
         let gaps = router_gaps(&ts, &m);
-        let temps: Vec<Rat> = [1, 10, 100, 1000].iter().map(|d| int(1) / int(*d)).collect();
-        let d = deviation("shared_keys", &gaps, 2, &Rat::new(1.into(), 100.into()), &temps);
+        let temps: Vec<Rat> = [1, 10, 100, 1000]
+            .iter()
+            .map(|d| int(1) / int(*d))
+            .collect();
+        let d = deviation(
+            "shared_keys",
+            &gaps,
+            2,
+            &Rat::new(1.into(), 100.into()),
+            &temps,
+        );
         for r in &d.rows {
             assert!(r.deviating <= r.boundary + r.boundary_undecided, "{r:?}");
             assert_eq!(r.deviating + r.within + r.undecided, ts.prefixes.len());
