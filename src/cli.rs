@@ -6,7 +6,8 @@ use crate::construct::{self, Head1Mode, ModelKind, Options, RouterMode};
 use crate::eval::{self, Trace, float::FloatModel};
 use crate::generate::{self, GenerateError, Params};
 use crate::hypotheses::Hypotheses;
-use crate::model::Model;
+use crate::model::{Model, ScoreUnit};
+use crate::modelfile;
 use crate::progress;
 use crate::report::{self, Format, OracleFacts};
 use crate::routability;
@@ -52,6 +53,43 @@ pub enum Command {
     /// Every prefix's exact top-two router margin Δ(w) and the boundary
     /// mass m(w) = #{Δ ≤ w} / #prefixes (docs/soft-routing.md).
     Margins(crate::soft::cli::MarginsArgs),
+    /// Write the model as a directory PyTorch and TransformerLens load
+    /// (docs/model-file.md): safetensors, config, names, exact weights and
+    /// routecert's decision on every prefix.
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Task specification (TOML, or JSON by extension).
+    pub spec: PathBuf,
+    /// The directory to write (created; replaced only with --force).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Which construction (as for verify).
+    #[arg(long, default_value = "moe", value_parser = parse_model)]
+    pub model: ModelKind,
+    /// What the router reads (as for verify).
+    #[arg(long, default_value = "syntactic+key", value_parser = parse_router)]
+    pub router: RouterMode,
+    /// Head 1's attention scores (as for verify).
+    #[arg(long, default_value = "positional", value_parser = parse_head1)]
+    pub head1: Head1Mode,
+    /// Target ε of the probability claim (as for verify).
+    #[arg(long, default_value = "1e-6")]
+    pub epsilon: String,
+    /// Float type of model.safetensors: f64, or f32 (refused if the f32
+    /// forward pass flips a decision, unless --force).
+    #[arg(long, default_value = "f64", value_parser = parse_dtype)]
+    pub dtype: modelfile::Dtype,
+    /// dense (what TransformerLens loads) or sparse (COO); default: dense
+    /// up to 256 MiB, sparse above.
+    #[arg(long, value_parser = parse_layout)]
+    pub layout: Option<modelfile::Layout>,
+    /// Replace a non-empty output directory; write an f32 file that flips
+    /// decisions.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -85,6 +123,12 @@ pub struct ModelArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Verify the weights of a model directory (docs/model-file.md) instead
+    /// of building them: exact when its exact.json matches its tensors,
+    /// otherwise only with --arith f64 (natural-unit floats need the
+    /// interval verifier for an exact verdict).
+    #[arg(long, value_name = "DIR")]
+    pub weights: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = FormatArg::Text)]
     pub format: FormatArg,
@@ -103,6 +147,9 @@ pub struct VerifyArgs {
 pub struct InspectArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Trace the weights of a model directory instead of building them.
+    #[arg(long, value_name = "DIR")]
+    pub weights: Option<PathBuf>,
     /// The prefix to trace, as text ("Paris is located").
     #[arg(long)]
     pub prefix: String,
@@ -296,6 +343,14 @@ fn parse_arith(s: &str) -> Result<Arith, String> {
     s.parse()
 }
 
+fn parse_dtype(s: &str) -> Result<modelfile::Dtype, String> {
+    s.parse()
+}
+
+fn parse_layout(s: &str) -> Result<modelfile::Layout, String> {
+    s.parse()
+}
+
 fn parse_param(s: &str) -> Result<Param, String> {
     s.parse()
 }
@@ -307,6 +362,8 @@ pub enum CliError {
     Spec(Box<SpecError>),
     #[error("{0}")]
     Input(String),
+    #[error(transparent)]
+    ModelFile(#[from] modelfile::ModelFileError),
 }
 
 impl From<SpecError> for CliError {
@@ -333,6 +390,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Routability(args) => routability_command(args),
         Command::Table(args) => table_command(args),
         Command::Margins(args) => crate::soft::cli::margins_command(args),
+        Command::Export(args) => export_command(args),
     }
 }
 
@@ -369,12 +427,17 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
     let clock = Instant::now();
     let (ts, options) = load(&args.model)?;
     let loaded = clock.elapsed();
-    let model = construct::build(&ts, &options, args.model.model);
-    let built = clock.elapsed();
-    let router = match args.model.model {
-        ModelKind::Moe => options.router.to_string(),
-        ModelKind::Dense => "none".to_string(),
+    let (model, router) = match &args.weights {
+        None => {
+            let router = match args.model.model {
+                ModelKind::Moe => options.router.to_string(),
+                ModelKind::Dense => "none".to_string(),
+            };
+            (construct::build(&ts, &options, args.model.model), router)
+        }
+        Some(dir) => read_weights(dir, &ts, args.model.arith)?,
     };
+    let built = clock.elapsed();
     let show = !args.quiet && std::io::stderr().is_terminal();
     let bar = progress::Bar::counting(ts.prefixes.len(), "prefixes", "verify", show);
     let progress = |done: usize, _: usize| bar.set(done);
@@ -447,8 +510,11 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
             tokens.len()
         )));
     }
-    let model = construct::build(&ts, &options, args.model.model);
-    // Task-set and model vocabularies coincide by construction; map by name.
+    let model = match &args.weights {
+        None => construct::build(&ts, &options, args.model.model),
+        Some(dir) => read_weights(dir, &ts, args.model.arith)?.0,
+    };
+    // The task set and the model meet only through token names.
     let input: Vec<usize> = tokens
         .iter()
         .map(|&t| {
@@ -487,6 +553,104 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
     if let Some(i) = ts.prefixes.iter().position(|p| p.tokens == tokens) {
         let h = Hypotheses::check(&ts, options.router, &options.epsilon);
         println!("hypothesis H-R: {}", h.explain(&ts, i));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--weights DIR`: the model read from DIR and the router mode to report.
+/// Natural-unit weights (no usable exact.json) have irrational attention
+/// weights: exact arithmetic cannot decide them, and no float may, so only
+/// `--arith f64` runs on them until the interval verifier lands.
+fn read_weights(dir: &Path, ts: &TaskSet, arith: Arith) -> Result<(Model<Rat>, String), CliError> {
+    let read = modelfile::read(dir)?;
+    modelfile::read::check_against(dir, &read.model, ts)?;
+    if read.model.score_unit == ScoreUnit::Natural && arith != Arith::F64 {
+        return Err(CliError::Input(format!(
+            "{}: {}, so its weights are floats with natural-exp attention: exact verification of those needs the interval verifier (not built yet); --arith f64 runs an f64 check that proves nothing",
+            dir.display(),
+            read.floats_because
+                .as_deref()
+                .unwrap_or("exact weights unusable")
+        )));
+    }
+    let router = read
+        .config
+        .router
+        .as_ref()
+        .and_then(|r| r.mode.clone())
+        .unwrap_or_else(|| match read.model.kind() {
+            "dense" => "none".to_string(),
+            _ => format!("read from {}", dir.display()),
+        });
+    Ok((read.model, router))
+}
+
+fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
+    let model_args = ModelArgs {
+        spec: args.spec.clone(),
+        router: args.router,
+        epsilon: args.epsilon.clone(),
+        head1: args.head1,
+        model: args.model,
+        arith: Arith::Exact,
+    };
+    let (ts, options) = load(&model_args)?;
+    let spec_bytes = std::fs::read(&args.spec)
+        .map_err(|e| CliError::Input(format!("{}: cannot read: {e}", args.spec.display())))?;
+    let clock = Instant::now();
+    let model = construct::build(&ts, &options, args.model);
+    let built = clock.elapsed();
+    let router_mode = match args.model {
+        ModelKind::Moe => options.router.to_string(),
+        ModelKind::Dense => "none".to_string(),
+    };
+    let opts = modelfile::ExportOptions {
+        dtype: args.dtype,
+        layout: args.layout,
+        force: args.force,
+        router_mode,
+    };
+    let s = modelfile::export(&model, &ts, &spec_bytes, &args.output, &opts)?;
+    let shown = |m: &Option<Rat>| m.as_ref().map_or_else(|| "none".to_string(), approx);
+    let rel = |m: &Option<Rat>| {
+        m.as_ref().map_or_else(
+            || "-".to_string(),
+            |m| {
+                format!(
+                    "{:.3e}",
+                    <f64 as crate::scalar::Scalar>::from_rat(m) / s.max_weight
+                )
+            },
+        )
+    };
+    println!(
+        "{}: {} {} layout, model.safetensors {} bytes (dense layout {} bytes), {} nonzero weights, {} prefixes; build {:.3} s, export {:.3} s",
+        s.dir.display(),
+        s.dtype.name(),
+        s.layout.name(),
+        s.safetensors_bytes,
+        s.dense_bytes,
+        s.nonzeros,
+        s.prefixes,
+        built.as_secs_f64(),
+        (clock.elapsed() - built).as_secs_f64()
+    );
+    println!(
+        "largest weight {:e}; smallest router margin {} ({} of it), smallest logit margin {} ({} of it)",
+        s.max_weight,
+        shown(&s.min_router_margin),
+        rel(&s.min_router_margin),
+        shown(&s.min_logit_margin),
+        rel(&s.min_logit_margin)
+    );
+    if let Some(c) = &s.f32 {
+        match &c.first {
+            None => println!("f32 forward pass: every decision survives"),
+            Some(first) => println!(
+                "f32 forward pass: {} decisions flip (first: \"{first}\"); written because of --force",
+                c.flips
+            ),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -20,6 +20,7 @@ pub mod expbound;
 pub mod generate;
 pub mod hypotheses;
 pub mod model;
+pub mod modelfile;
 pub mod plot;
 pub mod progress;
 pub mod report;
