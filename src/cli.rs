@@ -49,6 +49,9 @@ pub enum Command {
     /// Expert size against task complexity, from verified constructions:
     /// over spec files, or over a sweep of generated task sets.
     Table(TableArgs),
+    /// Every prefix's exact top-two router margin Δ(w) and the boundary
+    /// mass m(w) = #{Δ ≤ w} / #prefixes (docs/soft-routing.md).
+    Margins(crate::soft::cli::MarginsArgs),
     /// Write the model as a directory PyTorch and TransformerLens load
     /// (docs/model-file.md): safetensors, config, names, exact weights and
     /// routecert's decision on every prefix.
@@ -135,6 +138,8 @@ pub struct VerifyArgs {
     /// No progress bar (it shows only on a terminal, after a second).
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub soft: crate::soft::cli::GateArgs,
 }
 
 #[derive(Args, Debug)]
@@ -377,6 +382,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Generate(args) => generate_command(args),
         Command::Routability(args) => routability_command(args),
         Command::Table(args) => table_command(args),
+        Command::Margins(args) => crate::soft::cli::margins_command(args),
         Command::Export(args) => export_command(args),
     }
 }
@@ -385,7 +391,7 @@ fn epsilon(text: &str) -> Result<Rat, CliError> {
     crate::scalar::parse_epsilon(text).map_err(|e| CliError::Input(e.to_string()))
 }
 
-fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
+pub(crate) fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
     if args.model == ModelKind::Dense && args.head1 == Head1Mode::Content {
         return Err(CliError::Input(
             "--head1 content applies to the MoE model only: the dense model's gates are built on the positional head 1".into(),
@@ -414,6 +420,9 @@ fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
 }
 
 fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
+    if args.soft.wanted() {
+        return crate::soft::cli::verify_soft(&args.model, &args.soft, args.format);
+    }
     let clock = Instant::now();
     let (ts, options) = load(&args.model)?;
     let loaded = clock.elapsed();
@@ -435,6 +444,14 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
     let verdict = verify::verify(&ts, &model, &config);
     bar.finish();
     let verified = clock.elapsed();
+    let mut verdict = verdict;
+    if args.format == Format::Json && args.model.model == ModelKind::Moe {
+        verdict.router_margins = Some(crate::soft::margins::margin_texts(
+            &ts,
+            &model,
+            args.model.arith,
+        ));
+    }
     let format = args.format;
     let hypotheses = Hypotheses::check(&ts, options.router, &options.epsilon);
     print!(

@@ -37,6 +37,7 @@ pub mod progress;
 pub mod report;
 pub mod routability;
 pub mod scalar;
+pub mod soft;
 pub mod spec;
 pub mod sweep;
 pub mod table;
