@@ -431,9 +431,12 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
             construct::build(&ts, &options, args.model.model),
             options.router,
         ),
-        Some(dir) => read_weights(dir, &ts, args.model.arith)?,
+        Some(dir) => read_weights(dir, &ts, args.model.arith, true)?,
     };
     let built = clock.elapsed();
+    if model.score_unit == ScoreUnit::Natural && args.model.arith == Arith::Exact {
+        return interval_verify(&args, &ts, &model, &options.epsilon);
+    }
     let show = !args.quiet && std::io::stderr().is_terminal();
     let bar = progress::Bar::counting(ts.prefixes.len(), "prefixes", "verify", show);
     let progress = |done: usize, _: usize| bar.set(done);
@@ -502,7 +505,7 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
     }
     let model = match &args.weights {
         None => construct::build(&ts, &options, args.model.model),
-        Some(dir) => read_weights(dir, &ts, args.model.arith)?.0,
+        Some(dir) => read_weights(dir, &ts, args.model.arith, false)?.0,
     };
     // The task set and the model meet only through token names.
     let input: Vec<usize> = tokens
@@ -549,22 +552,31 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
 
 /// `--weights DIR`: the model read from DIR and the router mode to report.
 /// Natural-unit weights (no usable exact.json) have irrational attention
-/// weights: exact arithmetic cannot decide them, and no float may, so only
-/// `--arith f64` runs on them until the interval verifier lands.
+/// weights: exact arithmetic cannot evaluate them and no float may decide
+/// them, so `verify` decides them with rigorous intervals
+/// ([`verify::interval`]; `interval_ok`), `--arith f64` runs an f64 check,
+/// and what needs exact values (`inspect`, `--arith both`) is refused.
 fn read_weights(
     dir: &Path,
     ts: &TaskSet,
     arith: Arith,
+    interval_ok: bool,
 ) -> Result<(Model<Rat>, RouterMode), CliError> {
     let read = modelfile::read(dir)?;
     modelfile::read::check_against(dir, &read.model, ts)?;
-    if read.model.score_unit == ScoreUnit::Natural && arith != Arith::F64 {
+    let served = arith == Arith::F64 || (interval_ok && arith == Arith::Exact);
+    if read.model.score_unit == ScoreUnit::Natural && !served {
         return Err(CliError::Input(format!(
-            "{}: {}, so its weights are floats with natural-exp attention: exact verification of those needs the interval verifier (not built yet); --arith f64 runs an f64 check that proves nothing",
+            "{}: {}, so its weights are floats with natural-exp attention: {}",
             dir.display(),
             read.floats_because
                 .as_deref()
-                .unwrap_or("exact weights unusable")
+                .unwrap_or("exact weights unusable"),
+            if interval_ok {
+                "`--arith both` needs exact values; `verify --weights` (exact, by rigorous intervals) or `--arith f64` (proves nothing) run on it"
+            } else {
+                "exact inspection needs exact values; --arith f64 traces it in floats"
+            }
         )));
     }
     // The verdict names the router mode the file was exported with; a
@@ -577,6 +589,39 @@ fn read_weights(
         .and_then(|m| m.parse().ok())
         .unwrap_or_default();
     Ok((read.model, router))
+}
+
+/// `verify --weights` on float weights: every claim decided by rigorous
+/// rational intervals (proved, refuted, or undecided and counted apart);
+/// exit 0 only when every claim is proved on every prefix.
+fn interval_verify(
+    args: &VerifyArgs,
+    ts: &TaskSet,
+    model: &Model<Rat>,
+    epsilon: &Rat,
+) -> Result<ExitCode, CliError> {
+    if args.format == Format::Markdown {
+        return Err(CliError::Input(
+            "--format markdown: the interval verdict (float weights) is rendered as text or json"
+                .into(),
+        ));
+    }
+    let verdict = verify::interval::verify_intervals(ts, model, epsilon).map_err(|e| {
+        CliError::Input(format!(
+            "{}: {e}",
+            args.weights.as_deref().unwrap_or(Path::new("")).display()
+        ))
+    })?;
+    let source = args.model.spec.display().to_string();
+    match args.format {
+        Format::Json => print!("{}", report::interval::json(&verdict)),
+        _ => print!("{}", report::interval::text(&verdict, &source)),
+    }
+    Ok(if verdict.all_proved() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {

@@ -216,7 +216,7 @@ fn decisions_json_agrees_with_the_verifier() {
 }
 
 #[test]
-fn float_only_files_need_the_interval_verifier_for_exact_but_run_in_f64() {
+fn float_only_files_are_decided_by_intervals_and_run_in_f64() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = construction("running_example.toml");
     let s = spec.to_str().unwrap();
@@ -244,9 +244,18 @@ fn float_only_files_need_the_interval_verifier_for_exact_but_run_in_f64() {
         let f = num_traits::ToPrimitive::to_f64(&want).unwrap() * std::f64::consts::LN_2;
         assert_eq!(got, Rat::from_float(f).unwrap());
     }
-    let out = routecert(&["verify", s, "--weights", d]);
+    // Exact mode decides the float weights with rigorous intervals: the
+    // running example's 39 prefixes are all proved, none left undecided.
+    let (code, iv) = verify_json(&spec, &["--weights", d]);
+    assert_eq!(code, 0, "{iv}");
+    for claim in ["routing", "probability", "retrieval"] {
+        assert_eq!(iv["claims"][claim]["proved"], 39, "{claim}: {iv}");
+        assert_eq!(iv["claims"][claim]["undecided"], 0, "{claim}: {iv}");
+    }
+    // `--arith both` needs exact values, which float weights do not have.
+    let out = routecert(&["verify", s, "--weights", d, "--arith", "both"]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("interval verifier"), "{}", out.stderr);
+    assert!(out.stderr.contains("needs exact values"), "{}", out.stderr);
     let (code, f64_read) = verify_json(&spec, &["--weights", d, "--arith", "f64"]);
     let (code_b, f64_built) = verify_json(&spec, &["--arith", "f64"]);
     assert_eq!(code, code_b);
