@@ -32,6 +32,7 @@ pub mod report;
 pub mod routability;
 pub mod scalar;
 pub mod spec;
+pub mod star;
 pub mod sweep;
 pub mod table;
 pub mod taskset;
