@@ -11,11 +11,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use routecert::construct::{ModelKind, Options, build};
 use routecert::scalar::rat;
-use routecert::spec;
-use routecert::taskset::TaskSet;
-use routecert::verify::{verify, verify_f64};
+use routecert::verify::{Arith, Config, verify};
 use std::hint::black_box;
-use std::path::Path;
 use std::time::Duration;
 
 const FILES: [&str; 4] = [
@@ -28,10 +25,7 @@ const FILES: [&str; 4] = [
 fn arith(c: &mut Criterion) {
     let epsilon = rat(1, 1_000_000);
     for file in FILES {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("constructions")
-            .join(file);
-        let ts = TaskSet::from_spec(&spec::load(&path).expect("a construction"));
+        let ts = routecert::fixtures::task_set(file);
         for kind in [ModelKind::Moe, ModelKind::Dense] {
             let model = build(&ts, &Options::default(), kind);
             let mut group = c.benchmark_group(format!("{}/{kind}", file.trim_end_matches(".toml")));
@@ -40,10 +34,11 @@ fn arith(c: &mut Criterion) {
                 .warm_up_time(Duration::from_millis(500))
                 .measurement_time(Duration::from_secs(3));
             group.bench_function("exact", |b| {
-                b.iter(|| verify(black_box(&ts), black_box(&model), &epsilon, "bench"))
+                b.iter(|| verify(black_box(&ts), black_box(&model), &Config::new(&epsilon)))
             });
             group.bench_function("f64", |b| {
-                b.iter(|| verify_f64(black_box(&ts), black_box(&model), &epsilon, "bench"))
+                let config = Config::new(&epsilon).arith(Arith::F64);
+                b.iter(|| verify(black_box(&ts), black_box(&model), &config))
             });
             group.finish();
         }

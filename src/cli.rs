@@ -3,19 +3,20 @@
 //! fails, 2 bad input.
 
 use crate::construct::{self, Head1Mode, ModelKind, Options, RouterMode};
-use crate::eval::{self, Trace, float::FloatModel};
+use crate::eval::{self, float::FloatModel};
 use crate::generate::{self, GenerateError, Params};
 use crate::hypotheses::Hypotheses;
-use crate::model::Model;
+use crate::model::{Model, ScoreUnit};
+use crate::modelfile;
 use crate::progress;
-use crate::report::{self, Format, OracleFacts};
+use crate::report::{self, Format};
 use crate::routability;
 use crate::scalar::{Rat, parse_rational};
 use crate::spec::{self, SpecError};
 use crate::sweep::{self, Param, Sweep};
 use crate::table::{self, Table};
 use crate::taskset::TaskSet;
-use crate::verify::{self, Arith, ClaimArith, approx, check_logits};
+use crate::verify::{self, Arith, oracle_facts};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use num_traits::{One, Zero};
 use std::io::IsTerminal;
@@ -49,6 +50,43 @@ pub enum Command {
     /// Expert size against task complexity, from verified constructions:
     /// over spec files, or over a sweep of generated task sets.
     Table(TableArgs),
+    /// Write the model as a directory PyTorch and TransformerLens load
+    /// (docs/model-file.md): safetensors, config, names, exact weights and
+    /// routecert's decision on every prefix.
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Task specification (TOML, or JSON by extension).
+    pub spec: PathBuf,
+    /// The directory to write (created; replaced only with --force).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Which construction (as for verify).
+    #[arg(long, value_enum, default_value_t = ModelKind::Moe)]
+    pub model: ModelKind,
+    /// What the router reads (as for verify).
+    #[arg(long, value_enum, default_value_t = RouterMode::SyntacticKey)]
+    pub router: RouterMode,
+    /// Head 1's attention scores (as for verify).
+    #[arg(long, value_enum, default_value_t = Head1Mode::Positional)]
+    pub head1: Head1Mode,
+    /// Target ε of the probability claim (as for verify).
+    #[arg(long, default_value = "1e-6")]
+    pub epsilon: String,
+    /// Float type of model.safetensors: f64, or f32 (refused if the f32
+    /// forward pass flips a decision, unless --force).
+    #[arg(long, default_value = "f64", value_parser = parse_dtype)]
+    pub dtype: modelfile::Dtype,
+    /// dense (what TransformerLens loads) or sparse (COO); default: dense
+    /// up to 256 MiB, sparse above.
+    #[arg(long, value_parser = parse_layout)]
+    pub layout: Option<modelfile::Layout>,
+    /// Replace a non-empty output directory; write an f32 file that flips
+    /// decisions.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -57,24 +95,24 @@ pub struct ModelArgs {
     pub spec: PathBuf,
     /// What the router reads: only head 1's syntactic block (the paper's
     /// statement), or also the key, position and current token.
-    #[arg(long, default_value = "syntactic+key", value_parser = parse_router)]
+    #[arg(long, value_enum, default_value_t = RouterMode::SyntacticKey)]
     pub router: RouterMode,
     /// Target ε of the probability claim: decimal, scientific or a/b.
     #[arg(long, default_value = "1e-6")]
     pub epsilon: String,
     /// Head 1's attention scores: by position only (score j), or also by
     /// the current and the attended token (exact powers of two either way).
-    #[arg(long, default_value = "positional", value_parser = parse_head1)]
+    #[arg(long, value_enum, default_value_t = Head1Mode::Positional)]
     pub head1: Head1Mode,
     /// Which construction: the MoE model of Theorem 4.2 (a router and one
     /// expert per task) or the dense model of Theorem 4.1 (one FFN split
     /// into gated circuits, one per task).
-    #[arg(long, default_value = "moe", value_parser = parse_model)]
+    #[arg(long, value_enum, default_value_t = ModelKind::Moe)]
     pub model: ModelKind,
     /// Arithmetic: exact rationals (P is a certificate), f64 on nalgebra
     /// (fast, not a proof), or both (exact decides; every decision on which
     /// f64 differs is listed).
-    #[arg(long, default_value = "exact", value_parser = parse_arith)]
+    #[arg(long, value_enum, default_value_t = Arith::Exact)]
     pub arith: Arith,
 }
 
@@ -82,9 +120,15 @@ pub struct ModelArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Verify the weights of a model directory (docs/model-file.md) instead
+    /// of building them: exact when its exact.json matches its tensors,
+    /// otherwise only with --arith f64 (natural-unit floats need the
+    /// interval verifier for an exact verdict).
+    #[arg(long, value_name = "DIR")]
+    pub weights: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
-    pub format: FormatArg,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
     /// Print to stderr how long loading, building and verifying took, and
     /// the peak resident memory (what the scale benchmark reads).
     #[arg(long)]
@@ -98,15 +142,34 @@ pub struct VerifyArgs {
 pub struct InspectArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Trace the weights of a model directory instead of building them.
+    #[arg(long, value_name = "DIR")]
+    pub weights: Option<PathBuf>,
     /// The prefix to trace, as text ("Paris is located").
-    #[arg(long)]
-    pub prefix: String,
+    #[arg(long, required_unless_present_any = ["neuron", "expert"])]
+    pub prefix: Option<String>,
+    /// Instead, one FFN neuron: GROUP/N (neuron N of an expert, or of a
+    /// dense circuit) or its name; what it reads and writes, and where it fires.
+    #[arg(long, conflicts_with_all = ["prefix", "expert"])]
+    pub neuron: Option<String>,
+    /// Instead, every neuron of an expert (or a dense circuit), by task name.
+    #[arg(long, conflicts_with = "prefix")]
+    pub expert: Option<String>,
 }
 
+/// `routability` decides the MoE router's existence exactly: it takes no
+/// `--model`, `--arith` or `--epsilon` (none of them changes the answer),
+/// and clap refuses them rather than ignore them.
 #[derive(Args, Debug)]
 pub struct RoutabilityArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
+    /// Task specification (TOML, or JSON by extension).
+    pub spec: PathBuf,
+    /// What the router reads (as for verify).
+    #[arg(long, value_enum, default_value_t = RouterMode::SyntacticKey)]
+    pub router: RouterMode,
+    /// Head 1's attention scores (as for verify).
+    #[arg(long, value_enum, default_value_t = Head1Mode::Positional)]
+    pub head1: Head1Mode,
     /// LPs the search may solve (the relaxation counts as one) while it
     /// splits cases on ambiguous router inputs, before the answer is
     /// "undecided".
@@ -118,8 +181,8 @@ pub struct RoutabilityArgs {
     #[arg(long, value_name = "FILE")]
     pub check: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
-    pub format: FormatArg,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// Parameters of a generated task set. Unset flags keep the preset's value:
@@ -234,7 +297,7 @@ pub struct TableArgs {
     /// Vary one generator parameter: tasks, pairs, templates, length (every
     /// template exactly this long), words or entities. Alone it runs the
     /// built-in sweep; --over and the generator flags change it.
-    #[arg(long, value_parser = parse_param)]
+    #[arg(long, value_enum)]
     pub sweep: Option<Param>,
     /// The values of the swept parameter: "1,2,4", "3-12" or a mix.
     #[arg(long, requires = "sweep")]
@@ -242,7 +305,7 @@ pub struct TableArgs {
     #[command(flatten)]
     pub params: GenFlags,
     /// What the router reads (as for verify).
-    #[arg(long, default_value = "syntactic+key", value_parser = parse_router)]
+    #[arg(long, value_enum, default_value_t = RouterMode::SyntacticKey)]
     pub router: RouterMode,
     /// Target ε of the probability claim (as for verify).
     #[arg(long, default_value = "1e-6")]
@@ -268,30 +331,11 @@ pub enum TableFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum FormatArg {
-    Text,
-    Json,
-    Markdown,
-}
-
-fn parse_router(s: &str) -> Result<RouterMode, String> {
+fn parse_dtype(s: &str) -> Result<modelfile::Dtype, String> {
     s.parse()
 }
 
-fn parse_head1(s: &str) -> Result<Head1Mode, String> {
-    s.parse()
-}
-
-fn parse_model(s: &str) -> Result<ModelKind, String> {
-    s.parse()
-}
-
-fn parse_arith(s: &str) -> Result<Arith, String> {
-    s.parse()
-}
-
-fn parse_param(s: &str) -> Result<Param, String> {
+fn parse_layout(s: &str) -> Result<modelfile::Layout, String> {
     s.parse()
 }
 
@@ -302,6 +346,8 @@ pub enum CliError {
     Spec(Box<SpecError>),
     #[error("{0}")]
     Input(String),
+    #[error(transparent)]
+    ModelFile(#[from] modelfile::ModelFileError),
 }
 
 impl From<SpecError> for CliError {
@@ -327,6 +373,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Generate(args) => generate_command(args),
         Command::Routability(args) => routability_command(args),
         Command::Table(args) => table_command(args),
+        Command::Export(args) => export_command(args),
     }
 }
 
@@ -360,34 +407,25 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
     let clock = Instant::now();
     let (ts, options) = load(&args.model)?;
     let loaded = clock.elapsed();
-    let model = construct::build(&ts, &options, args.model.model);
-    let built = clock.elapsed();
-    let router = match args.model.model {
-        ModelKind::Moe => options.router.to_string(),
-        ModelKind::Dense => "none".to_string(),
+    let (model, router) = match &args.weights {
+        None => (
+            construct::build(&ts, &options, args.model.model),
+            options.router,
+        ),
+        Some(dir) => read_weights(dir, &ts, args.model.arith)?,
     };
+    let built = clock.elapsed();
     let show = !args.quiet && std::io::stderr().is_terminal();
     let bar = progress::Bar::counting(ts.prefixes.len(), "prefixes", "verify", show);
     let progress = |done: usize, _: usize| bar.set(done);
-    let run = verify::Run {
-        decisions: false,
-        progress: Some(&progress),
-    };
-    let verdict = verify::verify_run(
-        &ts,
-        &model,
-        &options.epsilon,
-        &router,
-        args.model.arith,
-        run,
-    );
+    let config = verify::Config::new(&options.epsilon)
+        .arith(args.model.arith)
+        .router(router)
+        .progress(&progress);
+    let verdict = verify::verify(&ts, &model, &config);
     bar.finish();
     let verified = clock.elapsed();
-    let format = match args.format {
-        FormatArg::Text => Format::Text,
-        FormatArg::Json => Format::Json,
-        FormatArg::Markdown => Format::Markdown,
-    };
+    let format = args.format;
     let hypotheses = Hypotheses::check(&ts, options.router, &options.epsilon);
     print!(
         "{}",
@@ -408,7 +446,8 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
             s(built - loaded),
             s(verified - built),
             s(clock.elapsed()),
-            peak_rss_mib().map_or_else(|| "unknown".to_string(), |m| format!("{m} MiB"))
+            crate::memory::peak_rss_mib()
+                .map_or_else(|| "unknown".to_string(), |m| format!("{m} MiB"))
         );
         eprintln!("timings: lp: {}", crate::lp::log());
     }
@@ -421,8 +460,11 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
 
 fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
     let (ts, options) = load(&args.model)?;
+    let Some(prefix_text) = &args.prefix else {
+        return inspect_neurons(&args, &ts, &options);
+    };
     let tokens = ts
-        .tokenize(&args.prefix)
+        .tokenize(prefix_text)
         .map_err(|e| CliError::Input(format!("--prefix: {e}")))?;
     if tokens.is_empty() || tokens.len() > ts.max_len {
         return Err(CliError::Input(format!(
@@ -431,8 +473,11 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
             tokens.len()
         )));
     }
-    let model = construct::build(&ts, &options, args.model.model);
-    // Task-set and model vocabularies coincide by construction; map by name.
+    let model = match &args.weights {
+        None => construct::build(&ts, &options, args.model.model),
+        Some(dir) => read_weights(dir, &ts, args.model.arith)?.0,
+    };
+    // The task set and the model meet only through token names.
     let input: Vec<usize> = tokens
         .iter()
         .map(|&t| {
@@ -475,52 +520,165 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What the oracle says about a prefix, with the model's P(invalid) on it.
-fn oracle_facts<S: ClaimArith>(
+/// `--weights DIR`: the model read from DIR and the router mode to report.
+/// Natural-unit weights (no usable exact.json) have irrational attention
+/// weights: exact arithmetic cannot decide them, and no float may, so only
+/// `--arith f64` runs on them until the interval verifier lands.
+fn read_weights(
+    dir: &Path,
     ts: &TaskSet,
-    model: &Model<S>,
-    p: &crate::taskset::Prefix,
-    trace: &Trace<S>,
-) -> OracleFacts {
-    let valid = p
-        .valid_next
-        .iter()
-        .filter_map(|&t| model.token(ts.vocab.name(t)))
-        .collect();
-    let check = check_logits(trace, &valid, &mut S::Cache::default());
-    let bound = check.invalid_bound.text();
-    OracleFacts {
-        tasks: p.tasks.iter().map(|&k| ts.tasks[k].name.clone()).collect(),
-        valid_next: p
-            .valid_next
-            .iter()
-            .map(|&t| ts.vocab.name(t).to_string())
-            .collect(),
-        is_query: p.is_query,
-        invalid_bound: match bound.parse::<Rat>() {
-            Ok(r) => approx(&r),
-            Err(_) => bound,
-        },
-        certified: S::CERTIFIED,
+    arith: Arith,
+) -> Result<(Model<Rat>, RouterMode), CliError> {
+    let read = modelfile::read(dir)?;
+    modelfile::read::check_against(dir, &read.model, ts)?;
+    if read.model.score_unit == ScoreUnit::Natural && arith != Arith::F64 {
+        return Err(CliError::Input(format!(
+            "{}: {}, so its weights are floats with natural-exp attention: exact verification of those needs the interval verifier (not built yet); --arith f64 runs an f64 check that proves nothing",
+            dir.display(),
+            read.floats_because
+                .as_deref()
+                .unwrap_or("exact weights unusable")
+        )));
     }
+    // The verdict names the router mode the file was exported with; a
+    // foreign file names none and is reported as the default mode's reads.
+    let router = read
+        .config
+        .router
+        .as_ref()
+        .and_then(|r| r.mode.as_deref())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_default();
+    Ok((read.model, router))
+}
+
+fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
+    let model_args = ModelArgs {
+        spec: args.spec.clone(),
+        router: args.router,
+        epsilon: args.epsilon.clone(),
+        head1: args.head1,
+        model: args.model,
+        arith: Arith::Exact,
+    };
+    let (ts, options) = load(&model_args)?;
+    let spec_bytes = std::fs::read(&args.spec)
+        .map_err(|e| CliError::Input(format!("{}: cannot read: {e}", args.spec.display())))?;
+    let clock = Instant::now();
+    let model = construct::build(&ts, &options, args.model);
+    let built = clock.elapsed();
+    let router_mode = match args.model {
+        ModelKind::Moe => options.router.to_string(),
+        ModelKind::Dense => "none".to_string(),
+    };
+    let opts = modelfile::ExportOptions {
+        dtype: args.dtype,
+        layout: args.layout,
+        force: args.force,
+        router_mode,
+    };
+    let s = modelfile::export(&model, &ts, &spec_bytes, &args.output, &opts)?;
+    let shown = |m: &Option<Rat>| {
+        m.as_ref()
+            .map_or_else(|| "none".to_string(), verify::approx)
+    };
+    let rel = |m: &Option<Rat>| {
+        m.as_ref().map_or_else(
+            || "-".to_string(),
+            |m| {
+                format!(
+                    "{:.3e}",
+                    <f64 as crate::scalar::Scalar>::from_rat(m) / s.max_weight
+                )
+            },
+        )
+    };
+    println!(
+        "{}: {} {} layout, model.safetensors {} bytes (dense layout {} bytes), {} nonzero weights, {} prefixes; build {:.3} s, export {:.3} s",
+        s.dir.display(),
+        s.dtype.name(),
+        s.layout.name(),
+        s.safetensors_bytes,
+        s.dense_bytes,
+        s.nonzeros,
+        s.prefixes,
+        built.as_secs_f64(),
+        (clock.elapsed() - built).as_secs_f64()
+    );
+    println!(
+        "largest weight {:e}; smallest router margin {} ({} of it), smallest logit margin {} ({} of it)",
+        s.max_weight,
+        shown(&s.min_router_margin),
+        rel(&s.min_router_margin),
+        shown(&s.min_logit_margin),
+        rel(&s.min_logit_margin)
+    );
+    if let Some(c) = &s.f32 {
+        match &c.first {
+            None => println!("f32 forward pass: every decision survives"),
+            Some(first) => println!(
+                "f32 forward pass: {} decisions flip (first: \"{first}\"); written because of --force",
+                c.flips
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `inspect --neuron` / `--expert`: neurons by name, where they fire.
+fn inspect_neurons(
+    args: &InspectArgs,
+    ts: &TaskSet,
+    options: &construct::Options,
+) -> Result<ExitCode, CliError> {
+    let model = construct::build(ts, options, args.model.model);
+    let (group, positions) = match (&args.neuron, &args.expert) {
+        (Some(query), _) => {
+            let (group, n) = model
+                .find_neuron(query)
+                .map_err(|e| CliError::Input(format!("--neuron: {e}")))?;
+            (group, vec![n])
+        }
+        // clap admits no inspect without --prefix, --neuron or --expert.
+        (None, name) => {
+            let group = model
+                .group(name.as_deref().unwrap_or_default())
+                .map_err(|e| CliError::Input(format!("--expert: {e}")))?;
+            let all = (0..group.neurons.len()).collect();
+            (group, all)
+        }
+    };
+    let input_error = |e: eval::EvalError| CliError::Input(e.to_string());
+    let out = match args.model.arith {
+        Arith::Exact | Arith::Both => report::neuron::render(&model, ts, &group, &positions),
+        Arith::F64 => report::neuron::render(&model.to_f64(), ts, &group, &positions),
+    }
+    .map_err(input_error)?;
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
     if args.budget == 0 {
         return Err(CliError::Input("--budget: expected at least 1".into()));
     }
-    let (ts, options) = load(&args.model)?;
+    let options = Options {
+        router: args.router,
+        head1: args.head1,
+        ..Options::default()
+    };
+    let ts = TaskSet::from_spec(&spec::load(&args.spec)?);
     if let Some(path) = &args.check {
-        return check_command(path, &ts, &options);
+        return check_command(path, &ts, &options, args.format);
     }
     let r = routability::run(&ts, &options, args.budget);
-    let source = args.model.spec.display().to_string();
+    let source = args.spec.display().to_string();
     print!(
         "{}",
         match args.format {
-            FormatArg::Json => report::routability::json(&r),
-            FormatArg::Text => report::routability::text(&r, &source),
-            FormatArg::Markdown => report::routability::markdown(&r, &source),
+            Format::Json => report::routability::json(&r),
+            Format::Text => report::routability::text(&r, &source),
+            Format::Markdown => report::routability::markdown(&r, &source),
         }
     );
     Ok(if r.routable() {
@@ -531,7 +689,12 @@ fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
 }
 
 /// `routability --check FILE`.
-fn check_command(path: &PathBuf, ts: &TaskSet, options: &Options) -> Result<ExitCode, CliError> {
+fn check_command(
+    path: &PathBuf,
+    ts: &TaskSet,
+    options: &Options,
+    format: Format,
+) -> Result<ExitCode, CliError> {
     let shown = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::Input(format!("{shown}: cannot read: {e}")))?;
@@ -540,20 +703,16 @@ fn check_command(path: &PathBuf, ts: &TaskSet, options: &Options) -> Result<Exit
     let value = value.get("certificate").cloned().unwrap_or(value);
     let cert: routability::certificate::Certificate = serde_json::from_value(value)
         .map_err(|e| CliError::Input(format!("{shown}: not a routability certificate: {e}")))?;
-    Ok(match routability::check_certificate(&cert, ts, options) {
-        Ok(a) => {
-            println!(
-                "{shown}: certificate accepted ({} rows over {} prefixes): no linear router over {} routes every prefix",
-                a.rows,
-                a.prefixes,
-                options.router.describe()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            println!("{shown}: certificate REJECTED: {e}");
-            ExitCode::from(1)
-        }
+    let outcome = routability::check_certificate(&cert, ts, options).map_err(|e| e.to_string());
+    let reads = options.router.describe();
+    print!(
+        "{}",
+        report::routability::check(&shown.to_string(), reads, &outcome, format)
+    );
+    Ok(if outcome.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 
@@ -594,6 +753,17 @@ fn table_command(args: TableArgs) -> Result<ExitCode, CliError> {
     };
     // The bar is for a person watching: not when stdout is piped or captured.
     let show = !args.quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    // Refused before any work: the plot is SVG, whatever the name says.
+    if let Some(path) = &args.plot
+        && !path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+    {
+        return Err(CliError::Input(format!(
+            "--plot {}: the plot is written as SVG; give a file name ending in .svg",
+            path.display()
+        )));
+    }
     let table = match (args.sweep, args.specs.is_empty()) {
         (Some(param), true) => {
             let mut sweep = Sweep::builtin(param);
@@ -661,12 +831,4 @@ fn table_command(args: TableArgs) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// This process's peak resident set size (VmHWM), on Linux.
-fn peak_rss_mib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024)
 }

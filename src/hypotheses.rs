@@ -15,7 +15,7 @@
 //! - **S (size)** needs no hypothesis: expert k has (n_k − 1) + |Δk| neurons,
 //!   n_k ≤ Σ|τ| its distinct patterns, so it stays below c(k).
 
-use crate::construct::{Margins, RouterMode};
+use crate::design::{Margins, RouterMode};
 use crate::expbound::exp_neg_upper_sup;
 use crate::scalar::{Rat, Scalar, int};
 use crate::taskset::{TaskId, TaskSet, TokenId, TokenKind};

@@ -20,12 +20,17 @@
 
 pub mod cli;
 pub mod construct;
+pub mod design;
 pub mod eval;
 pub mod expbound;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod generate;
 pub mod hypotheses;
 pub mod lp;
+pub mod memory;
 pub mod model;
+pub mod modelfile;
 pub mod plot;
 pub mod progress;
 pub mod report;

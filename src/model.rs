@@ -1,28 +1,41 @@
 //! The weights of a one-layer transformer on named bases.
 //!
-//! As in tracr, every residual coordinate is a named direction ("tok:Paris",
-//! "pos:3", "h1:is", "h2:Paris", "out:France", "out:keys:capital") and every
+//! As in tracr, every residual coordinate is a typed, named direction
+//! ([`Direction`]: "tok:Paris", "pos:3", "h1:is", "h2:Paris", "out:France",
+//! "keys:capital") and every
 //! weight matrix is a sparse linear map between named spaces. This is the
 //! only thing `construct` hands to `eval`: the forward pass sees weights and
 //! names, never the spec.
 
+mod direction;
+mod view;
+
+pub use direction::{Direction, ENTITY_SYMBOL, EntityFeature};
+pub use view::{LookupError, NeuronGroup, NeuronView};
+
 use crate::scalar::{Rat, Scalar};
 use std::collections::HashMap;
 
-/// An ordered set of named basis directions.
+/// An ordered set of typed basis directions, each with a unique name (its
+/// display): the residual stream's [`Direction`]s, or a head's slots (all
+/// [`Direction::Named`]).
 #[derive(Debug, Clone, Default)]
 pub struct Basis {
+    directions: Vec<Direction>,
     names: Vec<String>,
     index: HashMap<String, usize>,
 }
 
 impl Basis {
-    /// Add a direction (or return the existing one of that name).
-    pub fn add(&mut self, name: impl Into<String>) -> usize {
-        let name = name.into();
+    /// Add a direction (or return the existing one of that name); a string
+    /// adds a [`Direction::Named`].
+    pub fn add(&mut self, direction: impl Into<Direction>) -> usize {
+        let direction = direction.into();
+        let name = direction.to_string();
         if let Some(&i) = self.index.get(&name) {
             return i;
         }
+        self.directions.push(direction);
         self.names.push(name.clone());
         self.index.insert(name, self.names.len() - 1);
         self.names.len() - 1
@@ -32,8 +45,23 @@ impl Basis {
         self.index.get(name).copied()
     }
 
+    /// The coordinate of a direction, if the basis has it.
+    pub fn find(&self, direction: &Direction) -> Option<usize> {
+        self.get(&direction.to_string())
+    }
+
     pub fn name(&self, i: usize) -> &str {
         &self.names[i]
+    }
+
+    /// What coordinate `i` means.
+    pub fn direction(&self, i: usize) -> &Direction {
+        &self.directions[i]
+    }
+
+    /// Every direction, in coordinate order.
+    pub fn directions(&self) -> &[Direction] {
+        &self.directions
     }
 
     pub fn len(&self) -> usize {
@@ -350,6 +378,7 @@ pub struct Circuit<S> {
 pub struct Model<S> {
     /// Token names; the model's input alphabet.
     pub vocab: Vec<String>,
+    /// The residual stream's typed directions ([`Direction`]).
     pub residual: Basis,
     /// Position embeddings exist for positions 1..=max_len.
     pub max_len: usize,
@@ -532,10 +561,14 @@ mod tests {
     #[test]
     fn basis_names_round_trip() {
         let mut b = Basis::default();
-        let i = b.add("tok:Paris");
+        let i = b.add(Direction::Token("Paris".into()));
         assert_eq!(b.add("tok:Paris"), i);
         assert_eq!(b.get("tok:Paris"), Some(i));
         assert_eq!(b.name(i), "tok:Paris");
-        assert_eq!(b.len(), 1);
+        assert_eq!(b.direction(i), &Direction::Token("Paris".into()));
+        let j = b.add("resid.7");
+        assert_eq!(b.direction(j), &Direction::Named("resid.7".into()));
+        assert_eq!(b.find(&Direction::Token("Paris".into())), Some(i));
+        assert_eq!(b.len(), 2);
     }
 }

@@ -1,21 +1,24 @@
 //! Stage 6: render verdicts and traces for people (text, Markdown) and
 //! programs (JSON).
 
+use crate::construct::ModelKind;
 use crate::eval::Trace;
 use crate::hypotheses::Hypotheses;
 use crate::model::Model;
 use crate::scalar::Scalar;
 use crate::taskset::TaskSet;
-use crate::verify::{ClaimResult, Verdict, Witness, approx};
+use crate::verify::{Arith, ClaimResult, Number, OracleFacts, Verdict, Witness, approx};
 use std::fmt::Write;
 
+pub mod markdown;
+pub mod neuron;
 pub mod routability;
 
 /// Witnesses printed in text and Markdown (JSON lists all that were kept).
 const SHOWN_WITNESSES: usize = 20;
 
-/// Output formats of `verify`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Output formats of `verify` and `routability`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Text,
     Json,
@@ -101,7 +104,7 @@ fn status(c: &ClaimResult, unit: &str) -> String {
 /// (I).
 pub fn headline(v: &Verdict) -> String {
     let c = &v.claims;
-    let dense = v.model == "dense";
+    let dense = v.model == ModelKind::Dense;
     let routing = if dense {
         "R routing n/a (dense: no router)".to_string()
     } else {
@@ -119,7 +122,7 @@ pub fn headline(v: &Verdict) -> String {
     if let Some(i) = &c.isolation {
         line.push_str(&format!(" | I isolation {}", status(i, "task prefixes")));
     }
-    if v.arith == "f64" {
+    if v.arith == Arith::F64 {
         line = format!("[f64, not certified] {line}");
     }
     if let Some(x) = &v.cross_check {
@@ -132,10 +135,10 @@ pub fn headline(v: &Verdict) -> String {
 }
 
 fn arithmetic(v: &Verdict) -> &'static str {
-    match v.arith.as_str() {
-        "f64" => "f64 (nalgebra; floating point, not a certificate)",
-        "both" => "exact, cross-checked in f64",
-        _ => "exact",
+    match v.arith {
+        Arith::F64 => "f64 (nalgebra; floating point, not a certificate)",
+        Arith::Both => "exact, cross-checked in f64",
+        Arith::Exact => "exact",
     }
 }
 
@@ -144,7 +147,7 @@ fn context(v: &Verdict, source: &str) -> String {
         "{source}: model {}, arithmetic {}, router {}, ε = {}, L = {}, |V| = {}",
         v.model,
         arithmetic(v),
-        v.router,
+        v.router_name(),
         v.epsilon,
         v.max_len,
         v.vocabulary
@@ -152,14 +155,14 @@ fn context(v: &Verdict, source: &str) -> String {
 }
 
 /// A margin or probability for people: exact when short, else rounded.
-fn short(x: &Option<String>) -> String {
+fn short(x: &Option<Number>) -> String {
     match x {
         None => "n/a".into(),
-        Some(t) => match t.parse::<crate::scalar::Rat>() {
+        Some(Number::Exact(r)) => approx(r),
+        // An integral f64 prints as an integer, which reads as exact.
+        Some(Number::Float(f)) => match f.text().parse::<crate::scalar::Rat>() {
             Ok(r) => approx(&r),
-            Err(_) => t
-                .parse::<f64>()
-                .map_or_else(|_| t.clone(), |f| format!("{f:.6e}")),
+            Err(_) => format!("{f:.6e}"),
         },
     }
 }
@@ -167,9 +170,9 @@ fn short(x: &Option<String>) -> String {
 /// The smallest margin of every claim.
 fn margins(v: &Verdict) -> String {
     let c = &v.claims;
-    let relation = if v.arith == "f64" { "≈" } else { "≤" };
+    let relation = if v.arith == Arith::F64 { "≈" } else { "≤" };
     let mut line = String::from("smallest margins:");
-    if v.model != "dense" {
+    if v.model != ModelKind::Dense {
         line.push_str(&format!(" routing {},", short(&c.routing.min_margin)));
     }
     line.push_str(&format!(
@@ -362,10 +365,10 @@ fn markdown(v: &Verdict, source: &str) -> String {
     let _ = writeln!(s, "**{}**\n", headline(v));
     let _ = writeln!(s, "{}\n\n{}\n", context(v, source), margins(v));
     let columns = columns(v);
-    let _ = writeln!(s, "| {} |", columns.join(" | "));
+    let _ = writeln!(s, "{}", markdown::row(&columns));
     let _ = writeln!(s, "|{}", "---|".repeat(columns.len()));
     for r in rows(v) {
-        let _ = writeln!(s, "| {} |", r.join(" | "));
+        let _ = writeln!(s, "{}", markdown::row(&r));
     }
     if v.failure_count > 0 {
         let _ = writeln!(s, "\n### Failures ({})\n", v.failure_count);
@@ -374,10 +377,10 @@ fn markdown(v: &Verdict, source: &str) -> String {
                 s,
                 "- **{}** `{}` (C(w) = {{{}}}, expert {}): {}",
                 w.claim,
-                w.prefix,
-                w.tasks.join(", "),
-                w.expert.as_deref().unwrap_or("-"),
-                w.reason
+                markdown::escape(&w.prefix),
+                markdown::escape(&w.tasks.join(", ")),
+                markdown::escape(w.expert.as_deref().unwrap_or("-")),
+                markdown::escape(&w.reason)
             );
         }
     }
@@ -385,15 +388,15 @@ fn markdown(v: &Verdict, source: &str) -> String {
     s
 }
 
-/// What the oracle says about an inspected prefix, if it is one.
-pub struct OracleFacts {
-    pub tasks: Vec<String>,
-    pub valid_next: Vec<String>,
-    pub is_query: bool,
-    /// Upper bound on P(invalid) (exact) or its f64 estimate.
-    pub invalid_bound: String,
-    /// Whether `invalid_bound` is a certified bound.
-    pub certified: bool,
+/// A P(invalid) for people: exact when short, else rounded.
+fn probability(n: &Number) -> String {
+    match n {
+        Number::Exact(r) => approx(r),
+        Number::Float(f) => {
+            let t = f.text();
+            t.parse::<crate::scalar::Rat>().map_or(t, |r| approx(&r))
+        }
+    }
 }
 
 /// The trace of one prefix, by name.
@@ -450,9 +453,17 @@ pub fn inspect<S: Scalar>(
     let _ = writeln!(s, "top logits: {}", top.join(", "));
     if let Some(o) = oracle {
         if o.certified {
-            let _ = writeln!(s, "P(valid) ≥ 1 − {} (certified)", o.invalid_bound);
+            let _ = writeln!(
+                s,
+                "P(valid) ≥ 1 − {} (certified)",
+                probability(&o.invalid_bound)
+            );
         } else {
-            let _ = writeln!(s, "P(valid) ≈ 1 − {} (f64, not certified)", o.invalid_bound);
+            let _ = writeln!(
+                s,
+                "P(valid) ≈ 1 − {} (f64, not certified)",
+                probability(&o.invalid_bound)
+            );
         }
     }
     s
@@ -517,7 +528,7 @@ pub fn inspect_f64_line(
         top.join(", "),
         oracle.map_or_else(String::new, |o| format!(
             ", P(invalid) ≈ {}",
-            o.invalid_bound
+            probability(&o.invalid_bound)
         ))
     )
 }

@@ -6,6 +6,7 @@
 //! 2^score / Σ 2^score: exact whenever scores are integers.
 
 mod fast;
+mod single;
 
 pub use fast::FastRat;
 

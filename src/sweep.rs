@@ -16,14 +16,13 @@
 
 use crate::construct::Options;
 use crate::generate::{self, GenerateError, Params};
-use crate::table::{self, Row, Table};
-use serde::Serialize;
+use crate::table::{self, Prediction, Row, Table};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
-/// The generator parameter a sweep varies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The generator parameter a sweep varies (its `--sweep` name is its
+/// [`Param::name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Param {
     /// Number of tasks.
     Tasks,
@@ -104,19 +103,6 @@ impl Param {
 impl fmt::Display for Param {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl FromStr for Param {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Param::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Param::ALL.iter().map(|p| p.name()).collect();
-                format!("unknown sweep '{s}' (expected one of {})", names.join(", "))
-            })
     }
 }
 
@@ -206,17 +192,6 @@ impl Sweep {
         table.prediction = Some(check_prediction(self.param, &table));
         Ok(table)
     }
-}
-
-/// The paper's prediction along a sweep, checked on the measured rows.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Prediction {
-    /// What the paper predicts, in words.
-    pub predicted: String,
-    /// It held on every row, and every construction verified.
-    pub holds: bool,
-    /// What was compared, or the first row that disagrees.
-    pub detail: String,
 }
 
 /// Check the prediction of `param` on a table's numbers. On every row:
@@ -564,12 +539,11 @@ mod tests {
         assert_eq!(parse_values("3-5, 8").unwrap(), [3, 4, 5, 8]);
         assert!(parse_values("5-3").is_err());
         assert!(parse_values("x").is_err());
-        assert!(
-            "size"
-                .parse::<Param>()
-                .unwrap_err()
-                .contains("tasks, pairs")
-        );
+        // clap's names are the ones tables and JSON print.
+        for p in Param::ALL {
+            assert_eq!(<Param as clap::ValueEnum>::from_str(p.name(), false), Ok(p));
+        }
+        assert!(<Param as clap::ValueEnum>::from_str("size", false).is_err());
         // A point that cannot be generated is rejected before any work.
         let sweep = Sweep {
             param: Param::Length,

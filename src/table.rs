@@ -77,13 +77,25 @@ pub struct Point {
 }
 
 /// A whole table: the points in order and their rows.
+/// The paper's prediction along a sweep, checked on the measured rows (by
+/// `sweep::check_prediction`; the table only carries it).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Prediction {
+    /// What the paper predicts, in words.
+    pub predicted: String,
+    /// It held on every row, and every construction verified.
+    pub holds: bool,
+    /// What was compared, or the first row that disagrees.
+    pub detail: String,
+}
+
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct Table {
     /// What varies between points ("spec" for a table over files).
     pub sweep: String,
     /// For a sweep: the paper's prediction, checked on the rows.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub prediction: Option<crate::sweep::Prediction>,
+    pub prediction: Option<Prediction>,
     pub points: Vec<Point>,
     pub rows: Vec<Row>,
 }
@@ -145,8 +157,9 @@ pub fn measure(sweep: &str, value: &str, spec: &Spec, options: &Options) -> (Poi
     let dense_model = construct::build_dense(&ts, options);
     let build_seconds = seconds(start);
     let start = Instant::now();
-    let verdict = verify::verify(&ts, &model, &options.epsilon, &options.router.to_string());
-    let dense = verify::verify(&ts, &dense_model, &options.epsilon, "none");
+    let config = verify::Config::new(&options.epsilon).router(options.router);
+    let verdict = verify::verify(&ts, &model, &config);
+    let dense = verify::verify(&ts, &dense_model, &config);
     let verify_seconds = seconds(start);
     let failed = [
         ("moe", failed_claims(&verdict)),
@@ -336,24 +349,18 @@ impl Table {
     }
 }
 
-/// A Markdown cell: pipes escaped.
+/// A Markdown cell: the one escaping every Markdown report uses.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|")
+    crate::report::markdown::escape(text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::spec;
-    use std::path::Path;
 
     fn load(name: &str) -> Spec {
-        spec::load(
-            &Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("constructions")
-                .join(name),
-        )
-        .unwrap()
+        spec::load(&crate::fixtures::path(name)).unwrap()
     }
 
     #[test]

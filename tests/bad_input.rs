@@ -245,7 +245,11 @@ fn bad_flags() {
     let run = routecert(&["verify", spec, "--router", "semantic"]);
     assert_eq!(run.code, 2);
     assert!(
-        run.stderr.contains("unknown router 'semantic'"),
+        run.stderr
+            .contains("invalid value 'semantic' for '--router")
+            && run
+                .stderr
+                .contains("[possible values: syntactic, syntactic+key]"),
         "{}",
         run.stderr
     );

@@ -342,12 +342,12 @@ fn unknown_models_and_arithmetics_are_bad_input() {
         (
             "--model",
             "sparse",
-            "unknown model 'sparse' (expected moe or dense)",
+            "invalid value 'sparse' for '--model <MODEL>'\n  [possible values: moe, dense]",
         ),
         (
             "--arith",
             "float",
-            "unknown arithmetic 'float' (expected exact, f64 or both)",
+            "invalid value 'float' for '--arith <ARITH>'\n  [possible values: exact, f64, both]",
         ),
     ] {
         let run = routecert(&["verify", path.to_str().unwrap(), flag, value]);

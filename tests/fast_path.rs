@@ -11,20 +11,12 @@
 mod reference;
 
 use num_traits::Zero;
-use routecert::construct::{ModelKind, Options, build};
+use routecert::construct::{ModelKind, Options, RouterMode, build};
 use routecert::eval::Evaluator;
 use routecert::scalar::{FastRat, Rat, Scalar, rat};
-use routecert::spec;
-use routecert::taskset::TaskSet;
-use routecert::verify::{Run, verify, verify_bigrational};
-use std::path::Path;
+use routecert::verify::{Config, verify};
 
-fn task_set(file: &str) -> TaskSet {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("constructions")
-        .join(file);
-    TaskSet::from_spec(&spec::load(&path).expect("a construction"))
-}
+use routecert::fixtures::task_set;
 
 /// Compare the fast path with the reference on every prefix.
 fn agree_on_every_prefix(file: &str, kind: ModelKind, options: &Options) {
@@ -93,7 +85,12 @@ fn the_big_integer_fallback_agrees_too() {
         "no router score left machine words: the fallback went untested"
     );
     // And the verdict is the unscaled one, all claims holding.
-    let v = verify(&ts, &model, &rat(1, 1_000_000), "syntactic+key");
+    let eps = rat(1, 1_000_000);
+    let v = verify(
+        &ts,
+        &model,
+        &Config::new(&eps).router(RouterMode::SyntacticKey),
+    );
     assert!(v.all_hold());
 }
 
@@ -108,8 +105,9 @@ fn verdicts_agree_with_bigrational() {
         let ts = task_set(file);
         for kind in [ModelKind::Moe, ModelKind::Dense] {
             let model = build(&ts, &Options::default(), kind);
-            let fast = verify(&ts, &model, &epsilon, "syntactic+key");
-            let plain = verify_bigrational(&ts, &model, &epsilon, "syntactic+key", Run::default());
+            let config = Config::new(&epsilon).router(RouterMode::SyntacticKey);
+            let fast = verify(&ts, &model, &config);
+            let plain = verify(&ts, &model, &config.bigrational());
             assert_eq!(
                 serde_json::to_value(&fast).unwrap(),
                 serde_json::to_value(&plain).unwrap(),

@@ -30,7 +30,7 @@ use routecert::hypotheses::Hypotheses;
 use routecert::model::{Model, NeuronRole, SparseVec};
 use routecert::spec::{self, SlotSpec, Spec};
 use routecert::taskset::TaskSet;
-use routecert::verify::{MAX_WITNESSES, Verdict, Witness, verify};
+use routecert::verify::{self, Claim, MAX_WITNESSES, Verdict, Witness, verify};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use strategy::GenSet;
@@ -126,7 +126,7 @@ fn cases(sets: impl Strategy<Value = GenSet>) -> impl Strategy<Value = Case> {
 }
 
 /// Failing (claim, prefix) pairs of a verdict, with the witness.
-fn failures(v: &Verdict) -> HashMap<(&'static str, String), &Witness> {
+fn failures(v: &Verdict) -> HashMap<(Claim, String), &Witness> {
     v.failures
         .iter()
         .map(|w| ((w.claim, w.prefix.clone()), w))
@@ -155,7 +155,7 @@ fn guarantees_hold(
     let h = Hypotheses::check(&ts, router, epsilon);
     let mut model = build_moe(&ts, &options(router, epsilon));
     mutate(&mut model, &ts);
-    let v = verify(&ts, &model, epsilon, &router.to_string());
+    let v = verify(&ts, &model, &verify::Config::new(epsilon).router(router));
     // S needs no hypothesis.
     prop_assert!(v.claims.size.holds, "size fails: {:?}", v.experts);
     let all_hold = v.all_hold();
@@ -178,7 +178,11 @@ fn guarantees_hold(
             .filter(|(_, c)| c.covered())
             .map(|(p, _)| p.clone())
             .collect();
-        let v = verify(&covered, &model, epsilon, &router.to_string());
+        let v = verify(
+            &covered,
+            &model,
+            &verify::Config::new(epsilon).router(router),
+        );
         prop_assert!(
             v.failure_count <= MAX_WITNESSES,
             "{} failures on covered prefixes",
@@ -192,7 +196,7 @@ fn guarantees_hold(
             continue;
         }
         let text = ts.render(&p.tokens);
-        let routing = failed.get(&("routing", text.clone()));
+        let routing = failed.get(&(Claim::Routing, text.clone()));
         if h.routing[i].covered() {
             prop_assert!(
                 routing.is_none(),
@@ -206,14 +210,14 @@ fn guarantees_hold(
         let routed_in =
             routing.is_none_or(|w| w.expert.as_ref().is_some_and(|e| w.tasks.contains(e)));
         if routed_in {
-            let a = failed.get(&("retrieval", text.clone()));
+            let a = failed.get(&(Claim::Retrieval, text.clone()));
             prop_assert!(
                 a.is_none(),
                 "\"{text}\" is routed into C(w) but retrieval fails: {}",
                 a.map_or("", |w| w.reason.as_str())
             );
             if h.margin.holds {
-                let pw = failed.get(&("probability", text.clone()));
+                let pw = failed.get(&(Claim::Probability, text.clone()));
                 prop_assert!(
                     pw.is_none(),
                     "\"{text}\" is routed into C(w) and H-M holds but probability fails: {}",
@@ -363,7 +367,7 @@ fn agrees_with_reference(
     let mut ts = TaskSet::from_spec(spec);
     let mut model = build_moe(&ts, &options(router, epsilon));
     breaking(&mut model, &mut ts);
-    let v = verify(&ts, &model, epsilon, &router.to_string());
+    let v = verify(&ts, &model, &verify::Config::new(epsilon).router(router));
     let r = reference::judge(spec, &model);
 
     // The oracle: same prefixes, same V(w), C(w), queries.
@@ -423,14 +427,14 @@ fn agrees_with_reference(
         }
         let says = |claim| !failed.contains_key(&(claim, rp.text.clone()));
         prop_assert_eq!(
-            says("routing"),
+            says(Claim::Routing),
             rp.routing,
             "routing on \"{}\" (expert {})",
             rp.text,
             rp.expert
         );
         prop_assert_eq!(
-            says("retrieval"),
+            says(Claim::Retrieval),
             rp.retrieval,
             "retrieval on \"{}\"",
             rp.text
@@ -438,7 +442,7 @@ fn agrees_with_reference(
         if rp.invalid.lo >= *epsilon {
             // Soundness: never certify what is false.
             prop_assert!(
-                !says("probability"),
+                !says(Claim::Probability),
                 "P certified on \"{}\" though P(invalid) ≥ {}",
                 rp.text,
                 rp.invalid.lo
@@ -446,7 +450,7 @@ fn agrees_with_reference(
         } else if rp.invalid.hi < sixteenth {
             // Completeness up to the documented factor (docs/hypotheses.md).
             prop_assert!(
-                says("probability"),
+                says(Claim::Probability),
                 "P not certified on \"{}\" though P(invalid) ≤ {}",
                 rp.text,
                 rp.invalid.hi
@@ -1052,7 +1056,7 @@ fn regressions_replay() {
                     ..Options::default()
                 },
             );
-            let v = verify(&ts, &model, &eps, &router.to_string());
+            let v = verify(&ts, &model, &verify::Config::new(&eps).router(router));
             if h.all_hold() {
                 assert!(v.all_hold(), "{name}: default options");
             }
@@ -1061,7 +1065,7 @@ fn regressions_replay() {
                 if h.routing[i].covered() {
                     let text = ts.render(&p.tokens);
                     assert!(
-                        !failed.contains_key(&("routing", text.clone())),
+                        !failed.contains_key(&(Claim::Routing, text.clone())),
                         "{name}: \"{text}\""
                     );
                 }
@@ -1075,11 +1079,7 @@ fn regressions_replay() {
 
 #[test]
 fn reference_reproduces_hand_computed_values() {
-    let spec = spec::load(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("constructions/running_example.toml"),
-    )
-    .unwrap();
+    let spec = spec::load(&routecert::fixtures::path("running_example.toml")).unwrap();
     let oracle = reference::oracle(&spec);
     assert_eq!(oracle.len(), 39);
     assert_eq!(oracle.values().filter(|f| f.is_query).count(), 9);

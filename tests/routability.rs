@@ -276,11 +276,11 @@ fn bad_routability_input_exits_2() {
     for (args, says) in [
         (
             vec!["routability", spec, "--head1", "semantic"],
-            "unknown head 1 'semantic'",
+            "invalid value 'semantic' for '--head1 <HEAD1>'",
         ),
         (
             vec!["verify", spec, "--head1", "both"],
-            "unknown head 1 'both'",
+            "invalid value 'both' for '--head1 <HEAD1>'",
         ),
         (vec!["routability", spec, "--budget", "-3"], "-3"),
         (

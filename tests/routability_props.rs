@@ -25,7 +25,11 @@ fn compare(params: &Params, router: RouterMode, head1: Head1Mode) -> Option<(boo
         ..Options::default()
     };
     let model = construct::build_moe(&ts, &options);
-    let verdict = verify::verify(&ts, &model, &options.epsilon, &router.to_string());
+    let verdict = verify::verify(
+        &ts,
+        &model,
+        &verify::Config::new(&options.epsilon).router(router),
+    );
     let report = routability::run(&ts, &options, DEFAULT_BUDGET);
     let routed = verdict.claims.routing.holds;
     let context = format!("{params:?} {router} {head1}: {}", report.reason);

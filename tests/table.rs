@@ -278,7 +278,10 @@ fn table_rejects_bad_requests_with_exit_2() {
     let spec = spec.to_str().unwrap();
     for (args, message) in [
         (vec!["table"], "give spec files or --sweep"),
-        (vec!["table", "--sweep", "size"], "unknown sweep 'size'"),
+        (
+            vec!["table", "--sweep", "size"],
+            "invalid value 'size' for '--sweep <SWEEP>'",
+        ),
         (vec!["table", spec, "--sweep", "tasks"], "not both"),
         (
             vec!["table", spec, "--pairs", "3"],

@@ -91,7 +91,12 @@ pub fn heads_with(ts: &TaskSet, r: &Residual, head1: &Head1) -> Vec<Head<Rat>> {
     let block = r.syntactic_block();
     let mut values = Basis::default();
     for &dir in &block {
-        values.add(r.basis.name(dir).trim_start_matches("h1:"));
+        values.add(
+            r.basis
+                .direction(dir)
+                .value_slot()
+                .expect("a head-1 symbol"),
+        );
     }
     let slot = |dir: usize| block.binary_search(&dir).unwrap_or(0);
     let mut value = LinearMap::zero(d, block.len());

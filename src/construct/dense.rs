@@ -31,10 +31,10 @@ use super::gate::{self, EntityDirs, GiveUp};
 use super::pattern;
 use super::residual::Residual;
 use super::separate;
-use super::{Margins, Options, unembedding};
+use super::{Margins, Options};
 use crate::model::{
-    Basis, Circuit, Expert, Head, LinearMap, Model, Neuron, NeuronRole, Router, SparseVec,
-    Synthesis,
+    Basis, Circuit, Direction, EntityFeature, Expert, Head, LinearMap, Model, Neuron, NeuronRole,
+    Router, SparseVec, Synthesis,
 };
 use crate::scalar::{Rat, int};
 use crate::taskset::{TaskSet, TokenId};
@@ -51,33 +51,39 @@ pub struct DenseResidual {
     written: Vec<Vec<usize>>,
 }
 
-/// `name`, primed until no direction of the basis has it (an entity may be
-/// called "{entity}").
-fn fresh(basis: &Basis, name: String) -> String {
-    let mut name = name;
-    while basis.get(&name).is_some() {
-        name.push('\'');
+/// An entity feature, primed until no direction of the basis has its name
+/// (an entity may be called "{entity}").
+fn fresh(basis: &Basis, feature: EntityFeature) -> Direction {
+    let mut primes = 0;
+    loop {
+        let direction = Direction::Feature {
+            feature: feature.clone(),
+            primes,
+        };
+        if basis.find(&direction).is_none() {
+            return direction;
+        }
+        primes += 1;
     }
-    name
 }
 
 impl DenseResidual {
     pub fn new(ts: &TaskSet) -> DenseResidual {
         let mut residual = Residual::new(ts);
-        let mut add = |name: String| {
-            let name = fresh(&residual.basis, name);
-            residual.basis.add(name)
+        let mut add = |feature: EntityFeature| {
+            let direction = fresh(&residual.basis, feature);
+            residual.basis.add(direction)
         };
-        let count = add("h2:{entity}".into());
+        let count = add(EntityFeature::Count);
         let keys = ts
             .tasks
             .iter()
-            .map(|t| add(format!("h2:{{key of {}}}", t.name)))
+            .map(|t| add(EntityFeature::KeyOf(t.name.clone())))
             .collect();
         let values = ts
             .tasks
             .iter()
-            .map(|t| add(format!("h2:{{value of {}}}", t.name)))
+            .map(|t| add(EntityFeature::ValueOf(t.name.clone())))
             .collect();
         let entities = EntityDirs {
             count,
@@ -142,8 +148,8 @@ fn extend_key_head(head: &mut Head<Rat>, ts: &TaskSet, d: &DenseResidual) {
     let mut value = widen(&head.value, extra.len(), 0);
     let mut output = widen(&head.output, 0, extra.len());
     for (s, &dir) in extra.iter().enumerate() {
-        head.values
-            .add(r.basis.name(dir).trim_start_matches("h2:").to_string());
+        let slot = r.basis.direction(dir).value_slot();
+        head.values.add(slot.expect("an entity feature"));
         output.add(dir, first + s, int(1));
     }
     for t in 0..ts.vocab.len() {
@@ -412,7 +418,6 @@ pub fn build_dense(ts: &TaskSet, options: &Options) -> Model<Rat> {
     let d = DenseResidual::new(ts);
     let r = &d.residual;
     let margins = Margins::new(ts.vocab.len(), ts.max_len, &options.epsilon);
-    let (token_embed, pos_embed) = attention::embeddings(ts, r);
     let mut heads = attention::heads(ts, r);
     extend_key_head(&mut heads[1], ts, &d);
 
@@ -422,34 +427,28 @@ pub fn build_dense(ts: &TaskSet, options: &Options) -> Model<Rat> {
         .map(|k| circuit(ts, k, &d, &margins, &states, &mut neurons))
         .collect();
 
-    let width = r.basis.len();
-    Model {
-        vocab: ts.vocab.names().to_vec(),
-        residual: r.basis.clone(),
-        max_len: ts.max_len,
-        token_embed,
-        pos_embed,
-        heads,
-        router: Router {
-            inputs: vec![],
-            weights: LinearMap::zero(width, 1),
-            bias: vec![Rat::zero()],
-            synthesis: Synthesis {
-                converged: true,
-                epochs: 0,
-                misrouted: 0,
-                forced: 0,
-                reads: "nothing (the dense model has one FFN)".into(),
-            },
+    let router = no_router(r.basis.len());
+    let ffn = Expert {
+        name: "ffn".into(),
+        neurons,
+        output_bias: SparseVec::default(),
+    };
+    super::assemble(ts, d.residual, heads, router, vec![ffn], circuits)
+}
+
+/// The dense model's router: one FFN, nothing to choose.
+fn no_router(width: usize) -> Router<Rat> {
+    Router {
+        inputs: vec![],
+        weights: LinearMap::zero(width, 1),
+        bias: vec![Rat::zero()],
+        synthesis: Synthesis {
+            converged: true,
+            epochs: 0,
+            misrouted: 0,
+            forced: 0,
+            reads: "nothing (the dense model has one FFN)".into(),
         },
-        experts: vec![Expert {
-            name: "ffn".into(),
-            neurons,
-            output_bias: SparseVec::default(),
-        }],
-        unembed: unembedding(ts, r),
-        circuits,
-        score_unit: crate::model::ScoreUnit::Ln2,
     }
 }
 

@@ -38,7 +38,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Which head 1 the construction uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Head1Mode {
     /// score_j = j (the design's reference head).
     #[default]

@@ -10,6 +10,9 @@
 //! - [`router`]: synthesise a linear top-1 router over exact features;
 //! - [`dense`]: the dense model of Theorem 4.1, one FFN split into gated
 //!   circuits.
+//!
+//! [`build`] is the entry point for both; each construction ends in the
+//! same assembly of embeddings, heads, router, FFN and W_U.
 
 pub mod attention;
 pub mod dense;
@@ -22,18 +25,18 @@ pub mod residual;
 pub mod router;
 pub mod separate;
 
-use crate::expbound::ln_ceiling;
-use crate::model::{LinearMap, Model, Router, Synthesis};
+use crate::model::{Circuit, Expert, Head, LinearMap, Model, Router, Synthesis};
 use crate::scalar::{Rat, int};
 use crate::taskset::TaskSet;
 use residual::Residual;
 
+pub use crate::design::Margins;
 pub use dense::build_dense;
 pub use head1::{Head1, Head1Mode};
 pub use router::RouterMode;
 
 /// Which of the paper's two constructions to build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ModelKind {
     /// Theorem 4.2: a router and one expert per task.
     #[default]
@@ -62,7 +65,8 @@ impl std::str::FromStr for ModelKind {
     }
 }
 
-/// Build the chosen model.
+/// Build the chosen model: the one entry point for both constructions
+/// (each ends in the same assembly).
 pub fn build(ts: &TaskSet, options: &Options, kind: ModelKind) -> Model<Rat> {
     match kind {
         ModelKind::Moe => build_moe(ts, options),
@@ -97,30 +101,6 @@ impl Default for Options {
     }
 }
 
-/// The logit scales of the construction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Margins {
-    /// β_sem: the logit a semantic neuron puts on a value (at least at the
-    /// query position). An integer with e^{β_sem − 1} ≥ |V|/ε, so that
-    /// |V| invalid tokens at a gap of β_sem carry mass below ε/e.
-    pub semantic: Rat,
-    /// β_syn = 2·L·β_sem + 1 > 2·L·β_sem: a syntactic target beats anything
-    /// the (at most two) entities in a prefix add through semantic neurons.
-    pub syntactic: Rat,
-}
-
-impl Margins {
-    pub fn new(vocab: usize, max_len: usize, epsilon: &Rat) -> Margins {
-        let n = ln_ceiling(&(int(vocab as i64) / epsilon));
-        let semantic = int(n as i64 + 1);
-        let syntactic = int(2 * max_len as i64) * &semantic + int(1);
-        Margins {
-            semantic,
-            syntactic,
-        }
-    }
-}
-
 /// W_U: out:t is token t's logit, and keys:k spreads over every key of k.
 fn unembedding(ts: &TaskSet, residual: &Residual) -> LinearMap<Rat> {
     let mut unembed = LinearMap::zero(residual.basis.len(), ts.vocab.len());
@@ -135,12 +115,18 @@ fn unembedding(ts: &TaskSet, residual: &Residual) -> LinearMap<Rat> {
     unembed
 }
 
+/// The MoE model's residual directions and head 1, derived once from the
+/// task set: router synthesis trains on the hidden states they give, and
+/// assembly writes the same ones into the weights.
+pub fn residual_and_head1(ts: &TaskSet, options: &Options) -> (Residual, Head1) {
+    (Residual::new(ts), Head1::design(ts, options.head1))
+}
+
 /// Build the MoE model for a task set, its router synthesised.
 pub fn build_moe(ts: &TaskSet, options: &Options) -> Model<Rat> {
-    let residual = Residual::new(ts);
-    let head1 = Head1::design(ts, options.head1);
+    let (residual, head1) = residual_and_head1(ts, options);
     let router = router::synthesize(ts, &residual, &head1, options);
-    assemble(ts, options, residual, &head1, router)
+    moe(ts, options, residual, &head1, router)
 }
 
 /// Build the MoE model with given router weights instead of synthesised
@@ -153,14 +139,13 @@ pub fn build_moe_routed_by(
     rows: &[Vec<Rat>],
     synthesis: Synthesis,
 ) -> Model<Rat> {
-    let residual = Residual::new(ts);
-    let head1 = Head1::design(ts, options.head1);
+    let (residual, head1) = residual_and_head1(ts, options);
     let router = router::install(&residual, options.router, rows, synthesis);
-    assemble(ts, options, residual, &head1, router)
+    moe(ts, options, residual, &head1, router)
 }
 
-/// Everything but the router.
-fn assemble(
+/// The MoE model around its router: both heads, one expert per task.
+fn moe(
     ts: &TaskSet,
     options: &Options,
     residual: Residual,
@@ -168,14 +153,24 @@ fn assemble(
     router: Router<Rat>,
 ) -> Model<Rat> {
     let margins = Margins::new(ts.vocab.len(), ts.max_len, &options.epsilon);
-    let (token_embed, pos_embed) = attention::embeddings(ts, &residual);
     let heads = attention::heads_with(ts, &residual, head1);
-    let experts = ts
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(k, _)| expert::build_with(ts, k, &residual, &margins, head1))
+    let experts = (0..ts.tasks.len())
+        .map(|k| expert::build_with(ts, k, &residual, &margins, head1))
         .collect();
+    assemble(ts, residual, heads, router, experts, Vec::new())
+}
+
+/// The one model assembly, for both constructions: embeddings and W_U
+/// from the residual, around the heads, router, FFN and (dense) circuits.
+fn assemble(
+    ts: &TaskSet,
+    residual: Residual,
+    heads: Vec<Head<Rat>>,
+    router: Router<Rat>,
+    experts: Vec<Expert<Rat>>,
+    circuits: Vec<Circuit<Rat>>,
+) -> Model<Rat> {
+    let (token_embed, pos_embed) = attention::embeddings(ts, &residual);
     let unembed = unembedding(ts, &residual);
     Model {
         vocab: ts.vocab.names().to_vec(),
@@ -187,22 +182,8 @@ fn assemble(
         router,
         experts,
         unembed,
-        circuits: Vec::new(),
+        circuits,
         score_unit: crate::model::ScoreUnit::Ln2,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::scalar::rat;
-
-    #[test]
-    fn margins_follow_the_design() {
-        // |V| = 15, ε = 1e-6: |V|/ε = 1.5e7, e^16 < 1.5e7 ≤ e^17, so β_sem = 18.
-        let m = Margins::new(15, 6, &rat(1, 1_000_000));
-        assert_eq!(m.semantic, int(18));
-        assert_eq!(m.syntactic, int(2 * 6 * 18 + 1));
     }
 }
 

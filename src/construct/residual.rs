@@ -1,4 +1,4 @@
-//! The residual stream's named directions.
+//! The residual stream's typed directions ([`Direction`]), indexed by role.
 //!
 //! Families (a name never collides across families, and template words
 //! cannot contain braces, so "{entity}" is free for the entity symbol):
@@ -10,11 +10,11 @@
 //! - `out:t`: a direction W_U reads as the logit of token t;
 //! - `keys:k`: a direction W_U spreads over every key of task k.
 
-use crate::model::Basis;
+use crate::model::{Basis, Direction};
 use crate::taskset::{TaskSet, TokenId, TokenKind};
 
 /// The syntactic symbol every entity maps to.
-pub const ENTITY_SYMBOL: &str = "{entity}";
+pub use crate::model::ENTITY_SYMBOL;
 
 /// Index of every named direction, by role.
 #[derive(Debug, Clone)]
@@ -38,36 +38,36 @@ pub struct Residual {
 impl Residual {
     pub fn new(ts: &TaskSet) -> Residual {
         let mut basis = Basis::default();
-        let one = basis.add("one");
+        let one = basis.add(Direction::One);
         let names = ts.vocab.names();
         let tok = names
             .iter()
-            .map(|t| basis.add(format!("tok:{t}")))
+            .map(|t| basis.add(Direction::Token(t.clone())))
             .collect();
         let pos = (1..=ts.max_len)
-            .map(|i| basis.add(format!("pos:{i}")))
+            .map(|i| basis.add(Direction::Position(i)))
             .collect();
-        let h1_entity = basis.add(format!("h1:{ENTITY_SYMBOL}"));
+        let h1_entity = basis.add(Direction::EntitySymbol);
         let h1 = (0..names.len())
             .map(|t| match ts.vocab.kind(t) {
-                TokenKind::Word => basis.add(format!("h1:{}", names[t])),
+                TokenKind::Word => basis.add(Direction::Symbol(names[t].clone())),
                 TokenKind::Entity | TokenKind::Eos => h1_entity,
             })
             .collect();
         let h2 = (0..names.len())
             .map(|t| {
                 (ts.vocab.kind(t) == TokenKind::Entity)
-                    .then(|| basis.add(format!("h2:{}", names[t])))
+                    .then(|| basis.add(Direction::Entity(names[t].clone())))
             })
             .collect();
         let out = names
             .iter()
-            .map(|t| basis.add(format!("out:{t}")))
+            .map(|t| basis.add(Direction::Output(t.clone())))
             .collect();
         let keys_of = ts
             .tasks
             .iter()
-            .map(|k| basis.add(format!("keys:{}", k.name)))
+            .map(|k| basis.add(Direction::Keys(k.name.clone())))
             .collect();
         Residual {
             basis,

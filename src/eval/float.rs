@@ -224,6 +224,8 @@ struct Compiled<B: Backend> {
     router_bias: Vec<f64>,
     experts: Vec<CompiledExpert<B>>,
     unembed: B::Matrix,
+    /// 2^score or e^score (a model read from a float file).
+    natural: bool,
 }
 
 impl<B: Backend> Compiled<B> {
@@ -246,6 +248,7 @@ impl<B: Backend> Compiled<B> {
                 .collect(),
             router: map(&model.router.weights),
             router_bias: model.router.bias.clone(),
+            natural: model.score_unit == crate::model::ScoreUnit::Natural,
             experts: model
                 .experts
                 .iter()
@@ -301,9 +304,19 @@ impl<B: Backend> Compiled<B> {
                 .iter()
                 .map(|x| B::dot(&q, &B::apply(&head.key, x)))
                 .collect();
-            // Base-2 softmax, shifted by the max: every power is in (0, 1].
+            // Softmax in the model's unit (base 2 for constructions),
+            // shifted by the max: every power is in (0, 1].
             let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let powers: Vec<f64> = scores.iter().map(|s| (s - max).exp2()).collect();
+            let powers: Vec<f64> = scores
+                .iter()
+                .map(|s| {
+                    if self.natural {
+                        (s - max).exp()
+                    } else {
+                        (s - max).exp2()
+                    }
+                })
+                .collect();
             let total: f64 = powers.iter().sum();
             let weights: Vec<f64> = powers.iter().map(|p| p / total).collect();
             let mut out: Option<B::Vector> = None;

@@ -194,8 +194,7 @@ pub fn solve_within(
             (0..w).find(|&j| t.objective[j].is_negative())
         };
         let Some(q) = entering else { break };
-        if deadline.is_some_and(|d| Instant::now() > d) || max_pivots.is_some_and(|m| pivots >= m)
-        {
+        if deadline.is_some_and(|d| Instant::now() > d) || max_pivots.is_some_and(|m| pivots >= m) {
             return (None, pivots);
         }
         // Ratio test over rows with T_iq > 0: the smallest rhs_i / T_iq,

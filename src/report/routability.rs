@@ -1,6 +1,7 @@
 //! Render a routability report: the decision, the evidence (the verified
 //! router, or the certificate and its check), and the conflicting prefixes.
 
+use super::Format;
 use crate::routability::Report;
 use crate::routability::certificate::{Proof, Tokens};
 use std::fmt::Write;
@@ -98,7 +99,10 @@ pub fn text(r: &Report, source: &str) -> String {
             if routing.holds { "holds" } else { "FAILS" },
             routing.failures,
             routing.checked,
-            routing.worst.as_deref().unwrap_or("n/a")
+            routing
+                .worst
+                .as_ref()
+                .map_or_else(|| "n/a".to_string(), |w| w.text())
         );
     }
     if let Some(cert) = &r.certificate {
@@ -169,7 +173,12 @@ pub fn markdown(r: &Report, source: &str) -> String {
         );
         let _ = writeln!(s, "| prefix | C(w) |\n|---|---|");
         for c in &r.conflict {
-            let _ = writeln!(s, "| `{}` | {} |", c.prefix, c.tasks.join(", "));
+            let _ = writeln!(
+                s,
+                "| `{}` | {} |",
+                super::markdown::escape(&c.prefix),
+                super::markdown::escape(&c.tasks.join(", "))
+            );
         }
     }
     s
@@ -177,4 +186,41 @@ pub fn markdown(r: &Report, source: &str) -> String {
 
 pub fn json(r: &Report) -> String {
     serde_json::to_string_pretty(r).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")) + "\n"
+}
+
+/// `routability --check`: whether a saved certificate was accepted (with
+/// its size) or why it was rejected, in the requested format.
+pub fn check(
+    file: &str,
+    reads: &str,
+    outcome: &Result<crate::routability::certificate::Accepted, String>,
+    format: Format,
+) -> String {
+    match (format, outcome) {
+        (Format::Json, _) => {
+            let value = match outcome {
+                Ok(a) => serde_json::json!({
+                    "file": file,
+                    "accepted": true,
+                    "rows": a.rows,
+                    "prefixes": a.prefixes,
+                    "reads": reads,
+                }),
+                Err(e) => serde_json::json!({
+                    "file": file,
+                    "accepted": false,
+                    "rejection": e,
+                    "reads": reads,
+                }),
+            };
+            serde_json::to_string_pretty(&value)
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+                + "\n"
+        }
+        (_, Ok(a)) => format!(
+            "{file}: certificate accepted ({} rows over {} prefixes): no linear router over {reads} routes every prefix\n",
+            a.rows, a.prefixes
+        ),
+        (_, Err(e)) => format!("{file}: certificate REJECTED: {e}\n"),
+    }
 }

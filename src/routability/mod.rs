@@ -354,7 +354,8 @@ pub fn run(ts: &TaskSet, options: &Options, budget: usize) -> Report {
                 reads: reads.into(),
             };
             let model = construct::build_moe_routed_by(ts, options, &rows, synthesis);
-            let verdict = verify::verify(ts, &model, &options.epsilon, &report.router);
+            let config = verify::Config::new(&options.epsilon).router(options.router);
+            let verdict = verify::verify(ts, &model, &config);
             let routing = verdict.claims.routing;
             if routing.holds {
                 report.decision = "routable";

@@ -3,54 +3,16 @@
 //! something false (or, on P, that the certificate is looser than the
 //! float estimate), and is listed with both outcomes.
 
-use super::{Claims, Verdict};
-use serde::Serialize;
+use super::verdict::{Claim, Verdict};
+pub use super::verdict::{CrossCheck, Decision, Disagreement};
 use std::collections::HashMap;
-
-/// One decision: a claim on a subject (a prefix, a task, or "task: prefix"
-/// for isolation) and its outcome ("holds", "fails", "holds (expert k)").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Decision {
-    pub claim: &'static str,
-    pub subject: String,
-    pub outcome: String,
-}
-
-impl Decision {
-    pub fn new(claim: &'static str, subject: &str, outcome: String) -> Decision {
-        Decision {
-            claim,
-            subject: subject.to_string(),
-            outcome,
-        }
-    }
-}
-
-/// A decision on which the two arithmetics differ.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Disagreement {
-    pub claim: &'static str,
-    pub subject: String,
-    pub exact: String,
-    pub f64: String,
-}
-
-/// The f64 run next to the exact one.
-#[derive(Debug, Clone, Serialize)]
-pub struct CrossCheck {
-    /// The claims as the f64 run decided them.
-    pub f64_claims: Claims,
-    /// Decisions compared.
-    pub decisions: usize,
-    pub disagreements: Vec<Disagreement>,
-}
 
 /// Compare two verdicts of the same model and task set, decision by
 /// decision (matched by claim and subject; one missing on either side is a
 /// disagreement too).
 pub fn cross_check(exact: &Verdict, float: &Verdict) -> CrossCheck {
     let absent = || "(not decided)".to_string();
-    let floats: HashMap<(&str, &str), &str> = float
+    let floats: HashMap<(Claim, &str), &str> = float
         .decisions
         .iter()
         .map(|d| ((d.claim, d.subject.as_str()), d.outcome.as_str()))
@@ -68,7 +30,7 @@ pub fn cross_check(exact: &Verdict, float: &Verdict) -> CrossCheck {
             })
         })
         .collect();
-    let exacts: HashMap<(&str, &str), &str> = exact
+    let exacts: HashMap<(Claim, &str), &str> = exact
         .decisions
         .iter()
         .map(|d| ((d.claim, d.subject.as_str()), d.outcome.as_str()))
@@ -94,25 +56,31 @@ pub fn cross_check(exact: &Verdict, float: &Verdict) -> CrossCheck {
 
 #[cfg(test)]
 mod tests {
+    use crate::construct::RouterMode;
     use crate::construct::{Options, build_moe};
     use crate::scalar::{Rat, rat};
-    use crate::spec;
     use crate::taskset::TaskSet;
-    use crate::verify::verify_both;
+    use crate::verify::{Arith, Claim, Config, Verdict, verify};
     use num_bigint::BigInt;
-    use std::path::Path;
+
+    fn verify_both(ts: &TaskSet, model: &crate::model::Model<Rat>) -> Verdict {
+        let eps = rat(1, 1_000_000);
+        let config = Config::new(&eps)
+            .router(RouterMode::SyntacticKey)
+            .arith(Arith::Both);
+        verify(ts, model, &config)
+    }
 
     fn running_example() -> TaskSet {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("constructions/running_example.toml");
-        TaskSet::from_spec(&spec::load(&path).unwrap())
+        crate::fixtures::task_set("running_example.toml")
     }
 
     #[test]
     fn exact_and_f64_agree_on_the_construction() {
         let ts = running_example();
         let model = build_moe(&ts, &Options::default());
-        let v = verify_both(&ts, &model, &rat(1, 1_000_000), "syntactic+key");
-        assert_eq!(v.arith, "both");
+        let v = verify_both(&ts, &model);
+        assert_eq!(v.arith, Arith::Both);
         let x = v.cross_check.unwrap();
         // 39 prefixes × (R, P, A) + 2 experts × S.
         assert_eq!(x.decisions, 39 * 3 + 2);
@@ -133,14 +101,14 @@ mod tests {
         for b in &mut model.router.bias {
             *b += &huge;
         }
-        let v = verify_both(&ts, &model, &rat(1, 1_000_000), "syntactic+key");
+        let v = verify_both(&ts, &model);
         assert!(v.all_hold(), "exact still decides: every claim holds");
         let x = v.cross_check.unwrap();
         assert!(!x.f64_claims.routing.holds);
         let routing: Vec<_> = x
             .disagreements
             .iter()
-            .filter(|d| d.claim == "routing")
+            .filter(|d| d.claim == Claim::Routing)
             .collect();
         assert_eq!(routing.len(), 39);
         // located_in prefixes keep their expert but lose the strict margin;
@@ -164,7 +132,7 @@ mod tests {
         let others: Vec<_> = x
             .disagreements
             .iter()
-            .filter(|d| d.claim != "routing")
+            .filter(|d| d.claim != Claim::Routing)
             .collect();
         assert!(
             others

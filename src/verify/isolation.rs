@@ -14,38 +14,20 @@
 //! margin: how far below zero the most active off-task neuron's
 //! pre-activation stayed (at least 1 by construction when the gates work).
 
+use super::arith::ClaimArith;
 use super::compare::Decision;
-use super::{
-    ClaimArith, ClaimResult, LogitVerdict, TOP_LOGITS, Tally, Witness, Witnesses, holds,
-    largest_logits, logit_verdict,
-};
+use super::logits::{LogitVerdict, TOP_LOGITS, largest_logits, logit_verdict};
+use super::tally::Tally;
+pub use super::verdict::CircuitReport;
+use super::verdict::{Claim, ClaimResult, Witness, Witnesses, holds};
 use crate::eval::{Evaluator, Trace};
 use crate::model::Model;
 use crate::taskset::{Prefix, TaskSet, TokenId};
-use serde::Serialize;
 use std::cell::LazyCell;
 use std::collections::{BTreeSet, HashMap};
 
 /// Firing off-task neurons named in one witness.
 const NAMED: usize = 4;
-
-/// Size and isolation of one circuit.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct CircuitReport {
-    pub task: String,
-    pub neurons: usize,
-    /// |D(k)|: prefixes checked.
-    pub prefixes: usize,
-    /// Prefixes of D(k) on which masking to C(k) changed the P or A verdict.
-    pub changed_verdicts: usize,
-    /// Prefixes of D(k) on which a neuron of another task's circuit fired.
-    pub off_task_firings: usize,
-    /// Neurons of C(k) that another circuit also lists.
-    pub shared_neurons: usize,
-    pub isolated: bool,
-    /// Smallest −(pre-activation) of an off-task neuron over D(k).
-    pub silence_margin: Option<String>,
-}
 
 /// The isolation claim with its per-circuit reports, witnesses and
 /// decisions.
@@ -197,7 +179,7 @@ impl<S: ClaimArith> Isolation<S> {
             let label = format!("C({})", circuit.name);
             let subject = || format!("{}: {}", circuit.name, *text);
             let fail = |reason: String, top: Vec<(String, String)>| Witness {
-                claim: "isolation",
+                claim: Claim::Isolation,
                 prefix: (*text).clone(),
                 tasks: task_names.clone(),
                 expert: Some(label.clone()),
@@ -214,7 +196,8 @@ impl<S: ClaimArith> Isolation<S> {
                     margin: None,
                     changed: false,
                     fired: false,
-                    decision: record.then(|| Decision::new("isolation", &subject(), holds(false))),
+                    decision: record
+                        .then(|| Decision::new(Claim::Isolation, &subject(), holds(false))),
                     witness: Some(fail(
                         "the forward pass of the full or the masked model failed".into(),
                         vec![],
@@ -248,7 +231,7 @@ impl<S: ClaimArith> Isolation<S> {
                 margin: margin.clone(),
                 changed,
                 fired: !fired.is_empty(),
-                decision: record.then(|| Decision::new("isolation", &subject(), holds(ok))),
+                decision: record.then(|| Decision::new(Claim::Isolation, &subject(), holds(ok))),
                 witness,
             });
         }
@@ -338,7 +321,7 @@ impl<S: ClaimArith> Isolation<S> {
             let Some(k) = *task else {
                 tally.record(false, None);
                 witnesses.push(Witness {
-                    claim: "isolation",
+                    claim: Claim::Isolation,
                     prefix: String::new(),
                     tasks: vec![circuit.name.clone()],
                     expert: None,
@@ -357,7 +340,7 @@ impl<S: ClaimArith> Isolation<S> {
             for &n in &shared {
                 tally.record(false, None);
                 decisions.push(Decision::new(
-                    "isolation",
+                    Claim::Isolation,
                     &format!("{label} neuron {n}"),
                     holds(false),
                 ));
@@ -370,7 +353,7 @@ impl<S: ClaimArith> Isolation<S> {
                     .map(|&j| ts.tasks[j].name.as_str())
                     .collect();
                 witnesses.push(Witness {
-                    claim: "isolation",
+                    claim: Claim::Isolation,
                     prefix: String::new(),
                     tasks: vec![circuit.name.clone()],
                     expert: Some(label.clone()),
@@ -400,7 +383,7 @@ impl<S: ClaimArith> Isolation<S> {
                 off_task_firings: t.firing,
                 shared_neurons: shared.len(),
                 isolated: t.changed == 0 && t.firing == 0 && shared.is_empty(),
-                silence_margin: t.margin.map(|m| m.text()),
+                silence_margin: t.margin.map(|m| m.number()),
             });
         }
         Found {
@@ -417,14 +400,16 @@ mod tests {
     use crate::construct::{Options, build_dense};
     use crate::model::{Model, SparseVec};
     use crate::scalar::{Rat, rat};
-    use crate::spec;
     use crate::taskset::TaskSet;
-    use crate::verify::{verify, verify_f64};
-    use std::path::Path;
+    use crate::verify::{Arith, Claim, Config, Verdict, verify};
+
+    fn verify_in(ts: &TaskSet, model: &Model<Rat>, arith: Arith) -> Verdict {
+        let eps = rat(1, 1_000_000);
+        verify(ts, model, &Config::new(&eps).arith(arith))
+    }
 
     fn setup() -> (TaskSet, Model<Rat>) {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("constructions/running_example.toml");
-        let ts = TaskSet::from_spec(&spec::load(&path).unwrap());
+        let ts = crate::fixtures::task_set("running_example.toml");
         let model = build_dense(&ts, &Options::default());
         (ts, model)
     }
@@ -459,8 +444,8 @@ mod tests {
     fn the_running_example_is_isolated() {
         let (ts, model) = setup();
         for v in [
-            verify(&ts, &model, &rat(1, 1_000_000), "none"),
-            verify_f64(&ts, &model, &rat(1, 1_000_000), "none"),
+            verify_in(&ts, &model, Arith::Exact),
+            verify_in(&ts, &model, Arith::F64),
         ] {
             assert!(v.all_hold(), "{:?}", v.failures);
             let i = v.claims.isolation.clone().unwrap();
@@ -494,7 +479,7 @@ mod tests {
     fn a_neuron_without_its_gate_breaks_isolation_and_is_named() {
         let (ts, mut model) = setup();
         ungate(&mut model, "located_in/syn0");
-        let v = verify(&ts, &model, &rat(1, 1_000_000), "none");
+        let v = verify_in(&ts, &model, Arith::Exact);
         let i = v.claims.isolation.clone().unwrap();
         assert!(!i.holds && !v.all_hold());
         // The ramp neuron fires on all 18 spoken_in prefixes, which the
@@ -508,7 +493,7 @@ mod tests {
         let witnesses: Vec<_> = v
             .failures
             .iter()
-            .filter(|w| w.claim == "isolation")
+            .filter(|w| w.claim == Claim::Isolation)
             .collect();
         assert_eq!(witnesses.len(), 18);
         assert!(witnesses.iter().all(|w| {
@@ -520,15 +505,15 @@ mod tests {
             "masking to C(spoken_in) changes the verdict from P fails, A fails to P holds, A holds"
         )));
         // The smallest silence margin is now negative.
-        let m: Rat = i.min_margin.unwrap().parse().unwrap();
-        assert!(m < Rat::from_integer(0.into()));
+        let m = i.min_margin.as_ref().and_then(|m| m.exact()).unwrap();
+        assert!(*m < Rat::from_integer(0.into()));
     }
 
     #[test]
     fn a_firing_off_task_neuron_fails_isolation_even_when_no_verdict_changes() {
         let (ts, mut model) = setup();
         ungate(&mut model, "spoken_in/syn4");
-        let v = verify(&ts, &model, &rat(1, 1_000_000), "none");
+        let v = verify_in(&ts, &model, Arith::Exact);
         // It fires on 3 located_in prefixes without changing P or A there.
         let c = v.circuits.clone().unwrap();
         assert_eq!((c[0].changed_verdicts, c[0].off_task_firings), (0, 3));
@@ -541,7 +526,7 @@ mod tests {
     fn circuits_that_share_a_neuron_are_reported() {
         let (ts, mut model) = setup();
         model.circuits[1].neurons.push(0);
-        let v = verify(&ts, &model, &rat(1, 1_000_000), "none");
+        let v = verify_in(&ts, &model, Arith::Exact);
         let c = v.circuits.clone().unwrap();
         assert_eq!((c[0].shared_neurons, c[1].shared_neurons), (1, 1));
         assert!(!v.claims.isolation.clone().unwrap().holds);

@@ -23,11 +23,14 @@ pub fn routecert(args: &[&str]) -> Run {
     }
 }
 
+/// constructions/`name` (the library's one fixture loader; its
+/// `task_set` loads one as a task set).
 pub fn construction(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("constructions")
-        .join(name)
+    routecert::fixtures::path(name)
 }
+
+#[allow(unused_imports)]
+pub use routecert::fixtures::task_set;
 
 /// `verify --format json` on a file, with extra flags; returns (exit, JSON).
 pub fn verify_json(path: &Path, extra: &[&str]) -> (i32, serde_json::Value) {

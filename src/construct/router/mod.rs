@@ -26,8 +26,6 @@ use num_integer::Integer;
 use num_traits::{CheckedAdd, CheckedDiv, CheckedMul, CheckedSub, One, Zero};
 use rayon::prelude::*;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::fmt;
-use std::str::FromStr;
 use system::{Group, System};
 
 /// The exact LP fallback runs only on training data up to this many groups
@@ -40,37 +38,7 @@ const PATIENCE: usize = 200;
 const MAX_DROPS: usize = 32;
 /// Retrains in a row without a better router before giving up dropping.
 const MAX_FRUITLESS_DROPS: usize = 4;
-/// What the router may read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RouterMode {
-    /// Only head 1's block, as Theorem 4.2 states.
-    Syntactic,
-    /// Head 1, head 2 (the key), the position and the current token.
-    #[default]
-    SyntacticKey,
-}
-
-impl fmt::Display for RouterMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            RouterMode::Syntactic => "syntactic",
-            RouterMode::SyntacticKey => "syntactic+key",
-        })
-    }
-}
-
-impl FromStr for RouterMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "syntactic" => Ok(RouterMode::Syntactic),
-            "syntactic+key" => Ok(RouterMode::SyntacticKey),
-            other => Err(format!(
-                "unknown router '{other}' (expected syntactic or syntactic+key)"
-            )),
-        }
-    }
-}
+pub use crate::design::RouterMode;
 
 impl RouterMode {
     /// The residual directions this router reads.
@@ -86,14 +54,6 @@ impl RouterMode {
                 dirs.dedup();
                 dirs
             }
-        }
-    }
-
-    /// The directions it reads, as a phrase for messages.
-    pub fn describe(self) -> &'static str {
-        match self {
-            RouterMode::Syntactic => "the syntactic block (h1)",
-            RouterMode::SyntacticKey => "h1, h2 (the key), pos and tok",
         }
     }
 }
