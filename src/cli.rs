@@ -11,14 +11,13 @@ use crate::modelfile;
 use crate::progress;
 use crate::report::{self, Format};
 use crate::routability;
-use crate::scalar::{Rat, parse_rational};
+use crate::scalar::Rat;
 use crate::spec::{self, SpecError};
 use crate::sweep::{self, Param, Sweep};
 use crate::table::{self, Table};
 use crate::taskset::TaskSet;
 use crate::verify::{self, Arith, oracle_facts};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use num_traits::{One, Zero};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -54,6 +53,9 @@ pub enum Command {
     /// Expert size against task complexity, from verified constructions:
     /// over spec files, or over a sweep of generated task sets.
     Table(TableArgs),
+    /// Every prefix's exact top-two router margin Δ(w) and the boundary
+    /// mass m(w) = #{Δ ≤ w} / #prefixes (docs/soft-routing.md).
+    Margins(crate::soft::cli::MarginsArgs),
     /// Write the model as a directory PyTorch and TransformerLens load
     /// (docs/model-file.md): safetensors, config, names, exact weights and
     /// routecert's decision on every prefix.
@@ -140,6 +142,8 @@ pub struct VerifyArgs {
     /// No progress bar (it shows only on a terminal, after a second).
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub soft: crate::soft::cli::GateArgs,
 }
 
 #[derive(Args, Debug)]
@@ -264,6 +268,11 @@ impl GenFlags {
         set(&mut p.tasks, self.tasks);
         set(&mut p.templates, self.templates);
         set(&mut p.min_len, self.min_len);
+        if self.shared_prefixes && self.min_len.is_none() {
+            // "{key} is … {value}" needs 3 positions: the default follows.
+            p.min_len = p.min_len.max(generate::SHARED_PREFIX_MIN_LEN);
+            p.max_len = p.max_len.max(p.min_len);
+        }
         set(&mut p.max_len, self.max_len);
         set(&mut p.pairs, self.pairs);
         set(&mut p.words, self.words);
@@ -400,21 +409,16 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Routability(args) => routability_command(args),
         Command::Star(args) => star_command(args),
         Command::Table(args) => table_command(args),
+        Command::Margins(args) => crate::soft::cli::margins_command(args),
         Command::Export(args) => export_command(args),
     }
 }
 
 fn epsilon(text: &str) -> Result<Rat, CliError> {
-    parse_rational(text)
-        .filter(|e| *e > Rat::zero() && *e < Rat::one())
-        .ok_or_else(|| {
-            CliError::Input(format!(
-                "--epsilon {text}: expected a number strictly between 0 and 1 (e.g. 1e-6 or 1/1000)"
-            ))
-        })
+    crate::scalar::parse_epsilon(text).map_err(|e| CliError::Input(e.to_string()))
 }
 
-fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
+pub(crate) fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
     if args.model == ModelKind::Dense && args.head1 == Head1Mode::Content {
         return Err(CliError::Input(
             "--head1 content applies to the MoE model only: the dense model's gates are built on the positional head 1".into(),
@@ -427,10 +431,25 @@ fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
         ..Options::default()
     };
     let spec = spec::load(&args.spec)?;
-    Ok((TaskSet::from_spec(&spec), options))
+    let ts = TaskSet::try_from_spec(&spec).map_err(CliError::Input)?;
+    if args.model == ModelKind::Dense
+        && args.arith == Arith::F64
+        && ts.max_len > crate::scalar::F64_DENSE_MAX_LEN
+    {
+        return Err(CliError::Input(format!(
+            "{}: --arith f64 cannot represent the dense model at L = {}: head 1's weights 2^j/Σ2^l need more than f64's 53-bit mantissa beyond L = {} (use --arith exact or both)",
+            spec.file,
+            ts.max_len,
+            crate::scalar::F64_DENSE_MAX_LEN
+        )));
+    }
+    Ok((ts, options))
 }
 
 fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
+    if args.soft.wanted() {
+        return crate::soft::cli::verify_soft(&args.model, &args.soft, args.format);
+    }
     let clock = Instant::now();
     let (ts, options) = load(&args.model)?;
     let loaded = clock.elapsed();
@@ -452,6 +471,14 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
     let verdict = verify::verify(&ts, &model, &config);
     bar.finish();
     let verified = clock.elapsed();
+    let mut verdict = verdict;
+    if args.format == Format::Json && args.model.model == ModelKind::Moe {
+        verdict.router_margins = Some(crate::soft::margins::margin_texts(
+            &ts,
+            &model,
+            args.model.arith,
+        ));
+    }
     let format = args.format;
     let hypotheses = Hypotheses::check(&ts, options.router, &options.epsilon);
     print!(
@@ -801,13 +828,24 @@ fn generate_command(args: GenerateArgs) -> Result<ExitCode, CliError> {
     };
     args.params.apply(&mut params);
     let spec = generate::generate(&params)?;
-    // The header is the command that regenerates the file, every flag explicit.
-    let toml = format!(
-        "# routecert generate {}\n{}",
-        params.to_args(),
-        spec.to_toml()
-    );
-    write_output(args.output.as_deref(), &toml)?;
+    // JSON where the output is named .json (what `verify x.json` reads);
+    // otherwise TOML, whose header is the command that regenerates the file,
+    // every flag explicit.
+    let json = args
+        .output
+        .as_deref()
+        .and_then(Path::extension)
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let text = if json {
+        spec.to_json()
+    } else {
+        format!(
+            "# routecert generate {}\n{}",
+            params.to_args(),
+            spec.to_toml()
+        )
+    };
+    write_output(args.output.as_deref(), &text)?;
     Ok(ExitCode::SUCCESS)
 }
 

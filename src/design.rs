@@ -65,7 +65,12 @@ pub struct Margins {
 
 impl Margins {
     pub fn new(vocab: usize, max_len: usize, epsilon: &Rat) -> Margins {
-        let n = ln_ceiling(&(int(vocab as i64) / epsilon));
+        // ε below [`crate::scalar::MIN_EPSILON`] is refused where it is
+        // parsed, so the limit is never reached here; were it reached, the
+        // largest certified n still gives integer margins the verifier then
+        // judges from the weights.
+        let n =
+            ln_ceiling(&(int(vocab as i64) / epsilon)).unwrap_or(crate::expbound::MAX_LN_CEILING);
         let semantic = int(n as i64 + 1);
         let syntactic = int(2 * max_len as i64) * &semantic + int(1);
         Margins {

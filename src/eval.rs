@@ -396,6 +396,46 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
     }
 }
 
+impl<S: Scalar> Evaluator<'_, S> {
+    /// FF_e(A') for one expert `e`, whether or not the router picked it:
+    /// Σ ReLU(read·A' + bias)·write + output bias, from the weights. The
+    /// soft MoE of `verify --gate softmax` mixes every expert's output, so
+    /// it needs the experts the top-1 forward pass skips.
+    pub fn expert_output(&self, hidden: &SparseVec<S>, expert: usize) -> SparseVec<S> {
+        let ffn = &self.model.experts[expert];
+        let mut written: Vec<(usize, S)> = ffn.output_bias.entries().to_vec();
+        for &(first, end) in &self.runs[expert] {
+            let read = ffn.neurons[first].read.dot(hidden);
+            for neuron in &ffn.neurons[first..end] {
+                let pre = read.clone() + neuron.bias.clone();
+                if pre.is_positive() {
+                    written.extend(
+                        neuron
+                            .write
+                            .entries()
+                            .iter()
+                            .map(|(c, w)| (*c, pre.clone() * w.clone())),
+                    );
+                }
+            }
+        }
+        SparseVec::from_entries(written)
+    }
+
+    /// The top-1 trace of a prefix and FF_e(A') of every expert e on it
+    /// (index e), for the soft MoE.
+    pub fn run_all_experts(
+        &self,
+        tokens: &[usize],
+    ) -> Result<(Trace<S>, Vec<SparseVec<S>>), EvalError> {
+        let trace = self.run(tokens)?;
+        let outputs = (0..self.model.experts.len())
+            .map(|e| self.expert_output(&trace.hidden, e))
+            .collect();
+        Ok((trace, outputs))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,6 +561,25 @@ mod tests {
             forward(&m, &[1, 0]).unwrap_err(),
             EvalError::Arith(ArithError::IrrationalExp(_))
         ));
+    }
+
+    #[test]
+    fn every_expert_runs_on_one_prefix() {
+        // "b a": h:a = 2/3 (see above). Both experts read h:a with bias 0,
+        // so each fires at 2/3 and writes 6 · 2/3 = 4 on its own output.
+        let m = toy();
+        let e = Evaluator::new(&m);
+        let (trace, outputs) = e.run_all_experts(&[1, 0]).unwrap();
+        assert_eq!(trace.expert, 1);
+        let (out_a, out_b) = (
+            m.residual.get("out:a").unwrap(),
+            m.residual.get("out:b").unwrap(),
+        );
+        assert_eq!(outputs[0].entries(), &[(out_a, int(4))]);
+        assert_eq!(outputs[1].entries(), &[(out_b, int(4))]);
+        // The chosen expert's output is what the top-1 pass added to A'.
+        let added = trace.output.add_scaled(&int(-1), &trace.hidden);
+        assert_eq!(added, outputs[1]);
     }
 
     #[test]

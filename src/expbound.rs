@@ -101,18 +101,26 @@ pub fn exp_neg_lower(x: &Rat) -> Rat {
     bound
 }
 
-/// An upper bound on e^{y} for any rational y. Above 4 it is a power of
-/// two, e^y = 2^{y/ln 2} ≤ 2^{⌈1.443·y⌉} (1/ln 2 = 1.44269… < 1.443): cheap,
-/// and only ever used where an invalid token already beats every valid one.
-pub fn exp_upper(y: &Rat) -> Rat {
+/// Above this many bits a power-of-two bound on e^y is not built: the
+/// number would take 2 MiB, and nothing the construction emits needs it
+/// (a gap that large already makes the invalid token win outright).
+pub const MAX_POWER_BITS: usize = 1 << 24;
+
+/// An upper bound on e^{y} for any rational y, or `None` when the bound
+/// would need more than [`MAX_POWER_BITS`] bits: the caller must then fall
+/// back to a trivial bound (for a probability, 1), never to a smaller
+/// number. Above 4 it is a power of two, e^y = 2^{y/ln 2} ≤ 2^{⌈1.443·y⌉}
+/// (1/ln 2 = 1.44269… < 1.443): cheap, and only ever used where an invalid
+/// token already beats every valid one.
+pub fn exp_upper(y: &Rat) -> Option<Rat> {
     if y.is_negative() || y.is_zero() {
-        exp_neg_upper(&-y.clone())
+        Some(exp_neg_upper(&-y.clone()))
     } else if *y <= int(4) {
-        Rat::one() / exp_neg_lower(y)
+        Some(Rat::one() / exp_neg_lower(y))
     } else {
         let bits = (y * int(1443) / int(1000)).ceil().to_integer();
-        let bits: usize = bits.try_into().unwrap_or(1 << 24);
-        Rat::from_integer(BigInt::one() << bits.min(1 << 24))
+        let bits: usize = bits.try_into().ok().filter(|&b| b <= MAX_POWER_BITS)?;
+        Some(Rat::from_integer(BigInt::one() << bits))
     }
 }
 
@@ -125,15 +133,85 @@ pub fn exp_lower(y: &Rat) -> Rat {
     }
 }
 
-/// The smallest integer n ≥ 0 with e^n ≥ t, certified by a Taylor lower bound
-/// (so the n returned always satisfies e^n ≥ t, though it may be one more
-/// than the true minimum).
-pub fn ln_ceiling(t: &Rat) -> u32 {
-    let mut n = 0u32;
-    while exp_lower(&int(n as i64)) < *t {
-        n += 1;
+/// A lower bound on e: T_30(1) = Σ_{j ≤ 30} 1/j!, below e by less than
+/// 2/31! ≈ 2.4·10^{-34} (relative 10^{-34}), so e_lo^n is within a factor
+/// 1 − n·10^{-34} of e^n for every n this crate meets.
+fn e_lower() -> Rat {
+    taylor(&int(1), 30)
+}
+
+/// e_lo^n, a certified lower bound on e^n for an integer n ≥ 0: repeated
+/// squaring, so the cost is a few multiplications of numbers with O(n)
+/// digits (quasi-linear), not the O(n) Taylor terms of `exp_lower(n)`.
+fn e_pow_lower(n: u32) -> Rat {
+    num_traits::pow::Pow::pow(e_lower(), n)
+}
+
+/// A float guess at ln t for a positive rational (never decides anything:
+/// [`ln_ceiling`] certifies around it). Works for any size of t, as it
+/// reads only the leading bits of numerator and denominator.
+fn ln_guess(t: &Rat) -> f64 {
+    fn ln_big(x: &BigInt) -> f64 {
+        let bits = x.bits();
+        let shift = bits.saturating_sub(60);
+        let top = (x >> shift).to_string().parse::<f64>().unwrap_or(1.0);
+        top.ln() + shift as f64 * std::f64::consts::LN_2
     }
-    n
+    ln_big(t.numer()) - ln_big(t.denom())
+}
+
+/// The largest t whose ln-ceiling is computed: e^n must stay a number the
+/// margins can be built from (β_sem = n + 1, β_syn = 2·L·β_sem + 1, and
+/// power-of-two bounds on e^{±β} of a few times n bits below
+/// [`MAX_POWER_BITS`]). n ≤ 10^6 is far beyond any ε anyone asks for
+/// (ε = 10^{-300} gives n ≈ 700).
+pub const MAX_LN_CEILING: u32 = 1_000_000;
+
+/// The smallest integer n ≥ 0 with e_lo^n ≥ t, where e_lo < e is a
+/// certified rational lower bound on e (so the n returned always satisfies
+/// e^n ≥ t, and it is the true minimum unless t lies within a relative
+/// 10^{-34}·n of e^{n−1}). `None` when n would exceed [`MAX_LN_CEILING`].
+///
+/// A float guess of ln t starts the search and exact comparisons settle it,
+/// so the cost is a handful of exact powers, quasi-linear in the digits of
+/// t. Results are memoised: the construction and the hypotheses both ask
+/// for the same t, and it is computed once.
+pub fn ln_ceiling(t: &Rat) -> Option<u32> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static MEMO: OnceLock<Mutex<HashMap<Rat, Option<u32>>>> = OnceLock::new();
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(hit) = memo.lock().ok().and_then(|m| m.get(t).copied()) {
+        return hit;
+    }
+    let found = ln_ceiling_uncached(t);
+    if let Ok(mut m) = memo.lock() {
+        m.insert(t.clone(), found);
+    }
+    found
+}
+
+fn ln_ceiling_uncached(t: &Rat) -> Option<u32> {
+    if *t <= Rat::one() {
+        return Some(0);
+    }
+    let guess = ln_guess(t).ceil();
+    if !guess.is_finite() || guess > MAX_LN_CEILING as f64 + 2.0 {
+        return None;
+    }
+    let mut n = (guess as u32).saturating_sub(1);
+    // Down while n − 1 still certifies, up while n does not: with a good
+    // guess each loop runs at most a couple of times.
+    while n > 0 && e_pow_lower(n - 1) >= *t {
+        n -= 1;
+    }
+    while e_pow_lower(n) < *t {
+        n += 1;
+        if n > MAX_LN_CEILING {
+            return None;
+        }
+    }
+    Some(n)
 }
 
 #[cfg(test)]
@@ -160,7 +238,7 @@ mod tests {
         ] {
             let y = rat(n, d);
             let e = (n as f64 / d as f64).exp();
-            let (lo, hi) = (exp_lower(&y), exp_upper(&y));
+            let (lo, hi) = (exp_lower(&y), exp_upper(&y).unwrap());
             assert!(lo <= hi, "{y}: {lo} > {hi}");
             assert!(
                 f(&lo) <= e * (1.0 + 1e-12),
@@ -230,11 +308,42 @@ mod tests {
 
     #[test]
     fn ln_ceiling_is_certified() {
-        assert_eq!(ln_ceiling(&int(1)), 0);
-        assert_eq!(ln_ceiling(&int(2)), 1);
-        assert_eq!(ln_ceiling(&int(8)), 3); // e^2 ≈ 7.39 < 8 ≤ e^3
-        let n = ln_ceiling(&int(15_000_000));
+        assert_eq!(ln_ceiling(&int(1)), Some(0));
+        assert_eq!(ln_ceiling(&int(2)), Some(1));
+        assert_eq!(ln_ceiling(&int(8)), Some(3)); // e^2 ≈ 7.39 < 8 ≤ e^3
+        let n = ln_ceiling(&int(15_000_000)).unwrap();
         assert_eq!(n, 17); // e^16 ≈ 8.9e6, e^17 ≈ 2.4e7
         assert!(exp_lower(&int(n as i64)) >= int(15_000_000));
+        // Just above and below e^5 = 148.413…: 148 needs 5, 149 needs 6.
+        assert_eq!(ln_ceiling(&int(148)), Some(5));
+        assert_eq!(ln_ceiling(&int(149)), Some(6));
+        assert_eq!(ln_ceiling(&rat(1, 3)), Some(0));
+    }
+
+    #[test]
+    fn ln_ceiling_agrees_with_the_taylor_search_it_replaced() {
+        // The old definition: the smallest n with T_{2n+10}(n) ≥ t.
+        let old = |t: &Rat| (0u32..).find(|&n| exp_lower(&int(n as i64)) >= *t).unwrap();
+        for t in [
+            int(3),
+            int(20),
+            int(1000),
+            rat(15, 1) / rat(1, 1_000_000),
+            rat(7, 3),
+        ] {
+            assert_eq!(ln_ceiling(&t), Some(old(&t)), "t = {t}");
+        }
+    }
+
+    #[test]
+    fn ln_ceiling_is_fast_for_tiny_epsilon_and_bounded_beyond_the_limit() {
+        // ε = 10^{-300}: ln(15·10^300) = 693.5…, so n = 694, certified.
+        let t = int(15) * Rat::from_integer(BigInt::from(10).pow(300u32));
+        let n = ln_ceiling(&t).unwrap();
+        assert_eq!(n, 694);
+        assert!(e_pow_lower(n) >= t && e_pow_lower(n - 1) < t);
+        // Past the limit: refused, not computed.
+        let huge = Rat::from_integer(BigInt::one() << (2 * MAX_LN_CEILING as usize));
+        assert_eq!(ln_ceiling(&huge), None);
     }
 }

@@ -107,7 +107,11 @@ impl Params {
 
     /// Reject parameters no spec can satisfy, with the flag to change.
     pub fn check(&self) -> Result<(), String> {
-        let shortest = if self.shared_prefixes { 3 } else { 2 };
+        let shortest = if self.shared_prefixes {
+            SHARED_PREFIX_MIN_LEN
+        } else {
+            2
+        };
         if self.tasks == 0 || self.templates == 0 || self.pairs == 0 {
             return Err("--tasks, --templates and --pairs must be at least 1".into());
         }
@@ -141,6 +145,16 @@ impl Params {
                 self.words
             ));
         }
+        // Refuse before generating what could not be verified here: the
+        // task set of the spec, at its largest (every template max_len).
+        let shape = (self.pairs, vec![self.max_len; self.templates]);
+        let estimate = crate::taskset::estimate_bytes(std::iter::repeat_n(shape, self.tasks));
+        crate::taskset::check_fits(estimate).map_err(|e| {
+            format!(
+                "--tasks {} --templates {} --max-len {} --pairs {}: {e}",
+                self.tasks, self.templates, self.max_len, self.pairs
+            )
+        })?;
         Ok(())
     }
 
@@ -293,6 +307,25 @@ pub fn generate(p: &Params) -> Result<Spec, GenerateError> {
         &format!("generated (seed {})", p.seed),
         &tasks,
     )?)
+}
+
+/// The shortest template `--shared-prefixes` can open: "{key} is" and
+/// {value}.
+pub const SHARED_PREFIX_MIN_LEN: usize = 3;
+
+/// The most points one sweep runs: each builds and verifies a model, so a
+/// longer list is a mistake, refused before the list is allocated.
+pub const MAX_SWEEP_POINTS: usize = 10_000;
+
+/// Refuse a sweep list of `points` values (`text` as given) before it is
+/// built.
+pub fn check_sweep_points(text: &str, points: u128) -> Result<(), String> {
+    if points > MAX_SWEEP_POINTS as u128 {
+        return Err(format!(
+            "--over {text}: {points} points; a sweep runs at most {MAX_SWEEP_POINTS} (each point builds and verifies a model)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

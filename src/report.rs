@@ -10,6 +10,7 @@ use crate::taskset::TaskSet;
 use crate::verify::{Arith, ClaimResult, Number, OracleFacts, Verdict, Witness, approx};
 use std::fmt::Write;
 
+pub mod interval;
 pub mod markdown;
 pub mod neuron;
 pub mod routability;

@@ -223,7 +223,7 @@ pub fn parse_rational(text: &str) -> Option<Rat> {
     }
     let digits: BigInt = format!("{whole}{frac}").parse().ok()?;
     let scale = exponent - frac.len() as i32;
-    if scale.unsigned_abs() > 10_000 {
+    if scale.unsigned_abs() > MAX_DECIMAL_SCALE {
         return None;
     }
     let ten = BigInt::from(10).pow(scale.unsigned_abs());
@@ -235,9 +235,117 @@ pub fn parse_rational(text: &str) -> Option<Rat> {
     Some(if negative { -value } else { value })
 }
 
+/// The most decimal digits of scale [`parse_rational`] accepts (|exponent
+/// minus fraction digits|): 10^10000 is a 33,220-bit number, and every
+/// margin built from such an ε stays far below the bounds' bit limits.
+pub const MAX_DECIMAL_SCALE: u32 = 10_000;
+
+/// The longest template the f64 evaluator serves for the dense model.
+/// Head 1's positional weights are 2^j / Σ_{l ≤ i} 2^l: at position i the
+/// first ones are about 2^{-i}, and the dense gates subtract terms of that
+/// size from logits of order β_syn, so once 2^{-L}·β_syn falls below the
+/// 53-bit mantissa's resolution f64 reports false failures (issue 15
+/// measured `--arith both` disagreements: none at 35 positions, 8 at 40,
+/// 176 at 45; the limit keeps a margin below that). Below this
+/// length the f64 run is reliable; above it, `--arith f64` on the dense
+/// model is refused and `--arith both` (exact decides) is the way.
+pub const F64_DENSE_MAX_LEN: usize = 32;
+
+/// Why a `--epsilon` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EpsilonError {
+    #[error("--epsilon {0}: expected a number strictly between 0 and 1 (e.g. 1e-6 or 1/1000)")]
+    OutOfRange(String),
+    #[error(
+        "--epsilon {0}: the exponent is beyond what the exact arithmetic serves (|exponent| at most {MAX_DECIMAL_SCALE}, i.e. ε ≥ 1e-{MAX_DECIMAL_SCALE})"
+    )]
+    ExponentLimit(String),
+    #[error(
+        "--epsilon {0}: ε is below the smallest the exact arithmetic serves, 1e-{MAX_DECIMAL_SCALE} (the margins grow with ln 1/ε)"
+    )]
+    TooSmall(String),
+}
+
+/// Parse the target ε of claim P: a number strictly between 0 and 1, and
+/// not below 10^{-[`MAX_DECIMAL_SCALE`]}, the limit that keeps every margin
+/// and exp bound representable. Each refusal names its reason.
+pub fn parse_epsilon(text: &str) -> Result<Rat, EpsilonError> {
+    let t = text.trim();
+    // An exponent of digits that is past the limit (however many digits:
+    // it need not fit a machine integer to be recognised).
+    let exponent_too_large = t.find(['e', 'E']).is_some_and(|at| {
+        let e = t[at + 1..].trim_start_matches(['+', '-']);
+        let frac = t[..at].split_once('.').map_or(0, |(_, f)| f.len() as u64);
+        !e.is_empty()
+            && e.chars().all(|c| c.is_ascii_digit())
+            && (e.trim_start_matches('0').len() > 12
+                || e.parse::<u64>()
+                    .is_ok_and(|v| v.abs_diff(frac) > MAX_DECIMAL_SCALE as u64))
+    });
+    let Some(value) = parse_rational(t) else {
+        return Err(if exponent_too_large {
+            EpsilonError::ExponentLimit(text.to_string())
+        } else {
+            EpsilonError::OutOfRange(text.to_string())
+        });
+    };
+    if value <= Rat::zero() || value >= Rat::one() {
+        return Err(EpsilonError::OutOfRange(text.to_string()));
+    }
+    let smallest = Rat::new(BigInt::one(), BigInt::from(10).pow(MAX_DECIMAL_SCALE));
+    if value < smallest {
+        return Err(EpsilonError::TooSmall(text.to_string()));
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epsilon_limits_are_named() {
+        assert_eq!(
+            parse_epsilon("1e-300"),
+            Ok(Rat::new(BigInt::one(), BigInt::from(10).pow(300u32)))
+        );
+        assert_eq!(
+            parse_epsilon("1e-10000").map(|e| e.denom().bits()),
+            Ok(33_220)
+        );
+        assert!(matches!(
+            parse_epsilon("1e-999999999"),
+            Err(EpsilonError::ExponentLimit(_))
+        ));
+        assert!(
+            parse_epsilon("1e-999999999")
+                .unwrap_err()
+                .to_string()
+                .contains("1e-10000")
+        );
+        assert!(matches!(
+            parse_epsilon("1e-10001"),
+            Err(EpsilonError::ExponentLimit(_))
+        ));
+        assert!(matches!(
+            parse_epsilon("1/1"),
+            Err(EpsilonError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            parse_epsilon("0"),
+            Err(EpsilonError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            parse_epsilon("abc"),
+            Err(EpsilonError::OutOfRange(_))
+        ));
+        // A fraction can go below the limit without any exponent.
+        let tiny = format!("1/1{}", "0".repeat(10_001));
+        assert!(matches!(
+            parse_epsilon(&tiny),
+            Err(EpsilonError::TooSmall(_))
+        ));
+    }
 
     #[test]
     fn exp2_is_exact_for_integer_scores() {

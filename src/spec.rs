@@ -5,8 +5,9 @@
 //! and every rejection names the file, the task and the offending line.
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
 
@@ -43,7 +44,7 @@ pub struct TemplateSpec {
 }
 
 /// One position of a template.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SlotSpec {
     Word(String),
     Key,
@@ -74,10 +75,24 @@ impl fmt::Display for SpecError {
             write!(f, ":{line}")?;
         }
         if let Some(task) = &self.task {
-            write!(f, ": task '{task}'")?;
+            write!(f, ": task '{}'", one_line(task))?;
         }
-        write!(f, ": {}", *self.kind)
+        write!(f, ": {}", one_line(&self.kind.to_string()))
     }
+}
+
+/// A message stays one line whatever text it quotes: control characters
+/// (a newline in a template, a NUL in a name) are shown escaped.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// What is wrong with a spec.
@@ -121,8 +136,18 @@ pub enum SpecErrorKind {
     DuplicateTemplate(String),
     #[error("pair {0} must be [key, value]: two strings")]
     PairShape(String),
-    #[error("pair has an empty entity or one with leading/trailing spaces: [{0:?}, {1:?}]")]
+    #[error(
+        "pair has a malformed entity: [{0:?}, {1:?}] (an entity is words separated by single spaces: no leading, trailing or repeated spaces, no tabs, newlines or other control characters)"
+    )]
     BadEntity(String, String),
+    #[error(
+        "template \"{template}\" has a word with a control character ({word:?}): a --prefix could not name it"
+    )]
+    ControlCharacter { template: String, word: String },
+    #[error(
+        "the file is larger than this machine can hold as a spec: more than {limit} bytes read (the limit is 1/16 of the available memory, as parsing takes about 16 bytes per byte of text)"
+    )]
+    TooLarge { limit: u64 },
     #[error("duplicate pair [\"{0}\", \"{1}\"]")]
     DuplicatePair(String, String),
     #[error(
@@ -156,17 +181,18 @@ struct RawTask<S> {
     pairs: Vec<Vec<S>>,
 }
 
-/// A string from the file and, where the parser knows it, its byte span.
+/// A string from the file and, where the parser knows it, its byte offset
+/// in `source` (the text it was parsed from).
 trait Located {
     fn text(&self) -> &str;
-    fn span(&self) -> Option<Range<usize>>;
+    fn offset(&self, source: &str) -> Option<usize>;
 }
 
 impl Located for String {
     fn text(&self) -> &str {
         self
     }
-    fn span(&self) -> Option<Range<usize>> {
+    fn offset(&self, _: &str) -> Option<usize> {
         None
     }
 }
@@ -175,21 +201,87 @@ impl Located for toml::Spanned<String> {
     fn text(&self) -> &str {
         self.get_ref()
     }
-    fn span(&self) -> Option<Range<usize>> {
-        Some(toml::Spanned::span(self))
+    fn offset(&self, _: &str) -> Option<usize> {
+        let span: Range<usize> = toml::Spanned::span(self);
+        Some(span.start)
     }
+}
+
+/// A JSON string with where serde_json found it: the parser hands out the
+/// raw text of the value ([`serde_json::value::RawValue`], borrowed from the
+/// source), whose address within the source is its offset. So lines come
+/// from the parser, whatever the field order or escapes, not from searching
+/// the text.
+struct JsonStr {
+    text: String,
+    addr: usize,
+}
+
+impl<'de> Deserialize<'de> for JsonStr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw: &'de serde_json::value::RawValue = Deserialize::deserialize(d)?;
+        let text: String = serde_json::from_str(raw.get()).map_err(|_| {
+            serde::de::Error::custom(format!("expected a string, found {}", raw.get()))
+        })?;
+        Ok(JsonStr {
+            text,
+            addr: raw.get().as_ptr() as usize,
+        })
+    }
+}
+
+impl Located for JsonStr {
+    fn text(&self) -> &str {
+        &self.text
+    }
+    fn offset(&self, source: &str) -> Option<usize> {
+        let base = source.as_ptr() as usize;
+        (base..=base + source.len())
+            .contains(&self.addr)
+            .then(|| self.addr - base)
+    }
+}
+
+/// The available memory in bytes (MemAvailable in /proc/meminfo), or 4 GiB
+/// where that cannot be read: what size refusals compare against.
+pub fn available_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(4 << 30, |kb| kb * 1024)
+}
+
+/// The largest spec file read: parsing and validation hold about 16 bytes
+/// per byte of text, so 1/16 of the available memory.
+pub fn max_spec_bytes() -> u64 {
+    available_memory() / 16
 }
 
 /// Read and validate a spec file. The format follows the extension (.json,
 /// otherwise TOML).
 pub fn load(path: &Path) -> Result<Spec, SpecError> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| SpecError {
+    let fail = |kind| SpecError {
         file: file.clone(),
         line: None,
         task: None,
-        kind: Box::new(SpecErrorKind::Unreadable(e.to_string())),
-    })?;
+        kind: Box::new(kind),
+    };
+    // Read at most one byte past the limit, so that a huge file or an
+    // endless one (/dev/zero) is refused rather than read until memory runs
+    // out.
+    let limit = max_spec_bytes();
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
+        .map_err(|e| fail(SpecErrorKind::Unreadable(e.to_string())))?;
+    if bytes.len() as u64 > limit {
+        return Err(fail(SpecErrorKind::TooLarge { limit }));
+    }
     let json = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
@@ -208,11 +300,14 @@ pub fn parse_bytes(file: &str, bytes: &[u8], json: bool) -> Result<Spec, SpecErr
         let at = e.valid_up_to();
         error(Some(line_of(bytes, at)), SpecErrorKind::NotUtf8(at))
     })?;
+    // A byte-order mark is not content, in either format (the TOML parser
+    // skips it; serde_json does not). Lines are unchanged by removing it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
         return Err(error(None, SpecErrorKind::Empty));
     }
     if json {
-        let raw: RawSpec<String> = serde_json::from_str(text).map_err(|e| {
+        let raw: RawSpec<JsonStr> = serde_json::from_str(text).map_err(|e| {
             let message = e.to_string();
             error(Some(e.line()), SpecErrorKind::Syntax(message))
         })?;
@@ -235,12 +330,10 @@ fn line_of(bytes: &[u8], offset: usize) -> usize {
         .count()
 }
 
-/// Validation state: the source text (to turn positions into lines) and a
-/// search cursor for strings whose parser gave no span (JSON).
+/// Validation state: the source text (to turn positions into lines).
 struct Validator<'a> {
     file: &'a str,
     text: &'a str,
-    cursor: usize,
     /// Byte offset of every newline, so a line is a binary search, not a
     /// rescan of the file for every string (which made large specs load in
     /// quadratic time).
@@ -252,7 +345,6 @@ impl<'a> Validator<'a> {
         Validator {
             file,
             text,
-            cursor: 0,
             newlines: text
                 .bytes()
                 .enumerate()
@@ -262,18 +354,9 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// The line of a string from the file: its span if known, otherwise the
-    /// next occurrence of its JSON-quoted form after the previous one found.
+    /// The line of a string from the file, from the parser's position.
     fn locate(&mut self, s: &impl Located) -> Option<usize> {
-        let offset = match s.span() {
-            Some(span) => span.start,
-            None => {
-                let quoted = serde_json::to_string(s.text()).ok()?;
-                let found = self.cursor + self.text.get(self.cursor..)?.find(&quoted)?;
-                self.cursor = found + quoted.len();
-                found
-            }
-        };
+        let offset = s.offset(self.text)?;
         // Newlines strictly before the offset, plus one.
         Some(1 + self.newlines.partition_point(|&n| n < offset))
     }
@@ -326,23 +409,23 @@ impl<'a> Validator<'a> {
         if raw.pairs.is_empty() {
             return Err(self.fail(line, &name, SpecErrorKind::NoPairs));
         }
-        let mut templates: Vec<TemplateSpec> = Vec::new();
+        // Duplicates are found by hashing, so validation stays linear in the
+        // size of the task.
+        let mut templates: Vec<TemplateSpec> = Vec::with_capacity(raw.templates.len());
+        let mut seen_templates: HashSet<Vec<SlotSpec>> = HashSet::new();
         for raw_template in &raw.templates {
             let line = self.locate(raw_template);
             let text = raw_template.text().to_string();
             let slots = parse_template(&text).map_err(|kind| self.fail(line, &name, kind))?;
-            if templates.iter().any(|t| t.slots == slots) {
+            if !seen_templates.insert(slots.clone()) {
                 return Err(self.fail(line, &name, SpecErrorKind::DuplicateTemplate(text)));
             }
             templates.push(TemplateSpec { text, line, slots });
         }
-        let mut pairs: Vec<PairSpec> = Vec::new();
+        let mut pairs: Vec<PairSpec> = Vec::with_capacity(raw.pairs.len());
+        let mut seen_pairs: HashSet<(&str, &str)> = HashSet::new();
         for raw_pair in &raw.pairs {
             let line = raw_pair.first().and_then(|s| self.locate(s));
-            if let Some(value) = raw_pair.get(1) {
-                // Advance the search cursor past the value too.
-                self.locate(value);
-            }
             let [key, value] = raw_pair.as_slice() else {
                 let shown = format!(
                     "{:?}",
@@ -350,17 +433,18 @@ impl<'a> Validator<'a> {
                 );
                 return Err(self.fail(line, &name, SpecErrorKind::PairShape(shown)));
             };
-            let (key, value) = (key.text().to_string(), value.text().to_string());
-            let malformed = |e: &str| e.trim().is_empty() || e.trim() != e;
-            if malformed(&key) || malformed(&value) {
+            if !well_formed_entity(key.text()) || !well_formed_entity(value.text()) {
+                let (key, value) = (key.text().to_string(), value.text().to_string());
                 return Err(self.fail(line, &name, SpecErrorKind::BadEntity(key, value)));
             }
-            if key == EOS || value == EOS {
+            if key.text() == EOS || value.text() == EOS {
                 return Err(self.fail(line, &name, SpecErrorKind::Reserved(EOS.into())));
             }
-            if pairs.iter().any(|p| p.key == key && p.value == value) {
+            if !seen_pairs.insert((key.text(), value.text())) {
+                let (key, value) = (key.text().to_string(), value.text().to_string());
                 return Err(self.fail(line, &name, SpecErrorKind::DuplicatePair(key, value)));
             }
+            let (key, value) = (key.text().to_string(), value.text().to_string());
             pairs.push(PairSpec { key, value, line });
         }
         Ok(TaskSpec {
@@ -402,6 +486,15 @@ impl<'a> Validator<'a> {
     }
 }
 
+/// An entity is one or more words joined by single spaces, no word holding
+/// whitespace or a control character: exactly the texts that
+/// `--prefix "…"` (split on whitespace, rejoined with single spaces) can
+/// name, so every entity of a spec can be typed.
+pub fn well_formed_entity(e: &str) -> bool {
+    e.split(' ')
+        .all(|w| !w.is_empty() && !w.chars().any(|c| c.is_whitespace() || c.is_control()))
+}
+
 /// Split a template on whitespace into words and the two wildcards.
 fn parse_template(text: &str) -> Result<Vec<SlotSpec>, SpecErrorKind> {
     let mut slots = Vec::new();
@@ -410,6 +503,12 @@ fn parse_template(text: &str) -> Result<Vec<SlotSpec>, SpecErrorKind> {
             KEY => SlotSpec::Key,
             VALUE => SlotSpec::Value,
             EOS => return Err(SpecErrorKind::Reserved(EOS.into())),
+            w if w.chars().any(char::is_control) => {
+                return Err(SpecErrorKind::ControlCharacter {
+                    template: text.into(),
+                    word: w.into(),
+                });
+            }
             w if w.contains(['{', '}']) => {
                 return Err(SpecErrorKind::BadPlaceholder {
                     template: text.into(),
@@ -483,7 +582,18 @@ impl Spec {
 
     /// Render as TOML in the documented format.
     pub fn to_toml(&self) -> String {
-        let write = WriteSpec {
+        toml::to_string(&self.to_write()).unwrap_or_default()
+    }
+
+    /// Render as JSON in the documented format (the same fields as TOML).
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(&self.to_write()).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
+    fn to_write(&self) -> WriteSpec<'_> {
+        WriteSpec {
             task: self
                 .tasks
                 .iter()
@@ -497,8 +607,7 @@ impl Spec {
                         .collect(),
                 })
                 .collect(),
-        };
-        toml::to_string(&write).unwrap_or_default()
+        }
     }
 }
 

@@ -309,6 +309,8 @@ pub fn parse_values(text: &str) -> Result<Vec<usize>, String> {
                 if a > b {
                     return Err(bad());
                 }
+                let points = values.len() as u128 + (b - a) as u128 + 1;
+                crate::generate::check_sweep_points(text, points)?;
                 values.extend(a..=b);
             }
             None => values.push(part.parse().map_err(|_| bad())?),

@@ -7,7 +7,7 @@
 //! continue). Nothing here looks at model weights.
 
 use crate::spec::{EOS, SlotSpec, Spec};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 pub type TokenId = usize;
 pub type TaskId = usize;
@@ -127,13 +127,13 @@ impl Task {
 
     /// The distinct keys of Δk, in order of first appearance.
     pub fn keys(&self) -> Vec<TokenId> {
-        let mut keys = Vec::new();
-        for &(k, _) in &self.pairs {
-            if !keys.contains(&k) {
-                keys.push(k);
-            }
-        }
-        keys
+        // A hash set, not `keys.contains`: that made this quadratic in |Δk|.
+        let mut seen = HashSet::new();
+        self.pairs
+            .iter()
+            .map(|&(k, _)| k)
+            .filter(|&k| seen.insert(k))
+            .collect()
     }
 }
 
@@ -252,26 +252,153 @@ impl TaskSet {
         self.prefixes.iter().filter(|p| p.is_ambiguous()).count()
     }
 
-    /// Split text into tokens: at each point the longest run of
-    /// whitespace-separated words that names a token (entities may contain
-    /// spaces).
+    /// Split text into tokens. Entities may contain spaces, so a text can
+    /// have several readings (an entity "is in" beside the template word
+    /// "is"): the reading that is a prefix of the task set wins, found by
+    /// walking the prefixes token by token; a text that is no prefix is read
+    /// greedily (the longest token at each point), as any input to trace.
+    ///
+    /// Each step tries at most W token lengths (W, the most words in one
+    /// token), so the cost is linear in the text; a text of more than L·W
+    /// words cannot be L tokens and is refused before any work.
     pub fn tokenize(&self, text: &str) -> Result<Vec<TokenId>, String> {
         let words: Vec<&str> = text.split_whitespace().collect();
+        let span = self
+            .vocab
+            .names()
+            .iter()
+            .map(|n| n.split(' ').count())
+            .max()
+            .unwrap_or(1);
+        if words.len() > self.max_len * span {
+            return Err(format!(
+                "{} words cannot be a prefix: a prefix has at most L = {} tokens of at most {span} words each",
+                words.len(),
+                self.max_len
+            ));
+        }
+        let token_at = |at: usize, len: usize| -> Option<TokenId> {
+            (at + len <= words.len())
+                .then(|| self.vocab.id(&words[at..at + len].join(" ")))
+                .flatten()
+        };
+        if let Some(tokens) = self.prefix_reading(&words, span, &token_at) {
+            return Ok(tokens);
+        }
         let mut tokens = Vec::new();
         let mut at = 0;
         while at < words.len() {
-            let found = (at + 1..=words.len())
+            match (1..=span)
                 .rev()
-                .find_map(|end| self.vocab.id(&words[at..end].join(" ")).map(|id| (id, end)));
-            match found {
-                Some((id, end)) => {
+                .find_map(|n| token_at(at, n).map(|id| (id, n)))
+            {
+                Some((id, n)) => {
                     tokens.push(id);
-                    at = end;
+                    at += n;
                 }
                 None => return Err(format!("\"{}\" is not in the vocabulary", words[at])),
             }
         }
         Ok(tokens)
+    }
+
+    /// The reading of `words` that is a prefix of the task set, if any: a
+    /// depth-first walk that only extends readings that are prefixes, so it
+    /// visits at most the prefixes whose text starts the input.
+    fn prefix_reading(
+        &self,
+        words: &[&str],
+        span: usize,
+        token_at: &dyn Fn(usize, usize) -> Option<TokenId>,
+    ) -> Option<Vec<TokenId>> {
+        if words.is_empty() {
+            return None;
+        }
+        let known: HashSet<&[TokenId]> = self.prefixes.iter().map(|p| &p.tokens[..]).collect();
+        let mut stack: Vec<(usize, Vec<TokenId>)> = vec![(0, Vec::new())];
+        while let Some((at, tokens)) = stack.pop() {
+            if at == words.len() {
+                return Some(tokens);
+            }
+            // Shorter tokens pushed first, so the longest is tried first.
+            for n in 1..=span {
+                if let Some(id) = token_at(at, n) {
+                    let mut next = tokens.clone();
+                    next.push(id);
+                    if known.contains(&next[..]) {
+                        stack.push((at + n, next));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Bytes one stored prefix costs beyond its tokens: the `Prefix` (a token
+/// vector and two sets), its index entry (a second token vector) and the
+/// sets' first nodes, rounded up.
+const PREFIX_OVERHEAD: u64 = 256;
+
+/// An upper bound on the memory the task set of a spec with these shapes
+/// needs, before anything is built: every sentence τ[a, b] contributes at
+/// most |τ| new prefixes, the one of length j holding j tokens twice (in the
+/// prefix and in the index), so a task costs
+/// |Δk| · Σ_τ (|τ|·PREFIX_OVERHEAD + |τ|(|τ|+1)·8) bytes. Quadratic in |τ|
+/// because the prefixes of one sentence are stored separately.
+pub fn estimate_bytes(tasks: impl IntoIterator<Item = (usize, Vec<usize>)>) -> u128 {
+    tasks
+        .into_iter()
+        .map(|(pairs, lengths)| {
+            let per_pair: u128 = lengths
+                .iter()
+                .map(|&l| {
+                    let l = l as u128;
+                    l * PREFIX_OVERHEAD as u128 + l * (l + 1) * 8
+                })
+                .sum();
+            pairs as u128 * per_pair
+        })
+        .sum()
+}
+
+/// Refuse a task set that would not fit in memory, with the estimate and
+/// the limit (half of the available memory: the model and the verifier need
+/// the rest).
+pub fn check_fits(estimate: u128) -> Result<(), String> {
+    let limit = crate::spec::available_memory() / 2;
+    if estimate > limit as u128 {
+        return Err(format!(
+            "the task set would need about {} of memory for its prefixes, more than this machine can hold (limit {}: half of the available memory)",
+            show_bytes(estimate),
+            show_bytes(limit as u128)
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes in binary units, for messages.
+pub fn show_bytes(b: u128) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", units[u])
+}
+
+impl TaskSet {
+    /// [`TaskSet::from_spec`], refused with the estimate and the limit when
+    /// its prefixes would not fit in memory.
+    pub fn try_from_spec(spec: &Spec) -> Result<TaskSet, String> {
+        let shapes = spec.tasks.iter().map(|t| {
+            let lengths = t.templates.iter().map(|x| x.slots.len()).collect();
+            (t.pairs.len(), lengths)
+        });
+        check_fits(estimate_bytes(shapes)).map_err(|e| format!("{}: {e}", spec.file))?;
+        Ok(TaskSet::from_spec(spec))
     }
 }
 
@@ -432,5 +559,54 @@ mod tests {
         assert_eq!(tokens.len(), 4);
         assert_eq!(ts.vocab.name(tokens[2]), "New Zealand");
         assert!(ts.tokenize("capital of Mars").is_err());
+    }
+
+    #[test]
+    fn an_entity_spanning_template_words_reads_as_the_real_prefix() {
+        // The entity "is in" and the template words "is", "in": greedy
+        // reading gives [Paris, "is in"], which is no prefix.
+        let spec = Spec::from_parts(
+            "t",
+            &[(
+                "loc".into(),
+                vec!["{key} is in {value}".into()],
+                vec![
+                    ("Paris".into(), "France".into()),
+                    ("is in".into(), "Peru".into()),
+                ],
+            )],
+        )
+        .unwrap();
+        let ts = TaskSet::from_spec(&spec);
+        let tokens = ts.tokenize("Paris is in").unwrap();
+        let names: Vec<&str> = tokens.iter().map(|&t| ts.vocab.name(t)).collect();
+        assert_eq!(names, ["Paris", "is", "in"]);
+        assert!(ts.prefixes.iter().any(|p| p.tokens == tokens));
+        // The entity itself still reads as one token where it is the key.
+        let tokens = ts.tokenize("is in is in Peru").unwrap();
+        assert_eq!(ts.vocab.name(tokens[0]), "is in");
+        assert_eq!(tokens.len(), 4);
+    }
+
+    #[test]
+    fn a_text_longer_than_any_prefix_is_refused_before_reading_it() {
+        let ts = running_example();
+        // L = 6, one word per token: 7 words are refused, 2,000 at once.
+        let long = vec!["Paris"; 2000].join(" ");
+        let e = ts.tokenize(&long).unwrap_err();
+        assert!(e.contains("2000 words") && e.contains("L = 6"), "{e}");
+        assert!(ts.tokenize(&["Paris"; 7].join(" ")).is_err());
+        assert_eq!(ts.tokenize(&["Paris"; 6].join(" ")).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn keys_are_distinct_in_first_appearance_order() {
+        let ts = running_example();
+        let names: Vec<&str> = ts.tasks[0]
+            .keys()
+            .iter()
+            .map(|&t| ts.vocab.name(t))
+            .collect();
+        assert_eq!(names, ["Paris", "Tokyo", "Lima"]);
     }
 }

@@ -276,3 +276,224 @@ fn content_head_is_moe_only() {
         run.stderr
     );
 }
+
+/// Write `text` to a temporary file named with `ext` and run `args` with the
+/// path appended.
+fn run_on(text: &str, ext: &str, args: &[&str]) -> (common::Run, tempfile::NamedTempFile) {
+    let mut file = tempfile::Builder::new().suffix(ext).tempfile().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    let mut all = args.to_vec();
+    all.push(file.path().to_str().unwrap());
+    (routecert(&all), file)
+}
+
+#[test]
+fn json_error_lines_come_from_the_parser_not_from_the_text() {
+    // Fields out of order: the bad template is on line 2, though the same
+    // text also appears in a pair value on line 1, and the name is last.
+    let json = "{\"task\": [{\"pairs\": [[\"France\", \"{value} of {key}\"]],\n \"templates\": [\"{value} of {key}\"],\n \"name\": \"capital\"}]}";
+    let (code, stderr, path) = verify_bytes(json.as_bytes(), ".json");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!("{path}:2: task 'capital'")),
+        "{stderr}"
+    );
+    // A \u escape in the name and a duplicate pair on line 4.
+    let json = "{\"task\": [{\"name\": \"caf\\u00e9\",\n \"templates\": [\"{key} is {value}\"],\n \"pairs\": [[\"France\", \"Paris\"],\n  [\"France\", \"Paris\"]]}]}";
+    let (code, stderr, path) = verify_bytes(json.as_bytes(), ".json");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!("{path}:4: task 'café': duplicate pair")),
+        "{stderr}"
+    );
+    // A non-string where a string belongs is a syntax error with its line.
+    let json = "{\"task\": [{\"name\": \"a\",\n \"templates\": [7],\n \"pairs\": []}]}";
+    let (code, stderr, path) = verify_bytes(json.as_bytes(), ".json");
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!("{path}:2: syntax error")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_accepted_in_json_as_in_toml() {
+    let body = "{\"task\": [{\"name\": \"capital\", \"templates\": [\"{key} is {value}\"], \"pairs\": [[\"France\", \"Paris\"]]}]}";
+    let (run, _f) = run_on(&format!("\u{feff}{body}"), ".json", &["verify", "-q"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let toml = "\u{feff}[[task]]\nname = \"capital\"\ntemplates = [\"{key} is {value}\"]\npairs = [[\"France\", \"Paris\"]]\n";
+    let (run, _f) = run_on(toml, ".toml", &["verify", "-q"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn entities_no_prefix_could_name_are_rejected() {
+    for entity in [
+        "Fr\tance",
+        "Fr\nance",
+        "Fr\\u0000ance",
+        "New  Zealand",
+        "a\\u0007b",
+    ] {
+        let spec = format!(
+            "{{\"task\": [{{\"name\": \"capital\", \"templates\": [\"{{key}} is {{value}}\"],\n \"pairs\": [[{:?}, \"Paris\"]]}}]}}",
+            entity
+        )
+        .replace("\\\\u", "\\u");
+        let (code, stderr, path) = verify_bytes(spec.as_bytes(), ".json");
+        assert_eq!(code, 2, "{entity:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{path}:2: task 'capital': pair has a malformed entity"
+            )),
+            "{entity:?}: {stderr}"
+        );
+    }
+    // A template word with a control character.
+    let spec = format!(
+        "{HEAD}templates = [\"{{key}} i\\u0000s {{value}}\"]\npairs = [[\"France\", \"Paris\"]]\n"
+    );
+    rejects(&spec, Some(3), Some("capital"), "control character");
+}
+
+#[test]
+fn an_endless_spec_file_is_refused_not_read_forever() {
+    let run = routecert(&["verify", "/dev/zero"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with("routecert: /dev/zero: the file is larger than this machine can hold"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_epsilon_beyond_the_exponent_limit_names_the_limit() {
+    let spec = common::construction("running_example.toml");
+    let run = routecert(&[
+        "verify",
+        spec.to_str().unwrap(),
+        "--epsilon",
+        "1e-999999999",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("exponent is beyond") && run.stderr.contains("1e-10000"),
+        "{}",
+        run.stderr
+    );
+    // 1e-300 is served, and quickly (the margins are a few exact powers).
+    let run = routecert(&[
+        "verify",
+        "-q",
+        spec.to_str().unwrap(),
+        "--epsilon",
+        "1e-300",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("P probability holds (39/39 prefixes)"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn generate_writes_json_for_a_json_output_and_shared_prefixes_has_a_working_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.json");
+    let out = out.to_str().unwrap();
+    let run = routecert(&["generate", "--tasks", "2", "--shared-prefixes", "-o", out]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = std::fs::read_to_string(out).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let templates = value["task"][0]["templates"].as_array().unwrap();
+    assert!(
+        templates
+            .iter()
+            .all(|t| t.as_str().unwrap().starts_with("{key} is")),
+        "{text}"
+    );
+    let run = routecert(&["verify", "-q", out]);
+    assert!(run.code == 0 || run.code == 1, "{}", run.stderr);
+    assert!(run.stdout.contains("prefixes"), "{}", run.stdout);
+}
+
+#[test]
+fn sizes_beyond_the_machine_are_refused_before_allocating() {
+    let run = routecert(&["table", "--sweep", "pairs", "--over", "1-1000000000"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("1000000000 points; a sweep runs at most 10000"),
+        "{}",
+        run.stderr
+    );
+    for args in [
+        &["generate", "--tasks", "1000000"][..],
+        &["generate", "--min-len", "100000", "--max-len", "100000"][..],
+    ] {
+        let run = routecert(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("more than this machine can hold (limit"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty());
+    }
+    // A spec whose one template has 100,000 positions: the task set is
+    // refused with its estimate before it is built.
+    let words = vec!["w"; 99_998].join(" ");
+    let toml = format!(
+        "[[task]]\nname = \"long\"\ntemplates = [\"{{key}} {words} {{value}}\"]\npairs = [[\"a\", \"b\"]]\n"
+    );
+    let (run, _f) = run_on(&toml, ".toml", &["verify"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the task set would need about"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_prefix_longer_than_l_is_refused_at_once() {
+    let spec = common::construction("running_example.toml");
+    let long = vec!["Paris"; 2000].join(" ");
+    let started = std::time::Instant::now();
+    let run = routecert(&["inspect", spec.to_str().unwrap(), "--prefix", &long]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("2000 words cannot be a prefix"),
+        "{}",
+        run.stderr
+    );
+    assert!(started.elapsed().as_secs() < 10);
+}
+
+#[test]
+fn f64_refuses_the_dense_model_where_its_mantissa_cannot_hold_head_1() {
+    let words = (0..40)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let toml = format!(
+        "[[task]]\nname = \"long\"\ntemplates = [\"{{key}} {words} {{value}}\"]\npairs = [[\"a\", \"b\"]]\n"
+    );
+    let (run, _f) = run_on(
+        &toml,
+        ".toml",
+        &["verify", "--model", "dense", "--arith", "f64"],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cannot represent the dense model at L = 42"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty());
+}

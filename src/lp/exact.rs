@@ -91,6 +91,10 @@ impl Lossy for Rat {
     }
 }
 
+/// An eliminated equation: its pivot unknown, the sparse row (1 at the
+/// pivot, 0 at earlier pivots) and its right-hand side.
+type Pivot = (usize, Vec<(usize, Rat)>, Rat);
+
 /// Solve Σ_k rows[r][k]·z_k = rhs[r] for z (one unknown per entry of
 /// `guess`), exactly: sparse Gaussian elimination to row echelon form, the
 /// free unknowns set to rationals near their guesses, the pivot unknowns by
@@ -98,7 +102,7 @@ impl Lossy for Rat {
 pub fn solve(rows: Vec<Vec<(usize, Rat)>>, rhs: Vec<Rat>, guess: &[f64]) -> Option<Vec<Rat>> {
     let n = guess.len();
     // (pivot unknown, row with a 1 there and 0 at earlier pivots, rhs).
-    let mut pivots: Vec<(usize, Vec<(usize, Rat)>, Rat)> = Vec::new();
+    let mut pivots: Vec<Pivot> = Vec::new();
     let mut pivot_of: Vec<Option<usize>> = vec![None; n];
     for (mut row, mut b) in rows.into_iter().zip(rhs) {
         row.retain(|(_, v)| !v.is_zero());

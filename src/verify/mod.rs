@@ -30,6 +30,7 @@
 pub mod arith;
 mod assess;
 pub mod compare;
+pub mod interval;
 pub mod isolation;
 pub mod logits;
 pub mod probability;
@@ -290,6 +291,7 @@ fn verify_in<S: ClaimArith>(ts: &TaskSet, model: &Model<S>, config: &Config<'_>)
         failure_count: witnesses.count,
         failures: witnesses.list,
         cross_check: None,
+        router_margins: None,
         decisions: if config.decisions {
             decisions
         } else {

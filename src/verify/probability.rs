@@ -19,12 +19,13 @@ const LOWER_CUTOFF: i64 = 40;
 /// Caches exp bounds by argument: logit gaps repeat across prefixes.
 #[derive(Debug, Default)]
 pub struct ExpCache {
-    upper: HashMap<Rat, Rat>,
+    upper: HashMap<Rat, Option<Rat>>,
     lower: HashMap<Rat, Rat>,
 }
 
 impl ExpCache {
-    fn upper(&mut self, y: &Rat) -> Rat {
+    /// An upper bound on e^y, or `None` when none is representable.
+    fn upper(&mut self, y: &Rat) -> Option<Rat> {
         self.upper
             .entry(y.clone())
             .or_insert_with(|| exp_upper(y))
@@ -43,7 +44,9 @@ impl ExpCache {
 }
 
 /// An upper bound on P(invalid | w), from logit histograms (value, count) of
-/// the valid and the invalid tokens.
+/// the valid and the invalid tokens. When an invalid token's e^{z − m} has
+/// no representable upper bound (see [`exp_upper`]) the bound is the
+/// trivial one, 1: sound, and the claim then fails rather than holds.
 pub fn invalid_mass_bound(
     valid: &[(Rat, usize)],
     invalid: &[(Rat, usize)],
@@ -54,7 +57,10 @@ pub fn invalid_mass_bound(
     };
     let mut upper_invalid = Rat::zero();
     for (z, count) in invalid {
-        upper_invalid += cache.upper(&(z - best)) * int(*count as i64);
+        let Some(term) = cache.upper(&(z - best)) else {
+            return Rat::one();
+        };
+        upper_invalid += term * int(*count as i64);
     }
     let mut lower_valid = Rat::zero();
     for (z, count) in valid {

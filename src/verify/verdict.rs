@@ -239,6 +239,11 @@ pub struct Verdict {
     /// Every decision taken, for the cross-check.
     #[serde(skip)]
     pub decisions: Vec<Decision>,
+    /// Per prefix, in task-set order: the exact top-two router margin Δ(w)
+    /// (MoE; null without a second expert). Filled by `verify --format
+    /// json` from [`crate::soft::margins::prefix_margins`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router_margins: Option<Vec<Option<String>>>,
 }
 
 /// "moe" or "dense".

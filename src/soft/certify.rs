@@ -1,0 +1,603 @@
+//! `verify --gate softmax`: the soft MoE checked at one temperature, and the
+//! certified temperature T*.
+//!
+//! At temperature T every prefix's gate mass off its top-1 expert is bounded
+//! above by η̂(T) ([`super::gate::off_top_upper`]); R is "η̂ ≤ η and the top
+//! expert is a right one", P and A are decided on the worst-case soft logits
+//! ([`super::prefix`]). The true mass 1 − g_{e*}(T) is nondecreasing in T,
+//! so a proof at T* that used only "1 − g_{e*} ≤ η̂(T*)" is a proof at every
+//! T ≤ T*: for T ≤ T*, 1 − g_{e*}(T) ≤ 1 − g_{e*}(T*) ≤ η̂(T*). T* is found by
+//! bracketing and bisection on dyadic rationals; the reported T* is proved,
+//! and the bracket's upper end (where this certificate fails) is within the
+//! stated relative precision above it.
+
+use super::gate::{GateArith, brief, off_top_upper};
+use super::prefix::{Outcome, SoftPrefix, expert_of_task};
+use crate::eval::Evaluator;
+use crate::model::Model;
+use crate::scalar::{Rat, int};
+use crate::taskset::TaskSet;
+use crate::verify::ClaimResult;
+use crate::verify::logits::token_map;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// Failures listed in a soft verdict (all are counted).
+const LISTED: usize = 20;
+/// Doublings tried above the first bracket before T* is reported as "at
+/// least" the largest temperature tried.
+const MAX_DOUBLINGS: usize = 64;
+/// Halvings tried below it before giving up on a positive T*.
+const MAX_HALVINGS: usize = 256;
+
+/// The parameters of the soft claims.
+#[derive(Debug, Clone)]
+pub struct SoftOptions {
+    /// R's tolerance: the top expert's gate weight must be ≥ 1 − η.
+    pub eta: Rat,
+    /// P's ε, as for the hard model.
+    pub epsilon: Rat,
+    /// Relative precision of T*: the search stops once (hi − T*)/hi ≤ this.
+    pub precision: Rat,
+}
+
+impl Default for SoftOptions {
+    fn default() -> Self {
+        SoftOptions {
+            eta: Rat::new(1.into(), 100.into()),
+            epsilon: Rat::new(1.into(), 1_000_000.into()),
+            precision: Rat::new(1.into(), 1000.into()),
+        }
+    }
+}
+
+/// One failed soft claim.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SoftFailure {
+    pub claim: &'static str,
+    pub prefix: String,
+    pub tasks: Vec<String>,
+    pub reason: String,
+}
+
+/// The soft model's claims at one temperature.
+#[derive(Debug, Clone, Serialize)]
+pub struct SoftVerdict {
+    /// "exact" or "f64".
+    pub arith: String,
+    /// Whether the verdict is a proof (exact) or a float estimate (f64).
+    pub certified: bool,
+    /// The temperature checked (exact rational or f64 text).
+    pub temperature: String,
+    pub eta: String,
+    pub epsilon: String,
+    pub prefixes: usize,
+    pub routing: ClaimResult,
+    pub probability: ClaimResult,
+    pub retrieval: ClaimResult,
+    /// The largest bound η̂ on 1 − g_top over the prefixes.
+    pub max_off_top: Option<String>,
+    /// The same, for reading.
+    pub max_off_top_brief: Option<String>,
+    pub failure_count: usize,
+    pub failures: Vec<SoftFailure>,
+}
+
+impl SoftVerdict {
+    pub fn all_hold(&self) -> bool {
+        self.routing.holds && self.probability.holds && self.retrieval.holds
+    }
+}
+
+/// The prefix that stops T* from being larger.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Binding {
+    pub prefix: String,
+    pub tasks: Vec<String>,
+    /// The top-1 expert.
+    pub expert: String,
+    /// Its top-two router margin Δ (exact).
+    pub margin: Option<String>,
+    /// max_{e,t} |(W_U(FF_e − FF_{e*}))_t|: the spread of the experts'
+    /// logit outputs there.
+    pub spread: String,
+    /// The same, for reading.
+    pub spread_brief: String,
+    /// What fails just above T* (or at every T > 0 when T* = 0).
+    pub reason: String,
+}
+
+/// The certified temperature.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertifiedTemperature {
+    /// T*: every claim is proved at every T ≤ T* (exact mode). "0" when no
+    /// positive temperature is, "unbounded" with one expert.
+    pub temperature: String,
+    /// T* as a decimal, for reading.
+    pub approx: f64,
+    /// The smallest temperature tried at which the certificate failed: T*
+    /// is within `relative_precision` of it.
+    pub fails_at: Option<String>,
+    pub relative_precision: String,
+    /// True if T* is only a lower end: the search stopped doubling.
+    pub at_least: bool,
+    pub binding: Option<Binding>,
+    /// Every claim at T* itself.
+    pub verdict: SoftVerdict,
+}
+
+/// Every prefix prepared once: the soft checks at any T reuse it.
+pub struct Prepared<'a, S> {
+    ts: &'a TaskSet,
+    model: &'a Model<S>,
+    /// Per prefix: its data, or why its forward pass failed.
+    prefixes: Vec<Result<SoftPrefix<S>, String>>,
+    /// Prefix indices by Δ, smallest first (the likeliest to fail first).
+    order: Vec<usize>,
+}
+
+impl<'a, S: GateArith> Prepared<'a, S> {
+    pub fn new(ts: &'a TaskSet, model: &'a Model<S>) -> Prepared<'a, S> {
+        let engine = Evaluator::new(model).without_preactivations();
+        let tokens = token_map(ts, model);
+        let experts = expert_of_task(ts, model);
+        let prefixes: Vec<Result<SoftPrefix<S>, String>> = ts
+            .prefixes
+            .par_iter()
+            .enumerate()
+            .map(|(i, p)| SoftPrefix::new(&engine, model, i, p, &tokens, &experts))
+            .collect();
+        let mut order: Vec<usize> = (0..prefixes.len()).collect();
+        order.sort_by(|&a, &b| {
+            let m = |i: usize| prefixes[i].as_ref().ok().and_then(|p| p.margin.clone());
+            match (m(a), m(b)) {
+                (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+                (None, Some(_)) => std::cmp::Ordering::Less,
+                (Some(_), None) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            }
+        });
+        Prepared {
+            ts,
+            model,
+            prefixes,
+            order,
+        }
+    }
+
+    /// The prepared prefixes (in task-set order).
+    pub fn prefixes(&self) -> &[Result<SoftPrefix<S>, String>] {
+        &self.prefixes
+    }
+
+    fn text(&self, i: usize) -> String {
+        self.ts.render(&self.ts.prefixes[i].tokens)
+    }
+
+    fn tasks(&self, i: usize) -> Vec<String> {
+        self.ts.prefixes[i]
+            .tasks
+            .iter()
+            .map(|&k| self.ts.tasks[k].name.clone())
+            .collect()
+    }
+
+    /// η̂ at T; T = 0 is the limit T → 0+, where only tied experts keep
+    /// weight (each tie keeps e^0 = 1).
+    fn eta_hat(p: &SoftPrefix<S>, t: &S) -> S {
+        if t.is_zero() {
+            let ties = p.gaps.iter().filter(|g| g.is_zero()).count();
+            let s = S::from_rat(&int(ties as i64));
+            s.clone() / (S::one() + s)
+        } else {
+            off_top_upper(&p.gaps, t)
+        }
+    }
+
+    fn outcome(
+        &self,
+        p: &SoftPrefix<S>,
+        t: &S,
+        o: &SoftOptions,
+        cache: &mut S::Cache,
+    ) -> (S, Outcome<S>) {
+        let eta_hat = Self::eta_hat(p, t);
+        let out = p.check(
+            &eta_hat,
+            &S::from_rat(&o.eta),
+            &S::from_rat(&o.epsilon),
+            cache,
+        );
+        (eta_hat, out)
+    }
+
+    /// Why prefix `i` fails at T, or None if every claim holds there.
+    fn failure(
+        &self,
+        i: usize,
+        t: &S,
+        o: &SoftOptions,
+        cache: &mut S::Cache,
+    ) -> Option<Vec<(&'static str, String)>> {
+        let p = match &self.prefixes[i] {
+            Ok(p) => p,
+            Err(e) => return Some(vec![("routing", format!("the forward pass failed: {e}"))]),
+        };
+        let (eta_hat, out) = self.outcome(p, t, o, cache);
+        let mut why = Vec::new();
+        let expert = &self.model.experts[p.top].name;
+        if !out.routing {
+            let reason = if !p.routed {
+                format!(
+                    "hard routing already fails: expert {expert} is not a right one strictly above the others"
+                )
+            } else {
+                format!(
+                    "the gate mass off expert {expert} may reach {} > η = {} (Δ = {})",
+                    brief(&eta_hat),
+                    o.eta,
+                    p.margin.as_ref().map_or_else(|| "none".into(), brief)
+                )
+            };
+            why.push(("routing", reason));
+        }
+        if !out.probability {
+            why.push((
+                "probability",
+                format!(
+                    "P(invalid) of the soft model {} {} is not below ε = {} (gate mass off the top ≤ {}, expert spread {})",
+                    if S::CERTIFIED { "≤" } else { "≈ (f64, not certified)" },
+                    brief(&out.invalid_bound),
+                    o.epsilon,
+                    brief(&eta_hat),
+                    brief(&p.spread)
+                ),
+            ));
+        }
+        if !out.retrieval {
+            why.push((
+                "retrieval",
+                format!(
+                    "the soft argmax may leave the valid tokens: worst-case margin {} (gate mass off the top ≤ {}, expert spread {})",
+                    out.retrieval_margin.as_ref().map_or_else(|| "0".into(), brief),
+                    brief(&eta_hat),
+                    brief(&p.spread)
+                ),
+            ));
+        }
+        (!why.is_empty()).then_some(why)
+    }
+
+    /// The first failing prefix at T in Δ order, if any.
+    fn first_failure(&self, t: &S, o: &SoftOptions) -> Option<usize> {
+        let mut cache = S::Cache::default();
+        self.order
+            .iter()
+            .copied()
+            .find(|&i| self.failure(i, t, o, &mut cache).is_some())
+    }
+
+    /// Every claim of the soft model at temperature T.
+    pub fn verify_at(&self, t: &S, o: &SoftOptions) -> SoftVerdict {
+        let mut cache = S::Cache::default();
+        let mut failures = Vec::new();
+        let mut count = 0;
+        let mut tallies = [(0usize, None::<S>), (0, None), (0, None)];
+        let mut max_off: Option<S> = None;
+        for (i, entry) in self.prefixes.iter().enumerate() {
+            if let Ok(p) = entry {
+                let (eta_hat, out) = self.outcome(p, t, o, &mut cache);
+                if max_off.as_ref().is_none_or(|m| eta_hat > *m) {
+                    max_off = Some(eta_hat.clone());
+                }
+                let slack = S::from_rat(&o.eta) - eta_hat;
+                let worst = [
+                    Some(slack),
+                    Some(S::from_rat(&o.epsilon) - out.invalid_bound.clone()),
+                    out.retrieval_margin.clone(),
+                ];
+                for (k, w) in worst.into_iter().enumerate() {
+                    if let Some(w) = w
+                        && tallies[k].1.as_ref().is_none_or(|m| w < *m)
+                    {
+                        tallies[k].1 = Some(w);
+                    }
+                }
+            }
+            if let Some(why) = self.failure(i, t, o, &mut cache) {
+                for (claim, reason) in why {
+                    let k = ["routing", "probability", "retrieval"]
+                        .iter()
+                        .position(|c| *c == claim)
+                        .unwrap_or(0);
+                    tallies[k].0 += 1;
+                    count += 1;
+                    if failures.len() < LISTED {
+                        failures.push(SoftFailure {
+                            claim,
+                            prefix: self.text(i),
+                            tasks: self.tasks(i),
+                            reason,
+                        });
+                    }
+                }
+            }
+        }
+        let checked = self.prefixes.len();
+        let result = |k: usize| ClaimResult {
+            holds: tallies[k].0 == 0,
+            failures: tallies[k].0,
+            checked,
+            worst: None,
+            min_margin: tallies[k].1.as_ref().map(crate::verify::ClaimArith::number),
+        };
+        SoftVerdict {
+            arith: S::NAME.to_string(),
+            certified: S::CERTIFIED,
+            temperature: t.text(),
+            eta: o.eta.to_string(),
+            epsilon: o.epsilon.to_string(),
+            prefixes: checked,
+            routing: result(0),
+            probability: result(1),
+            retrieval: result(2),
+            max_off_top_brief: max_off.as_ref().map(brief),
+            max_off_top: max_off.map(|m| m.text()),
+            failure_count: count,
+            failures,
+        }
+    }
+
+    fn binding(&self, i: usize, t: &S, o: &SoftOptions) -> Binding {
+        let mut cache = S::Cache::default();
+        let reason = self
+            .failure(i, t, o, &mut cache)
+            .map(|w| {
+                w.into_iter()
+                    .map(|(c, r)| format!("{c}: {r}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default();
+        match &self.prefixes[i] {
+            Ok(p) => Binding {
+                prefix: self.text(i),
+                tasks: self.tasks(i),
+                expert: self.model.experts[p.top].name.clone(),
+                margin: p.margin.as_ref().map(|m| m.text()),
+                spread: p.spread.text(),
+                spread_brief: brief(&p.spread),
+                reason,
+            },
+            Err(_) => Binding {
+                prefix: self.text(i),
+                tasks: self.tasks(i),
+                expert: String::new(),
+                margin: None,
+                spread: "0".into(),
+                spread_brief: "0".into(),
+                reason,
+            },
+        }
+    }
+
+    /// The largest T* (to `o.precision`, relative) at which every claim is
+    /// proved, and the prefix that binds it.
+    pub fn certify(&self, o: &SoftOptions) -> CertifiedTemperature {
+        let zero = S::zero();
+        let done = |t: S, fails_at: Option<S>, at_least: bool, binding: Option<usize>| {
+            let b = binding.map(|i| self.binding(i, fails_at.as_ref().unwrap_or(&t), o));
+            CertifiedTemperature {
+                approx: t.approx(),
+                temperature: t.text(),
+                fails_at: fails_at.map(|f| f.text()),
+                relative_precision: o.precision.to_string(),
+                at_least,
+                binding: b,
+                verdict: self.verify_at(&t, o),
+            }
+        };
+        if let Some(i) = self.first_failure(&zero, o) {
+            return done(zero, None, false, Some(i));
+        }
+        let margins: Vec<S> = self
+            .prefixes
+            .iter()
+            .filter_map(|p| p.as_ref().ok().and_then(|p| p.margin.clone()))
+            .filter(|m| m.is_positive())
+            .collect();
+        let Some(start) = margins
+            .iter()
+            .cloned()
+            .reduce(|a, b| if b < a { b } else { a })
+        else {
+            // One expert (or only ties, already settled at T → 0): the gate
+            // is constant, so every T is as good as T → 0.
+            let mut c = done(zero, None, true, None);
+            c.temperature = "unbounded".into();
+            c.approx = f64::INFINITY;
+            return c;
+        };
+        let two = S::from_rat(&int(2));
+        // Bracket: lo proved (0 = the hard limit), hi failing.
+        let (mut lo, mut hi) = (zero.clone(), start);
+        let mut doublings = 0;
+        while self.first_failure(&hi, o).is_none() {
+            lo = hi.clone();
+            hi = hi * two.clone();
+            doublings += 1;
+            if doublings > MAX_DOUBLINGS {
+                return done(lo, None, true, None);
+            }
+        }
+        if lo.is_zero() {
+            let mut halvings = 0;
+            loop {
+                let half = hi.clone() / two.clone();
+                if self.first_failure(&half, o).is_none() {
+                    lo = half;
+                    break;
+                }
+                hi = half;
+                halvings += 1;
+                if halvings > MAX_HALVINGS {
+                    let i = self.first_failure(&hi, o);
+                    return done(zero, Some(hi), false, i);
+                }
+            }
+        }
+        let precision = S::from_rat(&o.precision);
+        while hi.clone() - lo.clone() > precision.clone() * hi.clone() {
+            let mid = (lo.clone() + hi.clone()) / two.clone();
+            if self.first_failure(&mid, o).is_none() {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let i = self.first_failure(&hi, o);
+        done(lo, Some(hi), false, i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::construct::{ModelKind, Options};
+    use crate::scalar::{FastRat, Scalar, rat};
+    use crate::spec;
+    use num_traits::Zero;
+    use std::path::Path;
+
+    fn task_set(name: &str) -> TaskSet {
+        let path = format!("{}/constructions/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+        TaskSet::from_spec(&spec::load(Path::new(&path)).unwrap())
+    }
+
+    fn model(ts: &TaskSet) -> Model<Rat> {
+        crate::construct::build(ts, &Options::default(), ModelKind::Moe)
+    }
+
+    fn parse(text: &str) -> Rat {
+        crate::scalar::parse_rational(text).unwrap()
+    }
+
+    #[test]
+    fn running_example_has_a_positive_certified_temperature() {
+        let ts = task_set("running_example");
+        let m = model(&ts).map(FastRat::from_rat);
+        let p = Prepared::new(&ts, &m);
+        let o = SoftOptions::default();
+        let c = p.certify(&o);
+        let t = parse(&c.temperature);
+        assert!(t > Rat::zero() && c.verdict.certified && c.verdict.all_hold());
+        // T* is within the stated precision of a temperature that fails.
+        let fails = parse(c.fails_at.as_ref().unwrap());
+        assert!(fails > t && (fails.clone() - t.clone()) <= o.precision.clone() * fails.clone());
+        assert!(!p.verify_at(&FastRat::from_rat(&fails), &o).all_hold());
+        // Everything proved at T*/2, with less gate mass off the top.
+        let half = p.verify_at(&FastRat::from_rat(&(t.clone() / int(2))), &o);
+        assert!(half.all_hold());
+        assert!(
+            parse(half.max_off_top.as_ref().unwrap())
+                < parse(c.verdict.max_off_top.as_ref().unwrap())
+        );
+        // Two experts and Δ = 1/6 at the binding prefix: 1 − g_top =
+        // s/(1+s) with s = e^{−Δ/T} reaches η = 1/100 at T = Δ/ln 99 ≈
+        // 0.036272; the certificate's slack keeps T* just below it.
+        let b = c.binding.unwrap();
+        assert_eq!(b.margin.as_deref(), Some("1/6"));
+        assert_eq!(b.tasks, vec!["spoken_in".to_string()]);
+        let exact = (1.0 / 6.0) / 99f64.ln();
+        assert!(c.approx < exact && c.approx > 0.99 * exact, "{}", c.approx);
+    }
+
+    #[test]
+    fn raising_one_prefix_margin_never_lowers_t_star() {
+        let ts = task_set("running_example");
+        let m = model(&ts).map(FastRat::from_rat);
+        let o = SoftOptions::default();
+        let base = Prepared::new(&ts, &m);
+        let t0 = parse(&base.certify(&o).temperature);
+        // The three prefixes with the smallest margin (the binding ones),
+        // one in the middle and the largest.
+        let picks = [
+            base.order[0],
+            base.order[1],
+            base.order[20],
+            *base.order.last().unwrap(),
+        ];
+        for i in picks {
+            let mut raised = Prepared::new(&ts, &m);
+            if let Ok(p) = &mut raised.prefixes[i] {
+                p.gaps = p
+                    .gaps
+                    .iter()
+                    .map(|g| g.clone() * FastRat::from_rat(&int(3)))
+                    .collect();
+                p.margin = p.margin.clone().map(|g| g * FastRat::from_rat(&int(3)));
+            }
+            let t = parse(&raised.certify(&o).temperature);
+            assert!(t >= t0, "prefix {i}: {t} < {t0}");
+        }
+        // Raising all three prefixes at Δ = 1/6 lifts T* to the next
+        // binding margin (Δ = 1/5).
+        let mut raised = Prepared::new(&ts, &m);
+        for &i in &base.order[..3] {
+            if let Ok(p) = &mut raised.prefixes[i] {
+                p.gaps = p
+                    .gaps
+                    .iter()
+                    .map(|g| g.clone() * FastRat::from_rat(&int(3)))
+                    .collect();
+                p.margin = p.margin.clone().map(|g| g * FastRat::from_rat(&int(3)));
+            }
+        }
+        let c = raised.certify(&o);
+        assert!(parse(&c.temperature) > t0);
+        assert_eq!(c.binding.unwrap().margin.as_deref(), Some("1/5"));
+    }
+
+    #[test]
+    fn a_router_tie_gives_t_star_zero_and_names_the_prefix() {
+        let ts = task_set("shared_keys");
+        let m = model(&ts).map(FastRat::from_rat);
+        let c = Prepared::new(&ts, &m).certify(&SoftOptions::default());
+        assert_eq!(c.temperature, "0");
+        let b = c.binding.unwrap();
+        assert_eq!(b.margin.as_deref(), Some("0"));
+        let i = ts
+            .prefixes
+            .iter()
+            .position(|p| ts.render(&p.tokens) == b.prefix)
+            .unwrap();
+        assert!(ts.prefixes[i].is_ambiguous());
+        assert!(b.reason.contains("1/2 > η"), "{}", b.reason);
+    }
+
+    #[test]
+    fn f64_finds_about_the_same_temperature_but_certifies_nothing() {
+        let ts = task_set("running_example");
+        let exact_model = model(&ts);
+        let exact = Prepared::new(&ts, &exact_model.map(FastRat::from_rat))
+            .certify(&SoftOptions::default());
+        let float_model = exact_model.to_f64();
+        let float = Prepared::new(&ts, &float_model).certify(&SoftOptions::default());
+        assert!(!float.verdict.certified && exact.verdict.certified);
+        assert!(float.verdict.all_hold());
+        assert!((float.approx - exact.approx).abs() < 0.01 * exact.approx);
+        let text = crate::soft::render::certified_text(&float, "x");
+        assert!(text.contains("not certified"), "{text}");
+    }
+
+    #[test]
+    fn too_hot_a_gate_fails_routing_first() {
+        let ts = task_set("running_example");
+        let m = model(&ts).map(FastRat::from_rat);
+        let v = Prepared::new(&ts, &m)
+            .verify_at(&FastRat::from_rat(&rat(1, 2)), &SoftOptions::default());
+        assert!(!v.routing.holds && v.routing.failures > 0);
+        assert!(v.failures.iter().any(|f| f.claim == "routing"));
+    }
+}

@@ -1,0 +1,287 @@
+//! The soft-routing hooks of the command line: `verify --gate softmax
+//! [--temperature T] [--eta E]` and `routecert margins`. Errors are
+//! [`CliError`]s (exit 2), turned into messages by the binary.
+
+use super::certify::{Prepared, SoftOptions};
+use super::deviation::{Deviation, deviation};
+use super::gate::GateArith;
+use super::margins::{MarginCurve, curve, router_gaps};
+use super::render;
+use crate::cli::{CliError, ModelArgs, load};
+use crate::construct::{self, ModelKind};
+use crate::model::Model;
+use crate::report::Format;
+use crate::scalar::{FastRat, Rat, Scalar, parse_rational};
+use crate::spec;
+use crate::taskset::TaskSet;
+use crate::verify::Arith;
+use clap::{Args, ValueEnum};
+use num_traits::{One, Zero};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The gate of the MoE layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Gate {
+    /// Top-1 routing, as the paper states it.
+    #[default]
+    Hard,
+    /// Σ_e softmax(G(x)/T)_e · FF_e(x).
+    Softmax,
+}
+
+/// `verify`'s soft-routing flags.
+#[derive(Args, Debug, Default)]
+pub struct GateArgs {
+    /// The MoE gate: hard top-1, or softmax at --temperature (without it,
+    /// find the certified temperature T* below which every claim holds).
+    #[arg(long, value_enum, default_value_t = Gate::Hard)]
+    pub gate: Gate,
+    /// Softmax temperature T > 0 (decimal, scientific or a/b; exact).
+    #[arg(long)]
+    pub temperature: Option<String>,
+    /// Soft R's tolerance: the top expert's gate weight must be ≥ 1 − η
+    /// (default 1/100).
+    #[arg(long)]
+    pub eta: Option<String>,
+}
+
+impl GateArgs {
+    /// Whether any soft-routing flag was given (then `verify` hands over).
+    pub fn wanted(&self) -> bool {
+        self.gate == Gate::Softmax || self.temperature.is_some() || self.eta.is_some()
+    }
+}
+
+fn fraction(flag: &str, text: &str, open_top: bool) -> Result<Rat, CliError> {
+    parse_rational(text)
+        .filter(|r| *r > Rat::zero() && (!open_top || *r < Rat::one()))
+        .ok_or_else(|| {
+            CliError::Input(format!(
+                "{flag} {text}: expected a number {}",
+                if open_top {
+                    "strictly between 0 and 1 (e.g. 0.01 or 1/100)"
+                } else {
+                    "greater than 0 (e.g. 0.05 or 1/20)"
+                }
+            ))
+        })
+}
+
+/// `verify --gate softmax`: the soft claims at T, or T*.
+pub fn verify_soft(
+    model_args: &ModelArgs,
+    gate: &GateArgs,
+    format: Format,
+) -> Result<ExitCode, CliError> {
+    if gate.gate != Gate::Softmax {
+        return Err(CliError::Input(
+            "--temperature and --eta apply to --gate softmax only".into(),
+        ));
+    }
+    if model_args.model != ModelKind::Moe {
+        return Err(CliError::Input(
+            "--gate softmax applies to the MoE model only: the dense model has no router".into(),
+        ));
+    }
+    let (ts, options) = load(model_args)?;
+    let soft = SoftOptions {
+        eta: match &gate.eta {
+            Some(e) => fraction("--eta", e, true)?,
+            None => SoftOptions::default().eta,
+        },
+        epsilon: options.epsilon.clone(),
+        ..SoftOptions::default()
+    };
+    let temperature = gate
+        .temperature
+        .as_deref()
+        .map(|t| fraction("--temperature", t, false))
+        .transpose()?;
+    let model = construct::build(&ts, &options, model_args.model);
+    let source = model_args.spec.display().to_string();
+    match model_args.arith {
+        Arith::Exact => Ok(run_soft(
+            &ts,
+            &model.map(FastRat::from_rat),
+            temperature,
+            &soft,
+            format,
+            &source,
+        )),
+        Arith::F64 => Ok(run_soft(
+            &ts,
+            &model.to_f64(),
+            temperature,
+            &soft,
+            format,
+            &source,
+        )),
+        Arith::Both => Err(CliError::Input(
+            "--gate softmax takes --arith exact or --arith f64, not both".into(),
+        )),
+    }
+}
+
+fn run_soft<S: GateArith>(
+    ts: &TaskSet,
+    model: &Model<S>,
+    temperature: Option<Rat>,
+    soft: &SoftOptions,
+    format: Format,
+    source: &str,
+) -> ExitCode {
+    let prepared = Prepared::new(ts, model);
+    let ok = match temperature {
+        Some(t) => {
+            let v = prepared.verify_at(&S::from_rat(&t), soft);
+            print!(
+                "{}",
+                match format {
+                    Format::Json => render::json(&v),
+                    _ => render::verdict_text(&v, source),
+                }
+            );
+            v.all_hold()
+        }
+        None => {
+            let c = prepared.certify(soft);
+            print!(
+                "{}",
+                match format {
+                    Format::Json => render::json(&c),
+                    _ => render::certified_text(&c, source),
+                }
+            );
+            c.verdict.all_hold() && c.temperature != "0"
+        }
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MarginsFormat {
+    Csv,
+    Json,
+    Markdown,
+}
+
+/// `routecert margins`.
+#[derive(Args, Debug)]
+pub struct MarginsArgs {
+    /// Task specifications (TOML or JSON), one line of the plot each.
+    #[arg(required = true)]
+    pub specs: Vec<PathBuf>,
+    /// What the router reads (as for verify).
+    #[arg(long, default_value = "syntactic+key", value_parser = |s: &str| s.parse::<construct::RouterMode>())]
+    pub router: construct::RouterMode,
+    /// Head 1's attention scores (as for verify).
+    #[arg(long, default_value = "positional", value_parser = |s: &str| s.parse::<construct::Head1Mode>())]
+    pub head1: construct::Head1Mode,
+    /// exact (FastRat) or f64.
+    #[arg(long, value_enum, default_value_t = Arith::Exact)]
+    pub arith: Arith,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = MarginsFormat::Markdown)]
+    pub format: MarginsFormat,
+    /// Draw m(w) against log w, one line per model, as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Also tabulate, at these temperatures ("1/100,0.1,1"), the prefixes
+    /// with 1 − g_top > --delta beside the boundary mass at T·ln((K−1)/δ).
+    #[arg(long)]
+    pub temperatures: Option<String>,
+    /// δ of the straying table.
+    #[arg(long, default_value = "1/100")]
+    pub delta: String,
+    /// Draw the straying table as SVG (needs --temperatures).
+    #[arg(long, value_name = "FILE.svg", requires = "temperatures")]
+    pub deviation_plot: Option<PathBuf>,
+}
+
+/// `routecert margins SPEC...`.
+pub fn margins_command(args: MarginsArgs) -> Result<ExitCode, CliError> {
+    let delta = fraction("--delta", &args.delta, true)?;
+    let temperatures = match &args.temperatures {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|t| fraction("--temperatures", t.trim(), false))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    if args.arith == Arith::Both {
+        return Err(CliError::Input(
+            "margins takes --arith exact or --arith f64, not both".into(),
+        ));
+    }
+    let mut curves = Vec::new();
+    let mut tables = Vec::new();
+    for path in &args.specs {
+        let spec = spec::load(path)?;
+        let ts = TaskSet::from_spec(&spec);
+        let options = construct::Options {
+            router: args.router,
+            head1: args.head1,
+            ..construct::Options::default()
+        };
+        let model = construct::build(&ts, &options, ModelKind::Moe);
+        let label = format!("{} (router {})", path.display(), args.router);
+        let (c, d) = match args.arith {
+            Arith::F64 => one_model(&label, &ts, &model.to_f64(), &delta, &temperatures),
+            _ => one_model(
+                &label,
+                &ts,
+                &model.map(FastRat::from_rat),
+                &delta,
+                &temperatures,
+            ),
+        };
+        curves.push(c);
+        tables.extend(d);
+    }
+    let mut out = match args.format {
+        MarginsFormat::Csv => render::margins_csv(&curves),
+        MarginsFormat::Markdown => render::margins_markdown(&curves),
+        MarginsFormat::Json => {
+            render::json(&serde_json::json!({ "margins": curves, "straying": tables }))
+        }
+    };
+    if !tables.is_empty() {
+        match args.format {
+            MarginsFormat::Csv => out.push_str(&format!("\n{}", render::deviation_csv(&tables))),
+            MarginsFormat::Markdown => out.push_str(&render::deviation_markdown(&tables)),
+            MarginsFormat::Json => {}
+        }
+    }
+    print!("{out}");
+    let write = |path: &PathBuf, svg: Result<String, String>| {
+        std::fs::write(path, svg.map_err(CliError::Input)?)
+            .map_err(|e| CliError::Input(format!("{}: cannot write: {e}", path.display())))
+    };
+    if let Some(path) = &args.plot {
+        write(path, super::plot::margins_svg(&curves))?;
+    }
+    if let Some(path) = &args.deviation_plot {
+        write(path, super::plot::deviation_svg(&tables))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn one_model<S: GateArith>(
+    label: &str,
+    ts: &TaskSet,
+    model: &Model<S>,
+    delta: &Rat,
+    temperatures: &[Rat],
+) -> (MarginCurve, Option<Deviation>) {
+    let c = curve(label, ts, model);
+    let d = (!temperatures.is_empty()).then(|| {
+        let gaps = router_gaps(ts, model);
+        deviation(label, &gaps, model.experts.len(), delta, temperatures)
+    });
+    (c, d)
+}

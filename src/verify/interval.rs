@@ -1,0 +1,753 @@
+//! The claims decided from rigorous intervals: weights routecert did not
+//! build, or that use natural-exp attention, whose softmax weights are
+//! irrational ([`crate::interval`]).
+//!
+//! Each claim on each prefix is *proved* when the intervals decide it,
+//! *refuted* when they decide the opposite, and otherwise *undecided*,
+//! counted apart and never as holding; a claim holds only when it is proved
+//! on every prefix (expert, for size). The oracle (V(w), C(w)) comes from
+//! the task set as in [`super`]; the numbers from the weights only.
+//! - R (MoE): the largest lower bound over compatible experts above every
+//!   incompatible expert's upper bound (so e*, ties to the lowest index,
+//!   is compatible and strictly above every task outside); refuted when an
+//!   incompatible expert's lower bound reaches every compatible upper bound.
+//! - P: an upper bound on P(invalid) below ε; refuted by a lower bound ≥ ε.
+//! - A: the best valid logit's lower bound above every invalid upper bound;
+//!   refuted when an invalid lower bound reaches every valid upper bound.
+//! - S: the neurons of each task's expert (dense: its circuit) that fire on
+//!   some prefix of the task, against L·|T(k)| + |Δk|: proved when even the
+//!   neurons that may fire fit the bound, refuted when those that surely
+//!   fire exceed it.
+
+use super::logits::token_map;
+use super::{Claim, MAX_WITNESSES, Witness};
+use crate::interval::Iv;
+use crate::interval::exp::exp;
+use crate::interval::forward::{FfnResult, Firing, IntervalEvaluator, IntervalTrace};
+use crate::model::Model;
+use crate::scalar::{Rat, Scalar};
+use crate::taskset::{Prefix, TaskSet};
+use num_traits::Zero;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
+
+/// Prefixes assessed per parallel batch (bounds the memory of results).
+const CHUNK: usize = 4096;
+/// Logits shown in a witness.
+const TOP_LOGITS: usize = 5;
+
+/// What the intervals decided about one claim on one prefix (or expert).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Proved,
+    Refuted,
+    Undecided,
+}
+
+/// Why interval verification could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntervalError {
+    #[error("the model's vocabulary has no token '{0}', which the spec uses")]
+    MissingToken(String),
+    #[error("the model has no experts")]
+    NoExperts,
+}
+
+/// One claim over every prefix (experts, for size).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct IntervalClaim {
+    /// Proved on everything checked.
+    pub holds: bool,
+    pub checked: usize,
+    pub proved: usize,
+    pub refuted: usize,
+    pub undecided: usize,
+    /// A rigorous lower bound on the smallest margin (routing: best
+    /// compatible − best incompatible score; probability: ε − P(invalid);
+    /// retrieval: best valid − best invalid logit; size: bound − neurons
+    /// that may fire), as the exact dyadic it is.
+    pub min_margin: Option<String>,
+}
+
+/// The four claims.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct IntervalClaims {
+    /// Not applicable to the dense model (checked = 0).
+    pub routing: IntervalClaim,
+    pub probability: IntervalClaim,
+    pub retrieval: IntervalClaim,
+    pub size: IntervalClaim,
+}
+
+/// Claim S for one task: its expert (dense: circuit) by the neurons that
+/// fire on its prefixes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FiringSize {
+    pub task: String,
+    /// The expert or circuit, if the model has one of the task's name.
+    pub unit: Option<String>,
+    /// Neurons in the expert (circuit).
+    pub neurons: usize,
+    /// Neurons that surely fire on some prefix of the task.
+    pub firing: usize,
+    /// Neurons that may fire on some prefix but surely fire on none.
+    pub undecided: usize,
+    /// L·|T(k)| + |Δk|.
+    pub bound: usize,
+    pub outcome: Outcome,
+}
+
+/// How the intervals were computed, for the report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Precision {
+    /// Endpoint format: dyadic rationals with a 53-bit mantissa.
+    pub endpoints: &'static str,
+    /// Taylor terms of e^y on |y| ≤ 1/2.
+    pub exp_terms: u32,
+}
+
+/// Everything interval verification found.
+#[derive(Debug, Clone, Serialize)]
+pub struct IntervalVerdict {
+    /// "interval".
+    pub arith: &'static str,
+    /// "moe" or "dense".
+    pub model: &'static str,
+    /// "ln2" or "natural".
+    pub score_unit: &'static str,
+    pub epsilon: String,
+    pub max_len: usize,
+    pub vocabulary: usize,
+    pub prefixes: usize,
+    pub queries: usize,
+    pub ambiguous: usize,
+    pub precision: Precision,
+    pub claims: IntervalClaims,
+    pub experts: Vec<FiringSize>,
+    /// Refuted claims (all counted, the first MAX_WITNESSES listed).
+    pub failure_count: usize,
+    pub failures: Vec<Witness>,
+    /// Claims the intervals left open, counted apart.
+    pub undecided_count: usize,
+    pub undecided: Vec<Witness>,
+}
+
+impl IntervalVerdict {
+    /// Every claim proved on every prefix: the only case that exits 0.
+    pub fn all_proved(&self) -> bool {
+        let c = &self.claims;
+        c.routing.holds && c.probability.holds && c.retrieval.holds && c.size.holds
+    }
+}
+
+/// Running count of one claim.
+#[derive(Default)]
+struct Count {
+    claim: IntervalClaim,
+    margin: Option<f64>,
+}
+
+impl Count {
+    fn record(&mut self, outcome: Outcome, margin: Option<f64>) {
+        self.claim.checked += 1;
+        match outcome {
+            Outcome::Proved => self.claim.proved += 1,
+            Outcome::Refuted => self.claim.refuted += 1,
+            Outcome::Undecided => self.claim.undecided += 1,
+        }
+        if let Some(m) = margin.filter(|m| !m.is_nan()) {
+            self.margin = Some(self.margin.map_or(m, |w| w.min(m)));
+        }
+    }
+
+    fn finish(mut self) -> IntervalClaim {
+        self.claim.holds = self.claim.proved == self.claim.checked;
+        self.claim.min_margin = self.margin.map(|m| Iv::point(m).text());
+        self.claim
+    }
+}
+
+/// A lower bound on a − b for two upper/lower endpoints.
+fn gap_lo(a: f64, b: f64) -> f64 {
+    (Iv::point(a) - Iv::point(b)).lo()
+}
+
+/// Witness lists, capped.
+#[derive(Default)]
+struct Listed {
+    count: usize,
+    list: Vec<Witness>,
+}
+
+impl Listed {
+    fn push(&mut self, w: Witness) {
+        self.count += 1;
+        if self.list.len() < MAX_WITNESSES {
+            self.list.push(w);
+        }
+    }
+}
+
+/// One prefix's outcomes.
+struct Assessed {
+    routing: Option<(Outcome, Option<f64>)>,
+    probability: (Outcome, Option<f64>),
+    retrieval: (Outcome, Option<f64>),
+    /// (outcome, witness) for every claim not proved.
+    open: Vec<(Outcome, Witness)>,
+    /// Per task of the prefix: (task, neurons that may fire, with how).
+    firing: Vec<(usize, Vec<(usize, Firing)>)>,
+}
+
+struct Context<'a> {
+    ts: &'a TaskSet,
+    engine: IntervalEvaluator<'a>,
+    tokens: HashMap<usize, usize>,
+    expert_of_task: Vec<Option<usize>>,
+    epsilon: &'a Rat,
+    dense: bool,
+}
+
+/// One prefix's decisions, with rigorous lower bounds on the margins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrefixOutcome {
+    /// None for the dense model.
+    pub routing: Option<(Outcome, Option<f64>)>,
+    pub probability: (Outcome, Option<f64>),
+    pub retrieval: (Outcome, Option<f64>),
+}
+
+/// The weights in intervals, checked against the spec's vocabulary.
+fn prepare(ts: &TaskSet, model: &Model<Rat>) -> Result<Model<Iv>, IntervalError> {
+    if model.experts.is_empty() {
+        return Err(IntervalError::NoExperts);
+    }
+    let tokens = token_map(ts, model);
+    if let Some(missing) = (0..ts.vocab.len()).find(|t| !tokens.contains_key(t)) {
+        return Err(IntervalError::MissingToken(
+            ts.vocab.name(missing).to_string(),
+        ));
+    }
+    Ok(model.map(Iv::enclose))
+}
+
+impl<'a> Context<'a> {
+    fn new(ts: &'a TaskSet, model: &'a Model<Iv>, epsilon: &'a Rat) -> Self {
+        let dense = !model.circuits.is_empty();
+        Context {
+            ts,
+            engine: IntervalEvaluator::new(model),
+            tokens: token_map(ts, model),
+            expert_of_task: ts
+                .tasks
+                .iter()
+                .map(|t| {
+                    if dense {
+                        Some(0)
+                    } else {
+                        model.experts.iter().position(|e| e.name == t.name)
+                    }
+                })
+                .collect(),
+            epsilon,
+            dense,
+        }
+    }
+}
+
+/// R, P and A decided on each prefix of `ts`, in order: the per-prefix
+/// view of [`verify_intervals`] (which also decides S and lists witnesses).
+pub fn prefix_outcomes(
+    ts: &TaskSet,
+    model: &Model<Rat>,
+    epsilon: &Rat,
+) -> Result<Vec<PrefixOutcome>, IntervalError> {
+    let iv_model = prepare(ts, model)?;
+    let cx = Context::new(ts, &iv_model, epsilon);
+    Ok(ts
+        .prefixes
+        .par_iter()
+        .map(|p| {
+            let a = cx.assess(p);
+            PrefixOutcome {
+                routing: a.routing,
+                probability: a.probability,
+                retrieval: a.retrieval,
+            }
+        })
+        .collect())
+}
+
+/// Verify R, P, A and S on every prefix of `ts` from rigorous intervals on
+/// `model`'s weights (any weights of the architecture; natural-exp or
+/// ln 2 attention alike).
+pub fn verify_intervals(
+    ts: &TaskSet,
+    model: &Model<Rat>,
+    epsilon: &Rat,
+) -> Result<IntervalVerdict, IntervalError> {
+    let iv_model = prepare(ts, model)?;
+    let dense = !model.circuits.is_empty();
+    let cx = Context::new(ts, &iv_model, epsilon);
+
+    let mut routing = Count::default();
+    let mut probability = Count::default();
+    let mut retrieval = Count::default();
+    let mut failures = Listed::default();
+    let mut undecided = Listed::default();
+    // Per task: neurons surely firing on some prefix, and possibly firing.
+    let mut surely: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); ts.tasks.len()];
+    let mut maybe: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); ts.tasks.len()];
+    for chunk in ts.prefixes.chunks(CHUNK) {
+        let assessed: Vec<Assessed> = chunk.par_iter().map(|p| cx.assess(p)).collect();
+        for a in assessed {
+            if let Some((o, m)) = a.routing {
+                routing.record(o, m);
+            }
+            probability.record(a.probability.0, a.probability.1);
+            retrieval.record(a.retrieval.0, a.retrieval.1);
+            for (o, w) in a.open {
+                match o {
+                    Outcome::Refuted => failures.push(w),
+                    _ => undecided.push(w),
+                }
+            }
+            for (k, fired) in a.firing {
+                for (n, f) in fired {
+                    match f {
+                        Firing::Surely => surely[k].insert(n),
+                        Firing::Maybe => maybe[k].insert(n),
+                    };
+                }
+            }
+        }
+    }
+
+    let mut size = Count::default();
+    let mut experts = Vec::new();
+    for (k, task) in ts.tasks.iter().enumerate() {
+        let bound = task.bound(ts.max_len);
+        // The neurons S counts: the expert's (MoE) or the circuit's (dense).
+        let unit: Option<(String, BTreeSet<usize>)> = if dense {
+            model
+                .circuits
+                .iter()
+                .find(|c| c.name == task.name)
+                .map(|c| (c.name.clone(), c.neurons.iter().copied().collect()))
+        } else {
+            cx.expert_of_task[k].map(|e| {
+                let expert = &model.experts[e];
+                (expert.name.clone(), (0..expert.neurons.len()).collect())
+            })
+        };
+        let witness = |reason: String, unit: Option<String>| Witness {
+            claim: Claim::Size,
+            prefix: String::new(),
+            tasks: vec![task.name.clone()],
+            expert: unit,
+            top_logits: vec![],
+            reason,
+        };
+        let Some((name, members)) = unit else {
+            size.record(Outcome::Refuted, None);
+            failures.push(witness(
+                format!(
+                    "the model has no {} for task {}",
+                    if dense { "circuit" } else { "expert" },
+                    task.name
+                ),
+                None,
+            ));
+            experts.push(FiringSize {
+                task: task.name.clone(),
+                unit: None,
+                neurons: 0,
+                firing: 0,
+                undecided: 0,
+                bound,
+                outcome: Outcome::Refuted,
+            });
+            continue;
+        };
+        let firing = surely[k].intersection(&members).count();
+        let open = maybe[k]
+            .iter()
+            .filter(|n| members.contains(n) && !surely[k].contains(n))
+            .count();
+        let outcome = if firing + open <= bound {
+            Outcome::Proved
+        } else if firing > bound {
+            Outcome::Refuted
+        } else {
+            Outcome::Undecided
+        };
+        size.record(outcome, Some(bound as f64 - (firing + open) as f64));
+        match outcome {
+            Outcome::Proved => {}
+            Outcome::Refuted => failures.push(witness(
+                format!("{firing} neurons of {name} surely fire on prefixes of {}, above L·|T(k)| + |Δk| = {bound}", task.name),
+                Some(name.clone()),
+            )),
+            Outcome::Undecided => undecided.push(witness(
+                format!("{firing} neurons of {name} surely fire and {open} more may, against L·|T(k)| + |Δk| = {bound}"),
+                Some(name.clone()),
+            )),
+        }
+        experts.push(FiringSize {
+            task: task.name.clone(),
+            unit: Some(name),
+            neurons: members.len(),
+            firing,
+            undecided: open,
+            bound,
+            outcome,
+        });
+    }
+
+    Ok(IntervalVerdict {
+        arith: "interval",
+        model: model.kind(),
+        score_unit: match model.score_unit {
+            crate::model::ScoreUnit::Ln2 => "ln2",
+            crate::model::ScoreUnit::Natural => "natural",
+        },
+        epsilon: epsilon.to_string(),
+        max_len: ts.max_len,
+        vocabulary: ts.vocab.len(),
+        prefixes: ts.prefixes.len(),
+        queries: ts.queries(),
+        ambiguous: ts.ambiguous(),
+        precision: Precision {
+            endpoints: "dyadic, 53-bit mantissa (f64 values), rounded outward",
+            exp_terms: crate::interval::exp::TERMS,
+        },
+        claims: IntervalClaims {
+            routing: if dense {
+                IntervalClaim {
+                    holds: true,
+                    ..IntervalClaim::default()
+                }
+            } else {
+                routing.finish()
+            },
+            probability: probability.finish(),
+            retrieval: retrieval.finish(),
+            size: size.finish(),
+        },
+        experts,
+        failure_count: failures.count,
+        failures: failures.list,
+        undecided_count: undecided.count,
+        undecided: undecided.list,
+    })
+}
+
+impl Context<'_> {
+    fn assess(&self, prefix: &Prefix) -> Assessed {
+        let model = self.engine.model();
+        let input: Vec<usize> = prefix.tokens.iter().map(|t| self.tokens[t]).collect();
+        let text = self.ts.render(&prefix.tokens);
+        let tasks: Vec<String> = prefix
+            .tasks
+            .iter()
+            .map(|&k| self.ts.tasks[k].name.clone())
+            .collect();
+        let trace = match self.engine.run(&input) {
+            Ok(t) => t,
+            Err(e) => {
+                // The model cannot run this prefix (too long for its
+                // positions): every claim is refuted here.
+                let w = |claim| Witness {
+                    claim,
+                    prefix: text.clone(),
+                    tasks: tasks.clone(),
+                    expert: None,
+                    top_logits: vec![],
+                    reason: format!("the forward pass cannot run: {e}"),
+                };
+                return Assessed {
+                    routing: (!self.dense).then_some((Outcome::Refuted, None)),
+                    probability: (Outcome::Refuted, None),
+                    retrieval: (Outcome::Refuted, None),
+                    open: vec![
+                        (Outcome::Refuted, w(Claim::Probability)),
+                        (Outcome::Refuted, w(Claim::Retrieval)),
+                    ],
+                    firing: Vec::new(),
+                };
+            }
+        };
+        let expert_names = trace
+            .candidates
+            .iter()
+            .map(|&e| model.experts[e].name.clone())
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let witness = |claim: Claim, reason: String| Witness {
+            claim,
+            prefix: text.clone(),
+            tasks: tasks.clone(),
+            expert: Some(expert_names.clone()),
+            top_logits: top_logits(model, &trace),
+            reason,
+        };
+        let mut open = Vec::new();
+
+        let routing = (!self.dense).then(|| {
+            let compatible: BTreeSet<usize> = prefix
+                .tasks
+                .iter()
+                .filter_map(|&k| self.expert_of_task[k])
+                .collect();
+            let (o, margin, reason) = decide_routing(&trace, &compatible, model);
+            if o != Outcome::Proved {
+                open.push((o, witness(Claim::Routing, reason)));
+            }
+            (o, margin)
+        });
+
+        let valid: BTreeSet<usize> = prefix
+            .valid_next
+            .iter()
+            .filter_map(|t| self.tokens.get(t).copied())
+            .collect();
+        let logits = LogitBounds::new(&trace, &valid);
+        let (p, p_margin, p_reason) = logits.probability(self.epsilon);
+        if p != Outcome::Proved {
+            open.push((p, witness(Claim::Probability, p_reason)));
+        }
+        let (a, a_margin, a_reason) = logits.retrieval(prefix.is_query);
+        if a != Outcome::Proved {
+            open.push((a, witness(Claim::Retrieval, a_reason)));
+        }
+
+        // S: the neurons of each task's expert on this prefix, run whether
+        // or not the router picked it.
+        let firing = prefix
+            .tasks
+            .iter()
+            .filter_map(|&k| {
+                let e = self.expert_of_task[k]?;
+                let fired = match trace.candidates.iter().position(|&c| c == e) {
+                    Some(at) => trace.ffn[at].firing.clone(),
+                    None => {
+                        let f: FfnResult = self.engine.ffn(e, &trace.hidden);
+                        f.firing
+                    }
+                };
+                Some((k, fired))
+            })
+            .collect();
+        Assessed {
+            routing,
+            probability: (p, p_margin),
+            retrieval: (a, a_margin),
+            open,
+            firing,
+        }
+    }
+}
+
+/// R on one prefix from the router score intervals.
+fn decide_routing(
+    trace: &IntervalTrace,
+    compatible: &BTreeSet<usize>,
+    model: &Model<Iv>,
+) -> (Outcome, Option<f64>, String) {
+    let scores = &trace.router_scores;
+    let max_of = |inside: bool, f: fn(&Iv) -> f64| {
+        (0..scores.len())
+            .filter(|e| compatible.contains(e) == inside)
+            .map(|e| f(&scores[e]))
+            .reduce(f64::max)
+    };
+    let (Some(in_lo), Some(in_hi)) = (max_of(true, Iv::lo), max_of(true, Iv::hi)) else {
+        return (
+            Outcome::Refuted,
+            None,
+            "no expert of the model belongs to a task in C(w)".into(),
+        );
+    };
+    let (Some(out_lo), Some(out_hi)) = (max_of(false, Iv::lo), max_of(false, Iv::hi)) else {
+        return (Outcome::Proved, None, String::new());
+    };
+    let margin = gap_lo(in_lo, out_hi);
+    let show = |e: usize| format!("{} {}", model.experts[e].name, scores[e].show());
+    let all: Vec<String> = (0..scores.len()).map(show).collect();
+    if in_lo > out_hi {
+        (Outcome::Proved, Some(margin), String::new())
+    } else if out_lo >= in_hi {
+        (
+            Outcome::Refuted,
+            Some(margin),
+            format!(
+                "an expert outside C(w) scores at least as high as every compatible one (router scores: {})",
+                all.join(", ")
+            ),
+        )
+    } else {
+        (
+            Outcome::Undecided,
+            Some(margin),
+            format!(
+                "the router score intervals of compatible and incompatible experts overlap (router scores: {})",
+                all.join(", ")
+            ),
+        )
+    }
+}
+
+/// The logits of one prefix split by V(w), with the tokens at exactly 0
+/// counted rather than listed.
+struct LogitBounds {
+    valid: Vec<Iv>,
+    invalid: Vec<Iv>,
+    valid_zero: usize,
+    invalid_zero: usize,
+}
+
+impl LogitBounds {
+    fn new(trace: &IntervalTrace, valid: &BTreeSet<usize>) -> Self {
+        let mut v = Vec::new();
+        let mut inv = Vec::new();
+        for (t, z) in trace.logits.entries() {
+            if valid.contains(t) {
+                v.push(*z);
+            } else {
+                inv.push(*z);
+            }
+        }
+        LogitBounds {
+            valid_zero: valid.len() - v.len(),
+            invalid_zero: trace.vocab_size - valid.len() - inv.len(),
+            valid: v,
+            invalid: inv,
+        }
+    }
+
+    fn best(list: &[Iv], zeros: usize, f: fn(&Iv) -> f64) -> Option<f64> {
+        let listed = list.iter().map(f).reduce(f64::max);
+        if zeros > 0 {
+            Some(listed.map_or(0.0, |m| m.max(0.0)))
+        } else {
+            listed
+        }
+    }
+
+    /// Σ e^{z − m} over a list and `zeros` tokens at 0, as an interval.
+    fn mass(list: &[Iv], zeros: usize, m: f64) -> Iv {
+        let shift = Iv::point(m);
+        let mut total = list
+            .iter()
+            .fold(Iv::zero(), |acc, z| acc + exp(&(*z - shift)));
+        if zeros > 0 {
+            total = total + exp(&-shift) * Iv::point(zeros as f64);
+        }
+        total
+    }
+
+    /// P(invalid) = I / (I + V) with I, V the invalid and valid masses
+    /// shifted by the best valid upper bound m: x/(x + y) rises with x and
+    /// falls with y, so (I.hi, V.lo) bound it above and (I.lo, V.hi) below.
+    fn probability(&self, epsilon: &Rat) -> (Outcome, Option<f64>, String) {
+        let Some(m) = Self::best(&self.valid, self.valid_zero, Iv::hi) else {
+            return (
+                Outcome::Refuted,
+                None,
+                "no valid next token is in the model's vocabulary".into(),
+            );
+        };
+        let i = Self::mass(&self.invalid, self.invalid_zero, m);
+        let v = Self::mass(&self.valid, self.valid_zero, m);
+        let upper = if i.hi() == 0.0 {
+            0.0
+        } else {
+            let x = Iv::point(i.hi());
+            (x / (x + Iv::point(v.lo()))).hi().min(1.0)
+        };
+        let lower = if i.lo() == 0.0 {
+            0.0
+        } else {
+            let x = Iv::point(i.lo());
+            (x / (x + Iv::point(v.hi()))).lo().max(0.0)
+        };
+        let eps = Iv::enclose(epsilon);
+        let upper_rat = Rat::from_float(upper).unwrap_or_else(|| Rat::from_integer(1.into()));
+        let lower_rat = Rat::from_float(lower).unwrap_or_else(Rat::zero);
+        let margin = (eps - Iv::point(upper)).lo();
+        let range = format!("P(invalid) in [{lower:e}, {upper:e}]");
+        if upper_rat < *epsilon {
+            (Outcome::Proved, Some(margin), String::new())
+        } else if lower_rat >= *epsilon {
+            (
+                Outcome::Refuted,
+                Some(margin),
+                format!("{range} is not below ε = {epsilon}"),
+            )
+        } else {
+            (
+                Outcome::Undecided,
+                Some(margin),
+                format!("{range} straddles ε = {epsilon}"),
+            )
+        }
+    }
+
+    fn retrieval(&self, is_query: bool) -> (Outcome, Option<f64>, String) {
+        let what = if is_query {
+            "a right value"
+        } else {
+            "a valid next token"
+        };
+        let (Some(v_lo), Some(v_hi)) = (
+            Self::best(&self.valid, self.valid_zero, Iv::lo),
+            Self::best(&self.valid, self.valid_zero, Iv::hi),
+        ) else {
+            return (Outcome::Refuted, None, format!("there is no {what}"));
+        };
+        let (Some(i_lo), Some(i_hi)) = (
+            Self::best(&self.invalid, self.invalid_zero, Iv::lo),
+            Self::best(&self.invalid, self.invalid_zero, Iv::hi),
+        ) else {
+            return (Outcome::Proved, None, String::new());
+        };
+        let margin = gap_lo(v_lo, i_hi);
+        if v_lo > i_hi {
+            (Outcome::Proved, Some(margin), String::new())
+        } else if i_lo >= v_hi {
+            (
+                Outcome::Refuted,
+                Some(margin),
+                format!(
+                    "the largest logit is not only on {what}: best valid ≤ {v_hi} ≤ {i_lo} ≤ best invalid"
+                ),
+            )
+        } else {
+            (
+                Outcome::Undecided,
+                Some(margin),
+                format!(
+                    "the best valid logit [{v_lo}, {v_hi}] and the best invalid [{i_lo}, {i_hi}] overlap"
+                ),
+            )
+        }
+    }
+}
+
+/// The largest logits by upper bound, by name; tokens at 0 are counted.
+fn top_logits(model: &Model<Iv>, trace: &IntervalTrace) -> Vec<(String, String)> {
+    let mut entries: Vec<&(usize, Iv)> = trace.logits.entries().iter().collect();
+    entries.sort_by(|a, b| b.1.hi().total_cmp(&a.1.hi()));
+    let mut top: Vec<(String, String)> = entries
+        .iter()
+        .take(TOP_LOGITS)
+        .map(|(t, z)| (model.vocab[*t].clone(), z.show()))
+        .collect();
+    if top.len() < TOP_LOGITS && trace.vocab_size > entries.len() {
+        let rest = trace.vocab_size - entries.len();
+        top.push((format!("({rest} other tokens)"), "0".into()));
+    }
+    top
+}
