@@ -46,6 +46,10 @@ pub enum Command {
     /// prefix: a router checked by the verifier, or a checked certificate
     /// that none exists with a minimal set of conflicting prefixes.
     Routability(RoutabilityArgs),
+    /// STAR (structure-aware routing, docs/routing.md): the linear router,
+    /// STAR's structural part (rows in the GHA subspace V) and STAR with
+    /// interpolation, each decided exactly.
+    Star(StarArgs),
     /// Expert size against task complexity, from verified constructions:
     /// over spec files, or over a sweep of generated task sets.
     Table(TableArgs),
@@ -187,6 +191,28 @@ pub struct RoutabilityArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+/// `star`: STAR's gates decided exactly (docs/routing.md).
+#[derive(Args, Debug)]
+pub struct StarArgs {
+    /// Task specification (TOML, or JSON by extension).
+    pub spec: PathBuf,
+    /// What the router reads (as for verify).
+    #[arg(long, value_enum, default_value_t = RouterMode::SyntacticKey)]
+    pub router: RouterMode,
+    /// Head 1's attention scores (as for verify).
+    #[arg(long, value_enum, default_value_t = Head1Mode::Positional)]
+    pub head1: Head1Mode,
+    /// K, the dimension of STAR's subspace V (default: the number of experts).
+    #[arg(long)]
+    pub star_rank: Option<usize>,
+    /// LPs the search may solve on ambiguous inputs (as for routability).
+    #[arg(long, default_value_t = routability::DEFAULT_BUDGET)]
+    pub budget: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Parameters of a generated task set. Unset flags keep the preset's value:
@@ -381,6 +407,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Inspect(args) => inspect_command(args),
         Command::Generate(args) => generate_command(args),
         Command::Routability(args) => routability_command(args),
+        Command::Star(args) => star_command(args),
         Command::Table(args) => table_command(args),
         Command::Margins(args) => crate::soft::cli::margins_command(args),
         Command::Export(args) => export_command(args),
@@ -754,6 +781,56 @@ fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
         }
     );
     Ok(if r.routable() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn star_command(args: StarArgs) -> Result<ExitCode, CliError> {
+    if args.budget == 0 {
+        return Err(CliError::Input("--budget: expected at least 1".into()));
+    }
+    if args.star_rank == Some(0) {
+        return Err(CliError::Input("--star-rank: expected at least 1".into()));
+    }
+    let options = Options {
+        router: args.router,
+        head1: args.head1,
+        ..Options::default()
+    };
+    let ts = TaskSet::from_spec(&spec::load(&args.spec)?);
+    let params = crate::star::gha::Params::default();
+    let shown = args.spec.display();
+    let r = crate::star::run(&ts, &options, args.star_rank, &params, args.budget)
+        .map_err(|e| CliError::Input(format!("{shown}: {e}")))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        println!(
+            "{shown}: {} experts, {} features, {} inputs; V: K = {}, exact rank {}, max|VVᵀ-I| = {:.2e} before rounding",
+            r.experts, r.features, r.inputs, r.rank, r.exact_rank, r.orthonormality
+        );
+        for (name, l) in [
+            ("linear", &r.linear),
+            ("star structural", &r.structural),
+            ("star interpolated", &r.interpolated),
+        ] {
+            let margin = l
+                .margin
+                .map_or(String::new(), |m| format!(" margin {m:.4}"));
+            let den = l
+                .denominator
+                .as_ref()
+                .map_or(String::new(), |d| format!(" max denominator {d}"));
+            println!("  {name}: {}{margin}{den} {}", l.decision, l.reason);
+        }
+        if let (Some(s), Some(a)) = (&r.mix, r.alpha) {
+            println!("  sigma(alpha) = {s} (alpha = {a:.4})");
+        }
+        println!("  {}", r.note);
+    }
+    Ok(if r.interpolated.decision == "routable" {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -39,6 +39,7 @@ pub mod routability;
 pub mod scalar;
 pub mod soft;
 pub mod spec;
+pub mod star;
 pub mod sweep;
 pub mod table;
 pub mod taskset;

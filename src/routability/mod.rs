@@ -186,6 +186,32 @@ pub fn decide(ts: &TaskSet, options: &Options, budget: usize) -> Decided {
     facts(decision, stats)
 }
 
+/// The routing constraints of `options.router`'s input, one group per
+/// distinct router input, and the feature names (the bias last): what
+/// [`crate::star`] projects onto span(V). `None` when two prefixes with one
+/// input share no task (no gate of any kind routes them).
+pub fn routing_system(ts: &TaskSet, options: &Options) -> Option<(System, Vec<String>)> {
+    let (inputs, reads) = router_inputs(ts, options);
+    if inputs.members.iter().any(|m| common(ts, m).is_empty()) {
+        return None;
+    }
+    let groups = inputs
+        .x
+        .iter()
+        .zip(&inputs.members)
+        .map(|(x, m)| Group {
+            x: x.clone(),
+            tasks: common(ts, m),
+        })
+        .collect();
+    let system = System {
+        experts: ts.tasks.len(),
+        features: reads.len(),
+        groups,
+    };
+    Some((system, reads))
+}
+
 /// A refutation over groups as a certificate over named prefixes.
 fn to_proof(
     r: &Refutation,

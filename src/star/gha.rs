@@ -1,0 +1,194 @@
+//! STAR's structural basis V: the generalised Hebbian algorithm (Sanger's
+//! rule) in f64 over the router inputs, then rounded to rationals with a
+//! small denominator so that the gate built on it is an exact object.
+//!
+//! The f64 run only proposes V; every claim made about span(V) afterwards
+//! (its rank, what a gate in it routes) is decided on the rounded, exact V.
+
+use crate::scalar::Rat;
+use num_bigint::BigInt;
+use num_traits::{Signed, Zero};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The fixed parameters of one GHA run (stated in docs/routing.md).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    pub seed: u64,
+    /// Updates, each on one router input drawn uniformly at random.
+    pub steps: usize,
+    /// η·max‖x‖²: the learning rate relative to the inputs' scale.
+    pub rate: f64,
+    /// V's entries are rounded to multiples of 1/denominator.
+    pub denominator: i64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            seed: 17,
+            steps: 100_000,
+            rate: 0.02,
+            denominator: 64,
+        }
+    }
+}
+
+/// GHA over `inputs` (dense f64 rows): K rows tracking the top-K principal
+/// subspace of the (uncentred) inputs. v_k ← v_k + η·y_k·(x − Σ_{i≤k} y_i·v_i),
+/// y_k = v_k·x. The rate decays as 1/(1 + 9t/steps), to a tenth at the end, so
+/// the run settles; rows start random (seeded) and normalised.
+pub fn gha(inputs: &[Vec<f64>], k: usize, params: &Params) -> Vec<Vec<f64>> {
+    let d = inputs.first().map_or(0, Vec::len);
+    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+    let mut v: Vec<Vec<f64>> = (0..k)
+        .map(|_| {
+            let row: Vec<f64> = (0..d).map(|_| rng.random_range(-1.0..1.0)).collect();
+            normalised(row)
+        })
+        .collect();
+    if inputs.is_empty() || d == 0 {
+        return v;
+    }
+    let scale = inputs
+        .iter()
+        .map(|x| dot(x, x))
+        .fold(0.0_f64, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let eta0 = params.rate / scale;
+    for t in 0..params.steps {
+        let x = &inputs[rng.random_range(0..inputs.len())];
+        let eta = eta0 / (1.0 + 9.0 * t as f64 / params.steps as f64);
+        let y: Vec<f64> = v.iter().map(|vk| dot(vk, x)).collect();
+        // Sanger's rule: the residual seen by row k removes rows 0..=k.
+        let mut residual = x.clone();
+        for kk in 0..k {
+            for (r, vi) in residual.iter_mut().zip(&v[kk]) {
+                *r -= y[kk] * vi;
+            }
+            for (vk, r) in v[kk].iter_mut().zip(&residual) {
+                *vk += eta * y[kk] * r;
+            }
+        }
+    }
+    v.into_iter().map(normalised).collect()
+}
+
+/// max |V·Vᵀ − I|: how far the f64 rows are from orthonormal.
+pub fn orthonormality_error(v: &[Vec<f64>]) -> f64 {
+    let mut worst = 0.0_f64;
+    for (i, a) in v.iter().enumerate() {
+        for (j, b) in v.iter().enumerate() {
+            let target = if i == j { 1.0 } else { 0.0 };
+            worst = worst.max((dot(a, b) - target).abs());
+        }
+    }
+    worst
+}
+
+/// Each entry to the nearest multiple of 1/denominator.
+pub fn round(v: &[Vec<f64>], denominator: i64) -> Vec<Vec<Rat>> {
+    v.iter()
+        .map(|row| {
+            row.iter()
+                .map(|&x| {
+                    let n = (x * denominator as f64).round() as i64;
+                    Rat::new(BigInt::from(n), BigInt::from(denominator))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The exact rank of rational rows (Gaussian elimination over Q).
+pub fn rank(rows: &[Vec<Rat>]) -> usize {
+    let mut m: Vec<Vec<Rat>> = rows.to_vec();
+    let cols = m.first().map_or(0, Vec::len);
+    let mut r = 0;
+    for c in 0..cols {
+        let Some(p) = (r..m.len()).find(|&i| !m[i][c].is_zero()) else {
+            continue;
+        };
+        m.swap(r, p);
+        let pivot_row = m[r].clone();
+        for (i, row) in m.iter_mut().enumerate() {
+            if i != r && !row[c].is_zero() {
+                let f = &row[c] / &pivot_row[c];
+                for (a, b) in row[c..].iter_mut().zip(&pivot_row[c..]) {
+                    *a -= &f * b;
+                }
+            }
+        }
+        r += 1;
+        if r == m.len() {
+            break;
+        }
+    }
+    r
+}
+
+/// The largest |numerator| and denominator among V's entries, for reports.
+pub fn size(v: &[Vec<Rat>]) -> (BigInt, BigInt) {
+    let mut num = BigInt::zero();
+    let mut den = BigInt::from(1);
+    for x in v.iter().flatten() {
+        num = num.max(x.numer().abs());
+        den = den.max(x.denom().clone());
+    }
+    (num, den)
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn normalised(row: Vec<f64>) -> Vec<f64> {
+    let n = dot(&row, &row).sqrt();
+    if n > 0.0 {
+        row.into_iter().map(|x| x / n).collect()
+    } else {
+        row
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scalar::rat;
+
+    #[test]
+    fn gha_finds_the_top_principal_subspace_orthonormally() {
+        // Inputs spread along e0 (variance 9) and e1 (variance 4), little
+        // along e2 (0.01): the top-2 subspace is span(e0, e1).
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let inputs: Vec<Vec<f64>> = (0..400)
+            .map(|_| {
+                vec![
+                    3.0 * rng.random_range(-1.0..1.0_f64),
+                    2.0 * rng.random_range(-1.0..1.0_f64),
+                    0.1 * rng.random_range(-1.0..1.0_f64),
+                ]
+            })
+            .collect();
+        let v = gha(&inputs, 2, &Params::default());
+        assert!(orthonormality_error(&v) < 1e-2, "{v:?}");
+        // Both rows nearly orthogonal to e2.
+        assert!(v.iter().all(|row| row[2].abs() < 0.05), "{v:?}");
+        let exact = round(&v, 64);
+        assert_eq!(rank(&exact), 2);
+    }
+
+    #[test]
+    fn rank_is_exact() {
+        let rows = vec![
+            vec![rat(1, 3), rat(2, 3), rat(0, 1)],
+            vec![rat(2, 3), rat(4, 3), rat(0, 1)],
+            vec![rat(0, 1), rat(0, 1), rat(1, 7)],
+        ];
+        assert_eq!(rank(&rows), 2);
+        assert_eq!(rank(&rows[..1]), 1);
+        let mut full = rows.clone();
+        full[1][0] = rat(2, 3) + rat(1, 1_000_000);
+        assert_eq!(rank(&full), 3);
+    }
+}
