@@ -221,7 +221,10 @@ impl<'de> Deserialize<'de> for JsonStr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw: &'de serde_json::value::RawValue = Deserialize::deserialize(d)?;
         let text: String = serde_json::from_str(raw.get()).map_err(|_| {
-            serde::de::Error::custom(format!("expected a string, found {}", raw.get()))
+            // The raw value may span lines (an array, an object): quote it
+            // on one line, whitespace collapsed, so the message stays one.
+            let found = raw.get().split_whitespace().collect::<Vec<_>>().join(" ");
+            serde::de::Error::custom(format!("expected a string, found {found}"))
         })?;
         Ok(JsonStr {
             text,

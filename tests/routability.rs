@@ -165,16 +165,22 @@ fn a_late_xor_defeats_the_content_head_too() {
         let (code, v) = routability_json("xor_late_expected_failure.toml", &["--head1", head]);
         assert_eq!(code, 1, "{head}");
         assert_eq!(v["decision"], "not_routable");
-        assert_eq!(
-            conflict(&v),
-            set(&[
-                "red big car",
-                "blue small car",
-                "red small car",
-                "blue big car"
-            ]),
-            "{head}"
-        );
+        // The crossed openings after the shared word always conflict; with
+        // the positional head the crossed two-word prefixes already do, and
+        // the LP may return either minimal set (each checked by --check).
+        let late = set(&[
+            "red big car",
+            "blue small car",
+            "red small car",
+            "blue big car",
+        ]);
+        let early = set(&["red big", "blue small", "red small", "blue big"]);
+        let found = conflict(&v);
+        if head == "content" {
+            assert_eq!(found, late, "{head}");
+        } else {
+            assert!(found == late || found == early, "{head}: {found:?}");
+        }
         let (code, _) = verify_json(
             &construction("xor_late_expected_failure.toml"),
             &["--head1", head],
@@ -190,7 +196,10 @@ fn an_ambiguous_prefix_gets_a_case_split() {
     assert_eq!(run.code, 1);
     assert!(
         run.stdout
-            .contains("case split: the router sends \"blue big\" to one of {beta, gamma}"),
+            .contains("case split: the router sends \"blue big\" to one of {beta, gamma}")
+            || run
+                .stdout
+                .contains("case split: the router sends \"blue big\" to one of {gamma, beta}"),
         "{}",
         run.stdout
     );
