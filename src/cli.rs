@@ -448,7 +448,12 @@ pub(crate) fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
 
 fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
     if args.soft.wanted() {
-        return crate::soft::cli::verify_soft(&args.model, &args.soft, args.format);
+        return crate::soft::cli::verify_soft(
+            &args.model,
+            &args.soft,
+            args.weights.as_deref(),
+            args.format,
+        );
     }
     let clock = Instant::now();
     let (ts, options) = load(&args.model)?;
@@ -583,7 +588,7 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
 /// them, so `verify` decides them with rigorous intervals
 /// ([`verify::interval`]; `interval_ok`), `--arith f64` runs an f64 check,
 /// and what needs exact values (`inspect`, `--arith both`) is refused.
-fn read_weights(
+pub(crate) fn read_weights(
     dir: &Path,
     ts: &TaskSet,
     arith: Arith,

@@ -105,6 +105,15 @@ struct Position<S> {
     value: Vec<SparseVec<S>>,
 }
 
+/// The attention part of one prefix's forward pass and the router scores.
+struct Attended<S> {
+    heads: Vec<SparseVec<S>>,
+    attention: Vec<Vec<S>>,
+    hidden: SparseVec<S>,
+    router_scores: Vec<S>,
+    expert: usize,
+}
+
 /// The forward pass of one model over many prefixes. Eval still reads only
 /// the weights: the per-position table and the grouping of neurons are
 /// derived from them, and each prefix gets exactly the numbers
@@ -230,7 +239,10 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
         self.run_with(tokens, Some(keep))
     }
 
-    fn run_with(&self, tokens: &[usize], keep: Option<&[usize]>) -> Result<Trace<S>, EvalError> {
+    /// A' = MHA(A) + A at the last position (with each head's output and
+    /// attention weights) and the router scores G(A') = W_G A' + b: what
+    /// the router sees, without running any expert.
+    fn attend(&self, tokens: &[usize]) -> Result<Attended<S>, EvalError> {
         let model = self.model;
         let i = tokens.len();
         if i == 0 {
@@ -304,6 +316,31 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
                 expert = e;
             }
         }
+        Ok(Attended {
+            heads: head_outputs,
+            attention,
+            hidden,
+            router_scores,
+            expert,
+        })
+    }
+
+    /// The router's view of a prefix only: A' and the router scores, with
+    /// no expert or unembedding run (what router margins need).
+    pub fn route(&self, tokens: &[usize]) -> Result<(SparseVec<S>, Vec<S>), EvalError> {
+        let a = self.attend(tokens)?;
+        Ok((a.hidden, a.router_scores))
+    }
+
+    fn run_with(&self, tokens: &[usize], keep: Option<&[usize]>) -> Result<Trace<S>, EvalError> {
+        let model = self.model;
+        let Attended {
+            heads: head_outputs,
+            attention,
+            hidden,
+            router_scores,
+            expert,
+        } = self.attend(tokens)?;
 
         // The chosen expert's FFN: Σ ReLU(read·A' + bias)·write + output bias.
         let ffn = &model.experts[expert];
@@ -404,19 +441,36 @@ impl<S: Scalar> Evaluator<'_, S> {
     pub fn expert_output(&self, hidden: &SparseVec<S>, expert: usize) -> SparseVec<S> {
         let ffn = &self.model.experts[expert];
         let mut written: Vec<(usize, S)> = ffn.output_bias.entries().to_vec();
-        for &(first, end) in &self.runs[expert] {
+        let runs = &self.runs[expert];
+        let mut touched = vec![false; runs.len()];
+        for (c, _) in hidden.entries() {
+            for &r in self.readers[expert].get(c).into_iter().flatten() {
+                touched[r] = true;
+            }
+        }
+        let mut fire = |neuron: &crate::model::Neuron<S>, pre: S| {
+            if pre.is_positive() {
+                written.extend(
+                    neuron
+                        .write
+                        .entries()
+                        .iter()
+                        .map(|(c, w)| (*c, pre.clone() * w.clone())),
+                );
+            }
+        };
+        for (r, &(first, end)) in runs.iter().enumerate() {
+            if !touched[r] {
+                // Reads exactly 0: pre-activation = bias, so only the
+                // positive-bias neurons fire.
+                for &n in &self.positive_bias[expert][r] {
+                    fire(&ffn.neurons[n], ffn.neurons[n].bias.clone());
+                }
+                continue;
+            }
             let read = ffn.neurons[first].read.dot(hidden);
             for neuron in &ffn.neurons[first..end] {
-                let pre = read.clone() + neuron.bias.clone();
-                if pre.is_positive() {
-                    written.extend(
-                        neuron
-                            .write
-                            .entries()
-                            .iter()
-                            .map(|(c, w)| (*c, pre.clone() * w.clone())),
-                    );
-                }
+                fire(neuron, read.clone() + neuron.bias.clone());
             }
         }
         SparseVec::from_entries(written)

@@ -10,8 +10,16 @@
 //! bracketing and bisection on dyadic rationals; the reported T* is proved,
 //! and the bracket's upper end (where this certificate fails) is within the
 //! stated relative precision above it.
+//!
+//! The search re-runs no forward pass: every prefix's router gaps and
+//! expert spread are T-independent. Before it starts, each prefix's claims
+//! are proved once at a gate bound b (η, or η halved until they hold); at a
+//! trial T the prefix is then settled without its logits when
+//! 1 − g_{e*}(T) ≤ b is shown, from Δ > T·ln((K−1)/b) (one comparison for
+//! all but the smallest margins, since 1 − g_{e*} ≤ (K−1)·e^{−Δ/T}) or from
+//! η̂(T) ≤ b; only the prefixes near their limit are checked in full.
 
-use super::gate::{GateArith, brief, off_top_upper};
+use super::gate::{GateArith, at_most_t_ln, brief, off_top_upper};
 use super::prefix::{Outcome, SoftPrefix, expert_of_task};
 use crate::eval::Evaluator;
 use crate::model::Model;
@@ -30,6 +38,8 @@ const LISTED: usize = 20;
 const MAX_DOUBLINGS: usize = 64;
 /// Halvings tried below it before giving up on a positive T*.
 const MAX_HALVINGS: usize = 256;
+/// Halvings of η tried for a prefix's T-independent gate bound.
+const BOUND_HALVINGS: usize = 24;
 
 /// The parameters of the soft claims.
 #[derive(Debug, Clone)]
@@ -127,6 +137,16 @@ pub struct CertifiedTemperature {
     pub verdict: SoftVerdict,
 }
 
+/// A gate bound at which one prefix's claims were proved, T-independent:
+/// at any T where 1 − g_{e*}(T) ≤ `bound` is shown, the prefix is proved.
+#[derive(Debug, Clone)]
+struct Proved<S> {
+    bound: S,
+    /// (K − 1)/bound: Δ > T·ln(c) shows (K − 1)·e^{−Δ/T} < bound.
+    c: S,
+    outcome: Outcome<S>,
+}
+
 /// Every prefix prepared once: the soft checks at any T reuse it.
 pub struct Prepared<'a, S> {
     ts: &'a TaskSet,
@@ -135,6 +155,9 @@ pub struct Prepared<'a, S> {
     prefixes: Vec<Result<SoftPrefix<S>, String>>,
     /// Prefix indices by Δ, smallest first (the likeliest to fail first).
     order: Vec<usize>,
+    /// Per prefix: its T-independent proof, once [`Prepared::certify`] has
+    /// made them.
+    shortcuts: std::sync::OnceLock<Vec<Option<Proved<S>>>>,
 }
 
 impl<'a, S: GateArith> Prepared<'a, S> {
@@ -163,6 +186,48 @@ impl<'a, S: GateArith> Prepared<'a, S> {
             model,
             prefixes,
             order,
+            shortcuts: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Each prefix's claims proved at gate bound η, or η/2, η/4, … (None
+    /// when hard routing fails or no bound tried holds).
+    fn make_shortcuts(&self, o: &SoftOptions) -> Vec<Option<Proved<S>>> {
+        let eta = S::from_rat(&o.eta);
+        let eps = S::from_rat(&o.epsilon);
+        let two = S::from_rat(&int(2));
+        self.prefixes
+            .par_iter()
+            .map_init(S::Cache::default, |cache, p| {
+                let p = p.as_ref().ok().filter(|p| p.routed && !p.gaps.is_empty())?;
+                let mut bound = eta.clone();
+                for _ in 0..BOUND_HALVINGS {
+                    let outcome = p.check(&bound, &eta, &eps, cache);
+                    if outcome.all() {
+                        let c = S::from_rat(&int(p.gaps.len() as i64)) / bound.clone();
+                        return Some(Proved { bound, c, outcome });
+                    }
+                    bound = bound / two.clone();
+                }
+                None
+            })
+            .collect()
+    }
+
+    /// Prefix `i`'s T-independent proof, if it covers temperature `t`.
+    fn shortcut(&self, i: usize, t: &S) -> Option<&Proved<S>> {
+        if t.is_zero() {
+            return None;
+        }
+        let proved = self.shortcuts.get()?.get(i)?.as_ref()?;
+        let p = self.prefixes[i].as_ref().ok()?;
+        let margin = p.margin.as_ref()?;
+        if at_most_t_ln(margin, t, &proved.c) == Some(false)
+            || Self::eta_hat(p, t) <= proved.bound
+        {
+            Some(proved)
+        } else {
+            None
         }
     }
 
@@ -220,11 +285,26 @@ impl<'a, S: GateArith> Prepared<'a, S> {
         o: &SoftOptions,
         cache: &mut S::Cache,
     ) -> Option<Vec<(&'static str, String)>> {
+        if self.shortcut(i, t).is_some() {
+            return None;
+        }
         let p = match &self.prefixes[i] {
             Ok(p) => p,
             Err(e) => return Some(vec![("routing", format!("the forward pass failed: {e}"))]),
         };
         let (eta_hat, out) = self.outcome(p, t, o, cache);
+        let why = self.reasons(p, &eta_hat, &out, o);
+        (!why.is_empty()).then_some(why)
+    }
+
+    /// What fails on a prefix with gate bound `eta_hat` and outcome `out`.
+    fn reasons(
+        &self,
+        p: &SoftPrefix<S>,
+        eta_hat: &S,
+        out: &Outcome<S>,
+        o: &SoftOptions,
+    ) -> Vec<(&'static str, String)> {
         let mut why = Vec::new();
         let expert = &self.model.experts[p.top].name;
         if !out.routing {
@@ -235,7 +315,7 @@ impl<'a, S: GateArith> Prepared<'a, S> {
             } else {
                 format!(
                     "the gate mass off expert {expert} may reach {} > η = {} (Δ = {})",
-                    brief(&eta_hat),
+                    brief(eta_hat),
                     o.eta,
                     p.margin.as_ref().map_or_else(|| "none".into(), brief)
                 )
@@ -250,7 +330,7 @@ impl<'a, S: GateArith> Prepared<'a, S> {
                     if S::CERTIFIED { "≤" } else { "≈ (f64, not certified)" },
                     brief(&out.invalid_bound),
                     o.epsilon,
-                    brief(&eta_hat),
+                    brief(eta_hat),
                     brief(&p.spread)
                 ),
             ));
@@ -261,33 +341,56 @@ impl<'a, S: GateArith> Prepared<'a, S> {
                 format!(
                     "the soft argmax may leave the valid tokens: worst-case margin {} (gate mass off the top ≤ {}, expert spread {})",
                     out.retrieval_margin.as_ref().map_or_else(|| "0".into(), brief),
-                    brief(&eta_hat),
+                    brief(eta_hat),
                     brief(&p.spread)
                 ),
             ));
         }
-        (!why.is_empty()).then_some(why)
+        why
     }
 
     /// The first failing prefix at T in Δ order, if any.
     fn first_failure(&self, t: &S, o: &SoftOptions) -> Option<usize> {
-        let mut cache = S::Cache::default();
         self.order
-            .iter()
-            .copied()
-            .find(|&i| self.failure(i, t, o, &mut cache).is_some())
+            .par_iter()
+            .map_init(S::Cache::default, |cache, &i| {
+                (i, self.failure(i, t, o, cache).is_some())
+            })
+            .find_first(|(_, fails)| *fails)
+            .map(|(i, _)| i)
     }
 
     /// Every claim of the soft model at temperature T.
     pub fn verify_at(&self, t: &S, o: &SoftOptions) -> SoftVerdict {
-        let mut cache = S::Cache::default();
+        // Per prefix: η̂, the outcome that proves it (or fails), and what
+        // fails.
+        type Checked<S> = (Option<(S, Outcome<S>)>, Vec<(&'static str, String)>);
+        let checked: Vec<Checked<S>> = (0..self.prefixes.len())
+            .into_par_iter()
+            .map_init(S::Cache::default, |cache, i| match &self.prefixes[i] {
+                Err(e) => (
+                    None,
+                    vec![("routing", format!("the forward pass failed: {e}"))],
+                ),
+                Ok(p) => {
+                    let (eta_hat, out) = self.outcome(p, t, o, cache);
+                    if out.all() {
+                        return (Some((eta_hat, out)), Vec::new());
+                    }
+                    if let Some(proved) = self.shortcut(i, t) {
+                        return (Some((eta_hat, proved.outcome.clone())), Vec::new());
+                    }
+                    let why = self.reasons(p, &eta_hat, &out, o);
+                    (Some((eta_hat, out)), why)
+                }
+            })
+            .collect();
         let mut failures = Vec::new();
         let mut count = 0;
         let mut tallies = [(0usize, None::<S>), (0, None), (0, None)];
         let mut max_off: Option<S> = None;
-        for (i, entry) in self.prefixes.iter().enumerate() {
-            if let Ok(p) = entry {
-                let (eta_hat, out) = self.outcome(p, t, o, &mut cache);
+        for (i, (got, why)) in checked.into_iter().enumerate() {
+            if let Some((eta_hat, out)) = got {
                 if max_off.as_ref().is_none_or(|m| eta_hat > *m) {
                     max_off = Some(eta_hat.clone());
                 }
@@ -305,22 +408,20 @@ impl<'a, S: GateArith> Prepared<'a, S> {
                     }
                 }
             }
-            if let Some(why) = self.failure(i, t, o, &mut cache) {
-                for (claim, reason) in why {
-                    let k = ["routing", "probability", "retrieval"]
-                        .iter()
-                        .position(|c| *c == claim)
-                        .unwrap_or(0);
-                    tallies[k].0 += 1;
-                    count += 1;
-                    if failures.len() < LISTED {
-                        failures.push(SoftFailure {
-                            claim,
-                            prefix: self.text(i),
-                            tasks: self.tasks(i),
-                            reason,
-                        });
-                    }
+            for (claim, reason) in why {
+                let k = ["routing", "probability", "retrieval"]
+                    .iter()
+                    .position(|c| *c == claim)
+                    .unwrap_or(0);
+                tallies[k].0 += 1;
+                count += 1;
+                if failures.len() < LISTED {
+                    failures.push(SoftFailure {
+                        claim,
+                        prefix: self.text(i),
+                        tasks: self.tasks(i),
+                        reason,
+                    });
                 }
             }
         }
@@ -385,6 +486,7 @@ impl<'a, S: GateArith> Prepared<'a, S> {
     /// The largest T* (to `o.precision`, relative) at which every claim is
     /// proved, and the prefix that binds it.
     pub fn certify(&self, o: &SoftOptions) -> CertifiedTemperature {
+        self.shortcuts.get_or_init(|| self.make_shortcuts(o));
         let zero = S::zero();
         let done = |t: S, fails_at: Option<S>, at_least: bool, binding: Option<usize>| {
             let b = binding.map(|i| self.binding(i, fails_at.as_ref().unwrap_or(&t), o));

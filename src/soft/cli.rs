@@ -1,15 +1,16 @@
 //! The soft-routing hooks of the command line: `verify --gate softmax
-//! [--temperature T] [--eta E]` and `routecert margins`. Errors are
-//! [`CliError`]s (exit 2), turned into messages by the binary.
+//! [--temperature T] [--eta E] [--weights DIR]` and `routecert margins
+//! [--weights DIR]...`. Errors are [`CliError`]s (exit 2), turned into
+//! messages by the binary.
 
 use super::certify::{Prepared, SoftOptions};
 use super::deviation::{Deviation, deviation};
 use super::gate::GateArith;
-use super::margins::{MarginCurve, curve, router_gaps};
+use super::margins::{MarginCurve, curve, interval_views, router_views};
 use super::render;
-use crate::cli::{CliError, ModelArgs, load};
+use crate::cli::{CliError, ModelArgs, load, read_weights};
 use crate::construct::{self, ModelKind};
-use crate::model::Model;
+use crate::model::{Model, ScoreUnit};
 use crate::report::Format;
 use crate::scalar::{FastRat, Rat, Scalar, parse_rational};
 use crate::spec;
@@ -17,7 +18,7 @@ use crate::taskset::TaskSet;
 use crate::verify::Arith;
 use clap::{Args, ValueEnum};
 use num_traits::{One, Zero};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The gate of the MoE layer.
@@ -72,6 +73,7 @@ fn fraction(flag: &str, text: &str, open_top: bool) -> Result<Rat, CliError> {
 pub fn verify_soft(
     model_args: &ModelArgs,
     gate: &GateArgs,
+    weights: Option<&Path>,
     format: Format,
 ) -> Result<ExitCode, CliError> {
     if gate.gate != Gate::Softmax {
@@ -98,8 +100,27 @@ pub fn verify_soft(
         .as_deref()
         .map(|t| fraction("--temperature", t, false))
         .transpose()?;
-    let model = construct::build(&ts, &options, model_args.model);
-    let source = model_args.spec.display().to_string();
+    if model_args.arith == Arith::Both {
+        return Err(CliError::Input(
+            "--gate softmax takes --arith exact or --arith f64, not both".into(),
+        ));
+    }
+    let (model, source) = match weights {
+        None => (
+            construct::build(&ts, &options, model_args.model),
+            model_args.spec.display().to_string(),
+        ),
+        Some(dir) => {
+            let (model, _) = read_weights(dir, &ts, model_args.arith, true)?;
+            if model.score_unit == ScoreUnit::Natural && model_args.arith == Arith::Exact {
+                return Err(CliError::Input(format!(
+                    "{}: float weights in natural units (no usable exact.json): the soft gate is certified only on exact weights; `--arith f64` runs it (not certified), and `routecert margins --weights` bounds their margins by intervals",
+                    dir.display()
+                )));
+            }
+            (model, dir.display().to_string())
+        }
+    };
     match model_args.arith {
         Arith::Exact => Ok(run_soft(
             &ts,
@@ -173,9 +194,20 @@ pub enum MarginsFormat {
 /// `routecert margins`.
 #[derive(Args, Debug)]
 pub struct MarginsArgs {
-    /// Task specifications (TOML or JSON), one line of the plot each.
+    /// Task specifications (TOML or JSON), one line of the plot each; with
+    /// --weights, the one task set the model files are measured on.
     #[arg(required = true)]
     pub specs: Vec<PathBuf>,
+    /// A model directory (docs/model-file.md) to measure on the SPEC's
+    /// prefixes instead of its construction; repeat for one line each.
+    /// Exact when its exact.json is usable, otherwise by rigorous intervals
+    /// (margins then as intervals, open counts reported as undecided).
+    #[arg(long, value_name = "DIR")]
+    pub weights: Vec<PathBuf>,
+    /// With --weights, also measure the SPEC's own construction (one more
+    /// line).
+    #[arg(long, requires = "weights")]
+    pub construction: bool,
     /// What the router reads (as for verify).
     #[arg(long, default_value = "syntactic+key", value_parser = |s: &str| s.parse::<construct::RouterMode>())]
     pub router: construct::RouterMode,
@@ -218,30 +250,42 @@ pub fn margins_command(args: MarginsArgs) -> Result<ExitCode, CliError> {
             "margins takes --arith exact or --arith f64, not both".into(),
         ));
     }
+    if !args.weights.is_empty() && args.specs.len() != 1 {
+        return Err(CliError::Input(format!(
+            "--weights measures model files on one task set: give one SPEC, not {}",
+            args.specs.len()
+        )));
+    }
+    let options = construct::Options {
+        router: args.router,
+        head1: args.head1,
+        ..construct::Options::default()
+    };
     let mut curves = Vec::new();
     let mut tables = Vec::new();
-    for path in &args.specs {
-        let spec = spec::load(path)?;
-        let ts = TaskSet::from_spec(&spec);
-        let options = construct::Options {
-            router: args.router,
-            head1: args.head1,
-            ..construct::Options::default()
-        };
-        let model = construct::build(&ts, &options, ModelKind::Moe);
-        let label = format!("{} (router {})", path.display(), args.router);
-        let (c, d) = match args.arith {
-            Arith::F64 => one_model(&label, &ts, &model.to_f64(), &delta, &temperatures),
-            _ => one_model(
-                &label,
-                &ts,
-                &model.map(FastRat::from_rat),
-                &delta,
-                &temperatures,
-            ),
-        };
+    let mut add = |(c, d): (MarginCurve, Option<Deviation>)| {
         curves.push(c);
         tables.extend(d);
+    };
+    for path in &args.specs {
+        let spec = spec::load(path)?;
+        let ts = TaskSet::try_from_spec(&spec).map_err(CliError::Input)?;
+        if args.weights.is_empty() || args.construction {
+            let model = construct::build(&ts, &options, ModelKind::Moe);
+            let label = format!("{} (router {})", path.display(), args.router);
+            add(one_model(&label, &ts, &model, args.arith, &delta, &temperatures));
+        }
+        for dir in &args.weights {
+            let (model, _) = read_weights(dir, &ts, args.arith, true)?;
+            if !model.circuits.is_empty() {
+                return Err(CliError::Input(format!(
+                    "{}: a dense model has no router, so no router margins",
+                    dir.display()
+                )));
+            }
+            let label = dir.display().to_string();
+            add(one_model(&label, &ts, &model, args.arith, &delta, &temperatures));
+        }
     }
     let mut out = match args.format {
         MarginsFormat::Csv => render::margins_csv(&curves),
@@ -271,17 +315,49 @@ pub fn margins_command(args: MarginsArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn one_model<S: GateArith>(
+/// The margin curve (and the straying table) of one model: exact or f64
+/// on its router scores, or rigorous intervals for float weights in
+/// natural units (exact mode).
+fn one_model(
     label: &str,
     ts: &TaskSet,
-    model: &Model<S>,
+    model: &Model<Rat>,
+    arith: Arith,
     delta: &Rat,
     temperatures: &[Rat],
 ) -> (MarginCurve, Option<Deviation>) {
-    let c = curve(label, ts, model);
-    let d = (!temperatures.is_empty()).then(|| {
-        let gaps = router_gaps(ts, model);
-        deviation(label, &gaps, model.experts.len(), delta, temperatures)
-    });
-    (c, d)
+    fn measured<S: GateArith>(
+        label: &str,
+        ts: &TaskSet,
+        experts: usize,
+        arith: &str,
+        views: &[Result<super::margins::RouterView<S>, String>],
+        delta: &Rat,
+        temperatures: &[Rat],
+    ) -> (MarginCurve, Option<Deviation>) {
+        let c = curve(label, ts, experts, arith, views);
+        let d = (!temperatures.is_empty())
+            .then(|| deviation(label, arith, views, experts, delta, temperatures));
+        (c, d)
+    }
+    let k = model.experts.len();
+    match (arith, model.score_unit) {
+        (Arith::F64, _) => {
+            let m = model.to_f64();
+            measured(label, ts, k, "f64", &router_views(ts, &m), delta, temperatures)
+        }
+        (_, ScoreUnit::Natural) => measured(
+            label,
+            ts,
+            k,
+            "interval",
+            &interval_views(ts, model),
+            delta,
+            temperatures,
+        ),
+        _ => {
+            let m = model.map(FastRat::from_rat);
+            measured(label, ts, k, "exact", &router_views(ts, &m), delta, temperatures)
+        }
+    }
 }

@@ -141,9 +141,26 @@ pub fn brief<S: GateArith>(x: &S) -> String {
 /// hundreds of thousands of bits when a far expert's gap meets a small T.
 const CAP: i64 = 128;
 
+/// The bound e^{−CAP} ≤ this, rounded up, computed once per arithmetic
+/// (a far expert meets it on almost every prefix).
+fn cap_upper<S: GateArith>() -> S {
+    static CAPPED: std::sync::OnceLock<Rat> = std::sync::OnceLock::new();
+    let exact = CAPPED.get_or_init(|| round_up_rat(&expbound::exp_neg_upper_sup(&crate::scalar::int(CAP))));
+    if S::CERTIFIED {
+        S::from_rat(exact)
+    } else {
+        S::exp_neg_upper(&S::from_rat(&crate::scalar::int(CAP)))
+    }
+}
+
+/// e^{−x} bounded above, rounded up to a short exact form.
 fn capped_upper<S: GateArith>(x: S) -> S {
     let cap = S::from_rat(&crate::scalar::int(CAP));
-    S::exp_neg_upper(&if x > cap { cap } else { x })
+    if x > cap {
+        cap_upper()
+    } else {
+        S::exp_neg_upper(&x).round_up()
+    }
 }
 
 fn capped_lower<S: GateArith>(x: S) -> S {
@@ -168,7 +185,7 @@ pub fn off_top_upper<S: GateArith>(gaps: &[S], t: &S) -> S {
     }
     let s = gaps
         .iter()
-        .map(|g| capped_upper(g.clone() / t.clone()).round_up())
+        .map(|g| capped_upper(g.clone() / t.clone()))
         .fold(S::zero(), |a, b| a + b);
     off_top(s).round_up()
 }

@@ -1,11 +1,18 @@
-//! The top-two router margin Δ(w) = a_(1)(w) − a_(2)(w) of every prefix,
-//! exact, and the boundary-mass curve m(w) = #{prefixes with Δ ≤ w} /
-//! #prefixes at every distinct Δ, split into prefixes of one task and
-//! ambiguous ones. Router scores come from the forward pass on the weights.
+//! The top-two router margin Δ(w) = a_(1)(w) − a_(2)(w) of every prefix and
+//! the boundary-mass curve m(w) = #{prefixes with Δ ≤ w} / #prefixes at
+//! every distinct Δ, split into prefixes of one task and ambiguous ones.
+//! Router scores come from the router-only part of the forward pass on the
+//! weights (no expert, no unembedding): exact or f64 from
+//! [`crate::eval::Evaluator::route`], or rigorous intervals from
+//! [`crate::interval::forward`] for float weights in natural units, where
+//! every margin is an interval and counts that an interval leaves open are
+//! reported as undecided.
 
 use super::gate::GateArith;
-use super::prefix::{model_tokens, top_two_margin};
+use super::prefix::{margin_bounds, model_tokens};
 use crate::eval::Evaluator;
+use crate::interval::Iv;
+use crate::interval::forward::IntervalEvaluator;
 use crate::model::Model;
 use crate::scalar::{Rat, Scalar, int};
 use crate::taskset::TaskSet;
@@ -13,54 +20,114 @@ use crate::verify::logits::token_map;
 use rayon::prelude::*;
 use serde::Serialize;
 
-/// Per prefix: the gaps G_{e*} − G_e to every other expert (e* the top-1
-/// expert), or why the forward pass failed.
-pub fn router_gaps<S: GateArith>(ts: &TaskSet, model: &Model<S>) -> Vec<Result<Vec<S>, String>> {
+/// One prefix as the router sees it: its margin and its gaps, exact
+/// (lo = hi) or as rigorous bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterView<S> {
+    /// Δ ∈ [margin.0, margin.1] (None with one expert).
+    pub margin: Option<(S, S)>,
+    /// G_{e*} − G_e for every e ≠ e*, each in [gaps.0[k], gaps.1[k]] (≥ 0),
+    /// when the top expert e* is decided; None when the intervals leave two
+    /// or more experts possibly on top.
+    pub gaps: Option<(Vec<S>, Vec<S>)>,
+}
+
+fn exact_view<S: Scalar>(scores: &[S], top: usize) -> RouterView<S> {
+    let gaps: Vec<S> = (0..scores.len())
+        .filter(|&e| e != top)
+        .map(|e| scores[top].clone() - scores[e].clone())
+        .collect();
+    RouterView {
+        margin: margin_bounds(scores, scores),
+        gaps: Some((gaps.clone(), gaps)),
+    }
+}
+
+/// Every prefix's router view from exact or f64 weights (ln 2 units, or
+/// f64 in any unit), or why its forward pass failed.
+pub fn router_views<S: GateArith>(
+    ts: &TaskSet,
+    model: &Model<S>,
+) -> Vec<Result<RouterView<S>, String>> {
     let engine = Evaluator::new(model).without_preactivations();
     let tokens = token_map(ts, model);
     ts.prefixes
         .par_iter()
         .map(|p| {
             let input = model_tokens(p, &tokens)?;
-            let trace = engine.run(&input).map_err(|e| e.to_string())?;
-            let s = &trace.router_scores;
-            Ok((0..s.len())
-                .filter(|&e| e != trace.expert)
-                .map(|e| s[trace.expert].clone() - s[e].clone())
-                .collect())
+            let (_, scores) = engine.route(&input).map_err(|e| e.to_string())?;
+            let mut top = 0;
+            for (e, s) in scores.iter().enumerate() {
+                if *s > scores[top] {
+                    top = e;
+                }
+            }
+            Ok(exact_view(&scores, top))
         })
         .collect()
 }
 
-/// Per prefix: Δ(w), None with one expert or a failed forward pass.
-pub fn prefix_margins<S: GateArith>(ts: &TaskSet, model: &Model<S>) -> Vec<Option<S>> {
-    let engine = Evaluator::new(model).without_preactivations();
-    let tokens = token_map(ts, model);
+/// Every prefix's router view from rigorous intervals (float weights in
+/// natural units), endpoints as the exact dyadics they are.
+pub fn interval_views(ts: &TaskSet, model: &Model<Rat>) -> Vec<Result<RouterView<Rat>, String>> {
+    let ivs = model.map(Iv::enclose);
+    let engine = IntervalEvaluator::new(&ivs);
+    let tokens = token_map(ts, &ivs);
     ts.prefixes
         .par_iter()
         .map(|p| {
-            let input = model_tokens(p, &tokens).ok()?;
-            top_two_margin(&engine.run(&input).ok()?.router_scores)
+            let input = model_tokens(p, &tokens)?;
+            let trace = engine.run(&input).map_err(|e| e.to_string())?;
+            let unbounded = || "a router score is unbounded (the weights overflow)".to_string();
+            let lo: Vec<Rat> = trace
+                .router_scores
+                .iter()
+                .map(|s| s.lo_rat().ok_or_else(unbounded))
+                .collect::<Result<_, _>>()?;
+            let hi: Vec<Rat> = trace
+                .router_scores
+                .iter()
+                .map(|s| s.hi_rat().ok_or_else(unbounded))
+                .collect::<Result<_, _>>()?;
+            let gaps = match trace.candidates.as_slice() {
+                // e* is the argmax, so every true gap is ≥ 0.
+                &[top] => {
+                    let others = (0..lo.len()).filter(|&e| e != top);
+                    let low = others
+                        .clone()
+                        .map(|e| {
+                            let g = lo[top].clone() - hi[e].clone();
+                            if g.is_positive() { g } else { int(0) }
+                        })
+                        .collect();
+                    let high = others.map(|e| hi[top].clone() - lo[e].clone()).collect();
+                    Some((low, high))
+                }
+                _ => None,
+            };
+            Ok(RouterView {
+                margin: margin_bounds(&lo, &hi),
+                gaps,
+            })
         })
         .collect()
 }
 
 /// Per prefix: Δ(w) as exact text (f64 text with `--arith f64`), for
-/// verify's JSON.
+/// verify's JSON (router-only passes).
 pub fn margin_texts(
     ts: &TaskSet,
     model: &Model<Rat>,
     arith: crate::verify::Arith,
 ) -> Vec<Option<String>> {
+    fn texts<S: GateArith>(v: Vec<Result<RouterView<S>, String>>) -> Vec<Option<String>> {
+        v.into_iter()
+            .map(|v| v.ok().and_then(|v| v.margin).map(|m| m.0.text()))
+            .collect()
+    }
     match arith {
-        crate::verify::Arith::F64 => prefix_margins(ts, &model.to_f64())
-            .into_iter()
-            .map(|m| m.map(|m| m.text()))
-            .collect(),
-        _ => prefix_margins(ts, &model.map(crate::scalar::FastRat::from_rat))
-            .into_iter()
-            .map(|m| m.map(|m| m.text()))
-            .collect(),
+        crate::verify::Arith::F64 => texts(router_views(ts, &model.to_f64())),
+        _ => texts(router_views(ts, &model.map(crate::scalar::FastRat::from_rat))),
     }
 }
 
@@ -70,13 +137,18 @@ pub struct MarginPoint {
     /// Δ, exact.
     pub delta: String,
     pub approx: f64,
-    /// Prefixes with exactly this Δ: of one task, ambiguous.
+    /// Prefixes with exactly this Δ (interval margins: whose upper end is
+    /// this Δ): of one task, ambiguous.
     pub one_task: usize,
     pub ambiguous: usize,
-    /// Prefixes with Δ ≤ this one: of one task, ambiguous, all.
+    /// Prefixes with Δ ≤ this one (proved, with interval margins): of one
+    /// task, ambiguous, all.
     pub one_task_le: usize,
     pub ambiguous_le: usize,
     pub all_le: usize,
+    /// Prefixes whose margin interval holds this Δ (Δ ≤ it neither proved
+    /// nor refuted); 0 with exact margins.
+    pub undecided_le: usize,
     /// m(w) = all_le / prefixes, and per group over the group's size (exact).
     pub mass: String,
     pub mass_one_task: String,
@@ -96,7 +168,7 @@ pub struct SmallMargin {
 pub struct MarginCurve {
     /// What the line is: a spec and its flags, or a model file.
     pub model: String,
-    /// "exact" or "f64".
+    /// "exact", "f64" or "interval".
     pub arith: String,
     pub experts: usize,
     pub prefixes: usize,
@@ -106,6 +178,9 @@ pub struct MarginCurve {
     pub without_margin: usize,
     /// Router ties (Δ = 0), where soft routing stays soft at every T.
     pub ties: usize,
+    /// Prefixes whose margin is an interval, not one number (float weights
+    /// in natural units); 0 with exact margins.
+    pub interval_margins: usize,
     /// The smallest margins, smallest first.
     pub smallest: Vec<SmallMargin>,
     pub curve: Vec<MarginPoint>,
@@ -122,42 +197,67 @@ fn fraction(n: usize, d: usize) -> String {
     }
 }
 
-/// The curve of one model over a task set.
-pub fn curve<S: GateArith>(label: &str, ts: &TaskSet, model: &Model<S>) -> MarginCurve {
-    let margins = prefix_margins(ts, model);
-    from_margins(label, ts, model.experts.len(), S::NAME, &margins)
+/// The curve from per-prefix router views (in task-set order).
+pub fn curve<S: GateArith>(
+    label: &str,
+    ts: &TaskSet,
+    experts: usize,
+    arith: &str,
+    views: &[Result<RouterView<S>, String>],
+) -> MarginCurve {
+    let margins: Vec<Option<(S, S)>> = views
+        .iter()
+        .map(|v| v.as_ref().ok().and_then(|v| v.margin.clone()))
+        .collect();
+    from_margins(label, ts, experts, arith, &margins)
 }
 
-/// The curve from per-prefix margins (in task-set order).
+/// The curve from per-prefix margins Δ ∈ [lo, hi] (in task-set order).
 pub fn from_margins<S: GateArith>(
     label: &str,
     ts: &TaskSet,
     experts: usize,
     arith: &str,
-    margins: &[Option<S>],
+    margins: &[Option<(S, S)>],
 ) -> MarginCurve {
-    let mut known: Vec<(S, bool, usize)> = margins
+    let order = |a: &S, b: &S| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal);
+    // (hi, lo, ambiguous, prefix), by upper end.
+    let mut known: Vec<(S, S, bool, usize)> = margins
         .iter()
         .enumerate()
-        .filter_map(|(i, m)| m.clone().map(|m| (m, ts.prefixes[i].is_ambiguous(), i)))
+        .filter_map(|(i, m)| {
+            m.clone()
+                .map(|(lo, hi)| (hi, lo, ts.prefixes[i].is_ambiguous(), i))
+        })
         .collect();
-    known.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    known.sort_by(|a, b| order(&a.0, &b.0).then(order(&a.1, &b.1)));
+    let mut lows: Vec<S> = known.iter().map(|k| k.1.clone()).collect();
+    lows.sort_by(order);
+    let mut points: Vec<S> = known
+        .iter()
+        .map(|k| k.0.clone())
+        .chain(lows.iter().cloned())
+        .collect();
+    points.sort_by(order);
+    points.dedup_by(|a, b| a == b);
     let prefixes = ts.prefixes.len();
     let ambiguous = ts.prefixes.iter().filter(|p| p.is_ambiguous()).count();
     let one_task = prefixes - ambiguous;
     let mut curve: Vec<MarginPoint> = Vec::new();
     let (mut one_le, mut amb_le) = (0, 0);
-    let mut k = 0;
-    while k < known.len() {
-        let delta = known[k].0.clone();
+    let (mut k, mut l) = (0, 0);
+    for delta in points {
         let (mut one, mut amb) = (0, 0);
-        while k < known.len() && known[k].0 == delta {
-            if known[k].1 {
+        while k < known.len() && known[k].0 <= delta {
+            if known[k].2 {
                 amb += 1;
             } else {
                 one += 1;
             }
             k += 1;
+        }
+        while l < lows.len() && lows[l] <= delta {
+            l += 1;
         }
         one_le += one;
         amb_le += amb;
@@ -169,23 +269,29 @@ pub fn from_margins<S: GateArith>(
             one_task_le: one_le,
             ambiguous_le: amb_le,
             all_le: one_le + amb_le,
+            undecided_le: l - (one_le + amb_le),
             mass: fraction(one_le + amb_le, prefixes),
             mass_one_task: fraction(one_le, one_task),
             mass_ambiguous: fraction(amb_le, ambiguous),
         });
     }
-    let ties = known.iter().filter(|(m, _, _)| !m.is_positive()).count();
+    let ties = known.iter().filter(|k| !k.0.is_positive()).count();
+    let interval_margins = known.iter().filter(|k| k.0 != k.1).count();
     let smallest = known
         .iter()
         .take(SMALLEST)
-        .map(|(m, _, i)| SmallMargin {
+        .map(|(hi, lo, _, i)| SmallMargin {
             prefix: ts.render(&ts.prefixes[*i].tokens),
             tasks: ts.prefixes[*i]
                 .tasks
                 .iter()
                 .map(|&t| ts.tasks[t].name.clone())
                 .collect(),
-            delta: m.text(),
+            delta: if hi == lo {
+                hi.text()
+            } else {
+                format!("[{}, {}]", lo.text(), hi.text())
+            },
         })
         .collect();
     MarginCurve {
@@ -197,6 +303,7 @@ pub fn from_margins<S: GateArith>(
         ambiguous,
         without_margin: prefixes - known.len(),
         ties,
+        interval_margins,
         smallest,
         curve,
     }

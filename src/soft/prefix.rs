@@ -51,20 +51,40 @@ pub struct Outcome<S> {
     pub retrieval_margin: Option<S>,
 }
 
+impl<S> Outcome<S> {
+    /// R, P and A all hold.
+    pub fn all(&self) -> bool {
+        self.routing && self.probability && self.retrieval
+    }
+}
+
+/// Δ = a_(1) − a_(2) of scores each in [lo_e, hi_e]: the two largest
+/// scores are nondecreasing in every score, so a_(1) ∈ [max lo, max hi] and
+/// a_(2) ∈ [2nd lo, 2nd hi], and Δ ∈ [max(0, a_(1).lo − a_(2).hi),
+/// a_(1).hi − a_(2).lo]. Exact scores (lo = hi) give the exact Δ.
+pub fn margin_bounds<S: crate::scalar::Scalar>(lo: &[S], hi: &[S]) -> Option<(S, S)> {
+    let two = |v: &[S]| -> Option<(S, S)> {
+        let (mut first, mut second): (Option<&S>, Option<&S>) = (None, None);
+        for s in v {
+            if first.is_none_or(|f| s > f) {
+                second = first;
+                first = Some(s);
+            } else if second.is_none_or(|t| s > t) {
+                second = Some(s);
+            }
+        }
+        Some((first?.clone(), second?.clone()))
+    };
+    let (l1, l2) = two(lo)?;
+    let (h1, h2) = two(hi)?;
+    let low = l1 - h2;
+    Some((if low.is_positive() { low } else { S::zero() }, h1 - l2))
+}
+
 /// The top-two margin of router scores: a_(1) − a_(2) (None with fewer than
 /// two experts).
 pub fn top_two_margin<S: crate::scalar::Scalar>(scores: &[S]) -> Option<S> {
-    let mut first: Option<&S> = None;
-    let mut second: Option<&S> = None;
-    for s in scores {
-        if first.is_none_or(|f| s > f) {
-            second = first;
-            first = Some(s);
-        } else if second.is_none_or(|t| s > t) {
-            second = Some(s);
-        }
-    }
-    Some(first?.clone() - second?.clone())
+    margin_bounds(scores, scores).map(|(delta, _)| delta)
 }
 
 /// Experts by task (by name: the two paths meet only through names).
