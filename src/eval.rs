@@ -114,10 +114,94 @@ struct Attended<S> {
     expert: usize,
 }
 
+/// A run's neurons sorted by bias, largest first, with prefix sums of what
+/// they write. All neurons of a run share the read vector, so neuron n
+/// fires iff read + b_n > 0, i.e. iff b_n > −read: the firing neurons are
+/// always the first M of this order (a binary search finds M), and together
+/// they write Σ_{m<M} (read + b_m)·w_m = read·W_M + B_M, with
+/// W_M = Σ_{m<M} w_m and B_M = Σ_{m<M} b_m·w_m precomputed from the weights.
+/// The same number as the neuron-by-neuron sum, so this is used only in
+/// exact arithmetic ([`Scalar::EXACT`]), where regrouping a sum changes
+/// nothing. It turns an interpolation expert's O(n) firing neurons per
+/// prefix, whose slope coefficients have pairwise different denominators
+/// (so the running sum's denominator grew with every term), into a handful
+/// of small operations: W_M is the interpolant's slope on the segment
+/// and B_M its offset, both small rationals.
+#[derive(Debug)]
+struct RunSums<S> {
+    /// Neuron indices, bias descending (ties by index).
+    order: Vec<usize>,
+    /// `weight[m]` = W_{m+1}, `offset[m]` = B_{m+1}.
+    weight: Vec<SparseVec<S>>,
+    offset: Vec<SparseVec<S>>,
+}
+
+impl<S: Scalar> RunSums<S> {
+    /// Add read·W_M + B_M, what the run's M firing neurons write, to `out`.
+    fn add_output(&self, neurons: &[crate::model::Neuron<S>], read: &S, out: &mut Vec<(usize, S)>) {
+        let threshold = -read.clone();
+        let m = self.order.partition_point(|&n| neurons[n].bias > threshold);
+        if m == 0 {
+            return;
+        }
+        if !read.is_zero() {
+            out.extend(
+                self.weight[m - 1]
+                    .entries()
+                    .iter()
+                    .map(|(c, w)| (*c, read.clone() * w.clone())),
+            );
+        }
+        out.extend(self.offset[m - 1].entries().iter().cloned());
+    }
+}
+
+/// Prefix sums are kept for a run only while they hold at most this many
+/// entries beyond 16 per entry of the run's own writes: a run whose neurons
+/// write pairwise different coordinates would otherwise need n²/2 entries.
+const SUMS_SLACK: usize = 4096;
+
+impl<S: Scalar> RunSums<S> {
+    fn build(neurons: &[crate::model::Neuron<S>], first: usize, end: usize) -> Option<Self> {
+        if !S::EXACT || end - first < 2 {
+            return None;
+        }
+        let mut order: Vec<usize> = (first..end).collect();
+        order.sort_by(|&a, &b| {
+            neurons[b]
+                .bias
+                .partial_cmp(&neurons[a].bias)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.cmp(&b))
+        });
+        let own: usize = order.iter().map(|&n| neurons[n].write.nnz()).sum();
+        let budget = 16 * own + SUMS_SLACK;
+        let (mut weight, mut offset) = (Vec::with_capacity(order.len()), Vec::new());
+        offset.reserve(order.len());
+        let (mut w, mut b) = (SparseVec::default(), SparseVec::default());
+        let mut held = 0;
+        for &n in &order {
+            w = w.add_scaled(&S::one(), &neurons[n].write);
+            b = b.add_scaled(&neurons[n].bias, &neurons[n].write);
+            held += w.nnz() + b.nnz();
+            if held > budget {
+                return None;
+            }
+            weight.push(w.clone());
+            offset.push(b.clone());
+        }
+        Some(RunSums {
+            order,
+            weight,
+            offset,
+        })
+    }
+}
+
 /// The forward pass of one model over many prefixes. Eval still reads only
-/// the weights: the per-position table and the grouping of neurons are
-/// derived from them, and each prefix gets exactly the numbers
-/// [`forward`]'s definition gives.
+/// the weights: the per-position table, the grouping of neurons and the
+/// prefix sums of a run's writes ([`RunSums`]) are derived from them, and
+/// each prefix gets exactly the numbers [`forward`]'s definition gives.
 pub struct Evaluator<'m, S> {
     model: &'m Model<S>,
     /// Index j · |vocab| + t, filled on first use (from any thread).
@@ -129,20 +213,28 @@ pub struct Evaluator<'m, S> {
     /// Per expert: residual coordinate → the runs whose read vector uses it.
     /// A run no nonzero coordinate of A' touches reads exactly 0, so its
     /// neurons' pre-activations are their biases: with one semantic neuron
-    /// per key–value pair, most of an expert is settled without a product.
+    /// per key–value pair, most of an expert is settled without a product,
+    /// and without being visited at all (a prefix's cost does not grow with
+    /// the number of pairs).
     readers: Vec<HashMap<usize, Vec<usize>>>,
-    /// Per expert and run: the neurons whose bias is positive, the only
-    /// ones that fire when the run reads 0.
-    positive_bias: Vec<Vec<Vec<usize>>>,
+    /// Per expert: the runs with a neuron of positive bias, the only runs
+    /// that can fire when they read 0.
+    positive_runs: Vec<Vec<usize>>,
+    /// Per expert and run: the prefix sums of exact arithmetic, if kept.
+    sums: Vec<Vec<Option<RunSums<S>>>>,
     /// Whether traces list every neuron's pre-activation (isolation and
     /// `inspect` need them; routing, P and A do not, and at a thousand
     /// neurons an expert, copying them dominates a prefix's cost).
     preactivations: bool,
+    /// Whether traces list the firing neurons (`inspect` and the reports
+    /// do; routing, P and A read only the logits, and with prefix sums the
+    /// output is found without visiting each firing neuron).
+    firing: bool,
 }
 
 impl<'m, S: Scalar> Evaluator<'m, S> {
     pub fn new(model: &'m Model<S>) -> Self {
-        let runs = model
+        let runs: Vec<Vec<(usize, usize)>> = model
             .experts
             .iter()
             .map(|e| {
@@ -172,18 +264,30 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
                 },
             )
             .collect();
-        let positive_bias = model
+        let positive_runs = model
             .experts
             .iter()
             .zip(&runs)
             .map(
                 |(e, runs): (&crate::model::Expert<S>, &Vec<(usize, usize)>)| {
                     runs.iter()
-                        .map(|&(first, end)| {
-                            (first..end)
-                                .filter(|&n| e.neurons[n].bias.is_positive())
-                                .collect()
+                        .enumerate()
+                        .filter(|(_, (first, end))| {
+                            e.neurons[*first..*end].iter().any(|n| n.bias.is_positive())
                         })
+                        .map(|(r, _)| r)
+                        .collect()
+                },
+            )
+            .collect();
+        let sums = model
+            .experts
+            .iter()
+            .zip(&runs)
+            .map(
+                |(e, runs): (&crate::model::Expert<S>, &Vec<(usize, usize)>)| {
+                    runs.iter()
+                        .map(|&(first, end)| RunSums::build(&e.neurons, first, end))
                         .collect()
                 },
             )
@@ -191,8 +295,10 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
         Evaluator {
             model,
             readers,
-            positive_bias,
+            positive_runs,
+            sums,
             preactivations: true,
+            firing: true,
             positions: (0..model.max_len * model.vocab.len())
                 .map(|_| OnceLock::new())
                 .collect(),
@@ -205,6 +311,15 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
     /// their bias is positive.
     pub fn without_preactivations(mut self) -> Self {
         self.preactivations = false;
+        self
+    }
+
+    /// Traces without `firing` (empty) nor `preactivations`: what routing,
+    /// P and A need. A run with prefix sums then costs one product and a
+    /// binary search, however many of its neurons fire.
+    pub fn logits_only(mut self) -> Self {
+        self.preactivations = false;
+        self.firing = false;
         self
     }
 
@@ -345,6 +460,8 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
         // The chosen expert's FFN: Σ ReLU(read·A' + bias)·write + output bias.
         let ffn = &model.experts[expert];
         let mut firing = Vec::new();
+        // (coordinate, value) terms of Σ ReLU(pre)·write, summed below.
+        let mut written: Vec<(usize, S)> = Vec::new();
         let mut preactivations;
         match keep {
             None => {
@@ -354,33 +471,64 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
                     0
                 });
                 let runs = &self.runs[expert];
-                let mut touched = vec![false; runs.len()];
-                for (c, _) in hidden.entries() {
-                    for &r in self.readers[expert].get(c).into_iter().flatten() {
-                        touched[r] = true;
-                    }
-                }
-                for (r, &(first, end)) in runs.iter().enumerate() {
-                    if !touched[r] && !self.preactivations {
-                        // Reads 0: pre-activation = bias.
-                        for &n in &self.positive_bias[expert][r] {
-                            firing.push((n, ffn.neurons[n].bias.clone()));
-                        }
-                        continue;
-                    }
-                    let read = if touched[r] {
+                let mut touched: Vec<usize> = hidden
+                    .entries()
+                    .iter()
+                    .flat_map(|(c, _)| self.readers[expert].get(c).into_iter().flatten())
+                    .copied()
+                    .collect();
+                touched.sort_unstable();
+                touched.dedup();
+                // Every run when pre-activations are listed; else only the
+                // runs that read a nonzero coordinate or could fire at 0.
+                let active: Vec<usize> = if self.preactivations {
+                    (0..runs.len()).collect()
+                } else {
+                    let mut a: Vec<usize> = touched
+                        .iter()
+                        .chain(&self.positive_runs[expert])
+                        .copied()
+                        .collect();
+                    a.sort_unstable();
+                    a.dedup();
+                    a
+                };
+                for r in active {
+                    let (first, end) = runs[r];
+                    let read = if touched.binary_search(&r).is_ok() {
                         ffn.neurons[first].read.dot(&hidden)
                     } else {
                         S::zero()
                     };
-                    for n in first..end {
-                        let pre = read.clone() + ffn.neurons[n].bias.clone();
-                        if pre.is_positive() {
-                            firing.push((n, pre.clone()));
+                    let sums = self.sums[expert][r].as_ref();
+                    if self.preactivations || self.firing || sums.is_none() {
+                        let before = firing.len();
+                        for n in first..end {
+                            let pre = read.clone() + ffn.neurons[n].bias.clone();
+                            if pre.is_positive() {
+                                firing.push((n, pre.clone()));
+                            }
+                            if self.preactivations {
+                                preactivations.push(pre);
+                            }
                         }
-                        if self.preactivations {
-                            preactivations.push(pre);
+                        if sums.is_none() {
+                            for (n, act) in &firing[before..] {
+                                written.extend(
+                                    ffn.neurons[*n]
+                                        .write
+                                        .entries()
+                                        .iter()
+                                        .map(|(c, w)| (*c, act.clone() * w.clone())),
+                                );
+                            }
                         }
+                        if !self.firing {
+                            firing.truncate(before);
+                        }
+                    }
+                    if let Some(sums) = sums {
+                        sums.add_output(&ffn.neurons, &read, &mut written);
                     }
                 }
             }
@@ -393,19 +541,19 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
                     let neuron = &ffn.neurons[n];
                     let pre = neuron.read.dot(&hidden) + neuron.bias.clone();
                     if pre.is_positive() {
+                        written.extend(
+                            neuron
+                                .write
+                                .entries()
+                                .iter()
+                                .map(|(c, w)| (*c, pre.clone() * w.clone())),
+                        );
                         firing.push((n, pre.clone()));
                     }
                     preactivations[n] = pre;
                 }
             }
         }
-        let written = firing.iter().flat_map(|(n, act)| {
-            ffn.neurons[*n]
-                .write
-                .entries()
-                .iter()
-                .map(move |(c, w)| (*c, act.clone() * w.clone()))
-        });
         let output = SparseVec::from_entries(
             hidden
                 .entries()
@@ -448,7 +596,7 @@ impl<S: Scalar> Evaluator<'_, S> {
                 touched[r] = true;
             }
         }
-        let mut fire = |neuron: &crate::model::Neuron<S>, pre: S| {
+        let fire = |written: &mut Vec<(usize, S)>, neuron: &crate::model::Neuron<S>, pre: S| {
             if pre.is_positive() {
                 written.extend(
                     neuron
@@ -460,17 +608,21 @@ impl<S: Scalar> Evaluator<'_, S> {
             }
         };
         for (r, &(first, end)) in runs.iter().enumerate() {
-            if !touched[r] {
-                // Reads exactly 0: pre-activation = bias, so only the
-                // positive-bias neurons fire.
-                for &n in &self.positive_bias[expert][r] {
-                    fire(&ffn.neurons[n], ffn.neurons[n].bias.clone());
-                }
+            // A run no coordinate of A' touches reads exactly 0; only runs
+            // with a positive bias can fire then.
+            let read = if touched[r] {
+                ffn.neurons[first].read.dot(hidden)
+            } else if self.positive_runs[expert].binary_search(&r).is_ok() {
+                S::zero()
+            } else {
+                continue;
+            };
+            if let Some(sums) = &self.sums[expert][r] {
+                sums.add_output(&ffn.neurons, &read, &mut written);
                 continue;
             }
-            let read = ffn.neurons[first].read.dot(hidden);
             for neuron in &ffn.neurons[first..end] {
-                fire(neuron, read.clone() + neuron.bias.clone());
+                fire(&mut written, neuron, read.clone() + neuron.bias.clone());
             }
         }
         SparseVec::from_entries(written)

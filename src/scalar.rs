@@ -63,6 +63,12 @@ pub trait Scalar:
 {
     /// Name of the arithmetic, as reports print it.
     const NAME: &'static str;
+    /// Whether every operation is exact (no rounding), so that sums may be
+    /// regrouped without changing their value: the forward pass then sums
+    /// a run of neurons' writes from precomputed prefix sums (see
+    /// [`crate::eval::Evaluator`]). Rounding arithmetics keep the
+    /// neuron-by-neuron order.
+    const EXACT: bool = false;
     /// Convert an exact weight into this arithmetic.
     fn from_rat(r: &Rat) -> Self;
     /// 2^self, the unnormalised attention weight of a score in units of ln 2.
@@ -106,6 +112,7 @@ pub trait Scalar:
 
 impl Scalar for Rat {
     const NAME: &'static str = "exact";
+    const EXACT: bool = true;
 
     fn from_rat(r: &Rat) -> Self {
         r.clone()

@@ -196,6 +196,7 @@ impl Ord for FastRat {
 
 impl Scalar for FastRat {
     const NAME: &'static str = "exact";
+    const EXACT: bool = true;
 
     fn from_rat(r: &Rat) -> FastRat {
         FastRat::from_big(r.clone())

@@ -222,8 +222,7 @@ impl<'a, S: GateArith> Prepared<'a, S> {
         let proved = self.shortcuts.get()?.get(i)?.as_ref()?;
         let p = self.prefixes[i].as_ref().ok()?;
         let margin = p.margin.as_ref()?;
-        if at_most_t_ln(margin, t, &proved.c) == Some(false)
-            || Self::eta_hat(p, t) <= proved.bound
+        if at_most_t_ln(margin, t, &proved.c) == Some(false) || Self::eta_hat(p, t) <= proved.bound
         {
             Some(proved)
         } else {

@@ -145,7 +145,8 @@ const CAP: i64 = 128;
 /// (a far expert meets it on almost every prefix).
 fn cap_upper<S: GateArith>() -> S {
     static CAPPED: std::sync::OnceLock<Rat> = std::sync::OnceLock::new();
-    let exact = CAPPED.get_or_init(|| round_up_rat(&expbound::exp_neg_upper_sup(&crate::scalar::int(CAP))));
+    let exact =
+        CAPPED.get_or_init(|| round_up_rat(&expbound::exp_neg_upper_sup(&crate::scalar::int(CAP))));
     if S::CERTIFIED {
         S::from_rat(exact)
     } else {

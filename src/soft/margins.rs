@@ -127,7 +127,10 @@ pub fn margin_texts(
     }
     match arith {
         crate::verify::Arith::F64 => texts(router_views(ts, &model.to_f64())),
-        _ => texts(router_views(ts, &model.map(crate::scalar::FastRat::from_rat))),
+        _ => texts(router_views(
+            ts,
+            &model.map(crate::scalar::FastRat::from_rat),
+        )),
     }
 }
 

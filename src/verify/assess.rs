@@ -15,12 +15,13 @@ use std::cell::LazyCell;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 
-/// The verifier's evaluator: pre-activations are kept only for the dense
-/// model, whose isolation claim reads them.
+/// The verifier's evaluator: pre-activations and firing neurons are kept
+/// only for the dense model, whose isolation claim reads them; R, P and A
+/// read the router scores and the logits.
 fn evaluator<S: Scalar>(model: &Model<S>) -> Evaluator<'_, S> {
     let e = Evaluator::new(model);
     if model.circuits.is_empty() {
-        e.without_preactivations()
+        e.logits_only()
     } else {
         e
     }
