@@ -5,6 +5,7 @@
 //! the arithmetic; every product is a sparse product over the real weights.
 //! Eval never sees the spec, the task set or the intended answer.
 
+pub mod dense;
 pub mod float;
 
 use crate::model::{Head, LinearMap, Model, ScoreUnit, SparseVec};
@@ -90,6 +91,14 @@ pub struct Trace<S> {
 /// For many prefixes of one model, build an [`Evaluator`] once instead.
 pub fn forward<S: Scalar>(model: &Model<S>, tokens: &[usize]) -> Result<Trace<S>, EvalError> {
     Evaluator::new(model).run(tokens)
+}
+
+/// The attention part of a forward pass: each head's output (in its value
+/// basis), its weights over positions, and A' at the last position.
+pub struct Attended<S> {
+    pub heads: Vec<SparseVec<S>>,
+    pub attention: Vec<Vec<S>>,
+    pub hidden: SparseVec<S>,
 }
 
 /// What one position contributes to every prefix that contains it. In a
@@ -230,7 +239,10 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
         self.run_with(tokens, Some(keep))
     }
 
-    fn run_with(&self, tokens: &[usize], keep: Option<&[usize]>) -> Result<Trace<S>, EvalError> {
+    /// A' = MHA(A) + A at the last position, with each head's output and
+    /// attention weights: the part of the forward pass before the FFN (the
+    /// dense evaluator of [`dense`] runs its own FFN on it).
+    pub(crate) fn attend(&self, tokens: &[usize]) -> Result<Attended<S>, EvalError> {
         let model = self.model;
         let i = tokens.len();
         if i == 0 {
@@ -288,6 +300,20 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
             head_outputs.push(out);
             attention.push(weights);
         }
+        Ok(Attended {
+            heads: head_outputs,
+            attention,
+            hidden,
+        })
+    }
+
+    fn run_with(&self, tokens: &[usize], keep: Option<&[usize]>) -> Result<Trace<S>, EvalError> {
+        let model = self.model;
+        let Attended {
+            heads: head_outputs,
+            attention,
+            hidden,
+        } = self.attend(tokens)?;
 
         // Router: G(A') = W_G A' + b; top-1, first index on ties.
         let router_scores: Vec<S> = model
