@@ -5,6 +5,7 @@
 //! the arithmetic; every product is a sparse product over the real weights.
 //! Eval never sees the spec, the task set or the intended answer.
 
+pub mod dense;
 pub mod float;
 
 use crate::model::{Head, LinearMap, Model, ScoreUnit, SparseVec};
@@ -92,6 +93,14 @@ pub fn forward<S: Scalar>(model: &Model<S>, tokens: &[usize]) -> Result<Trace<S>
     Evaluator::new(model).run(tokens)
 }
 
+/// The attention part of a forward pass: each head's output (in its value
+/// basis), its weights over positions, and A' at the last position.
+pub struct Attended<S> {
+    pub heads: Vec<SparseVec<S>>,
+    pub attention: Vec<Vec<S>>,
+    pub hidden: SparseVec<S>,
+}
+
 /// What one position contributes to every prefix that contains it. In a
 /// one-layer model the input at position j is embed(t_j) + pos_j, so its
 /// query, keys and values depend on (j, t_j) only: they are computed once
@@ -106,10 +115,8 @@ struct Position<S> {
 }
 
 /// The attention part of one prefix's forward pass and the router scores.
-struct Attended<S> {
-    heads: Vec<SparseVec<S>>,
-    attention: Vec<Vec<S>>,
-    hidden: SparseVec<S>,
+struct Routed<S> {
+    attended: Attended<S>,
     router_scores: Vec<S>,
     expert: usize,
 }
@@ -354,10 +361,10 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
         self.run_with(tokens, Some(keep))
     }
 
-    /// A' = MHA(A) + A at the last position (with each head's output and
-    /// attention weights) and the router scores G(A') = W_G A' + b: what
-    /// the router sees, without running any expert.
-    fn attend(&self, tokens: &[usize]) -> Result<Attended<S>, EvalError> {
+    /// A' = MHA(A) + A at the last position, with each head's output and
+    /// attention weights: the part of the forward pass before the FFN (the
+    /// dense evaluator of [`dense`] runs its own FFN on it).
+    pub(crate) fn attend(&self, tokens: &[usize]) -> Result<Attended<S>, EvalError> {
         let model = self.model;
         let i = tokens.len();
         if i == 0 {
@@ -415,6 +422,20 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
             head_outputs.push(out);
             attention.push(weights);
         }
+        Ok(Attended {
+            heads: head_outputs,
+            attention,
+            hidden,
+        })
+    }
+
+    /// A' (with each head's output and attention weights) and the router
+    /// scores G(A') = W_G A' + b: what the router sees, without running any
+    /// expert.
+    fn attend_and_route(&self, tokens: &[usize]) -> Result<Routed<S>, EvalError> {
+        let model = self.model;
+        let attended = self.attend(tokens)?;
+        let hidden = &attended.hidden;
 
         // Router: G(A') = W_G A' + b; top-1, first index on ties.
         let router_scores: Vec<S> = model
@@ -431,10 +452,8 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
                 expert = e;
             }
         }
-        Ok(Attended {
-            heads: head_outputs,
-            attention,
-            hidden,
+        Ok(Routed {
+            attended,
             router_scores,
             expert,
         })
@@ -443,19 +462,22 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
     /// The router's view of a prefix only: A' and the router scores, with
     /// no expert or unembedding run (what router margins need).
     pub fn route(&self, tokens: &[usize]) -> Result<(SparseVec<S>, Vec<S>), EvalError> {
-        let a = self.attend(tokens)?;
-        Ok((a.hidden, a.router_scores))
+        let r = self.attend_and_route(tokens)?;
+        Ok((r.attended.hidden, r.router_scores))
     }
 
     fn run_with(&self, tokens: &[usize], keep: Option<&[usize]>) -> Result<Trace<S>, EvalError> {
         let model = self.model;
-        let Attended {
-            heads: head_outputs,
-            attention,
-            hidden,
+        let Routed {
+            attended:
+                Attended {
+                    heads: head_outputs,
+                    attention,
+                    hidden,
+                },
             router_scores,
             expert,
-        } = self.attend(tokens)?;
+        } = self.attend_and_route(tokens)?;
 
         // The chosen expert's FFN: Σ ReLU(read·A' + bias)·write + output bias.
         let ffn = &model.experts[expert];

@@ -5,12 +5,12 @@
 
 use super::probability::{ExpCache, invalid_mass_bound, invalid_mass_f64};
 use super::verdict::Number;
-use crate::scalar::{FastRat, Rat, Scalar};
+use crate::scalar::{FastRat, Rat};
 use std::collections::HashMap;
 use std::hash::Hash;
 
 /// A number type the claims can be decided in.
-pub trait ClaimArith: Scalar {
+pub trait ClaimArith: crate::eval::dense::ExactValue {
     /// Reused work across prefixes (exact: bounds on exp by argument).
     type Cache: Default + Send;
     /// A hashable image of a value, to find prefixes with identical router

@@ -7,6 +7,7 @@ use super::compare::Decision;
 use super::isolation;
 use super::logits::{TOP_LOGITS, logit_verdict, show_small, token_map, top_logits};
 use super::verdict::{Claim, Witness, holds};
+use crate::eval::dense::{DenseEvaluator, DensePass};
 use crate::eval::{Evaluator, Trace};
 use crate::model::Model;
 use crate::scalar::{Rat, Scalar};
@@ -67,6 +68,8 @@ pub(crate) struct Context<'a, S: ClaimArith> {
     model: &'a Model<S>,
     /// Every arithmetic runs the same forward pass.
     engine: Evaluator<'a, S>,
+    /// The dense model's pass, factored by circuit gate (dense models only).
+    dense_engine: Option<DenseEvaluator<'a, S>>,
     pub eps: S,
     epsilon: &'a Rat,
     tokens: HashMap<TokenId, usize>,
@@ -82,6 +85,10 @@ impl<'a, S: ClaimArith> Context<'a, S> {
             ts,
             model,
             engine: evaluator(model),
+            dense_engine: (!model.circuits.is_empty()).then(|| {
+                let (labels, sets) = isolation::owner_labels(ts, model);
+                DenseEvaluator::new(model, &labels, sets.len())
+            }),
             eps: S::from_rat(epsilon),
             epsilon,
             tokens: token_map(ts, model),
@@ -130,11 +137,19 @@ impl<S: ClaimArith> Context<'_, S> {
         // Rendered only for a witness or a recorded decision.
         let text = LazyCell::new(|| ts.render(&prefix.tokens));
         let mut decisions = Vec::new();
-        let trace = match self
-            .input(prefix)
-            .and_then(|i| self.engine.run(&i).map_err(|e| e.to_string()))
-        {
-            Ok(trace) => trace,
+        let run = self.input(prefix).and_then(|i| match &self.dense_engine {
+            Some(engine) => engine
+                .run(&i)
+                .map(|pass| (engine.trace(&pass), Some(pass)))
+                .map_err(|e| e.to_string()),
+            None => self
+                .engine
+                .run(&i)
+                .map(|t| (t, None))
+                .map_err(|e| e.to_string()),
+        });
+        let (trace, pass): (Trace<S>, Option<DensePass<S>>) = match run {
+            Ok(run) => run,
             Err(reason) => {
                 let claims: &[Claim] = if self.dense {
                     &[Claim::Probability, Claim::Retrieval]
@@ -161,14 +176,12 @@ impl<S: ClaimArith> Context<'_, S> {
                     witnesses,
                     misrouted: None,
                     fingerprint: fingerprint::<S::Key>(&[]),
-                    isolation: if self.dense {
-                        let input = self.input(prefix).ok();
+                    isolation: if let Some(engine) = &self.dense_engine {
                         iso.check_prefix(
                             self.ts,
                             model,
-                            &self.engine,
+                            engine,
                             prefix,
-                            input.as_deref(),
                             None,
                             &self.tokens,
                             &self.eps,
@@ -289,15 +302,13 @@ impl<S: ClaimArith> Context<'_, S> {
             } else {
                 fingerprint(&router_input(model, &trace))
             },
-            isolation: if self.dense {
-                let input = self.input(prefix).ok();
+            isolation: if let (Some(engine), Some(pass)) = (&self.dense_engine, &pass) {
                 iso.check_prefix(
                     self.ts,
                     model,
-                    &self.engine,
+                    engine,
                     prefix,
-                    input.as_deref(),
-                    Some((&trace, &v)),
+                    Some((&trace, &v, pass)),
                     &self.tokens,
                     &self.eps,
                     cache,

@@ -20,7 +20,8 @@ use super::logits::{LogitVerdict, TOP_LOGITS, largest_logits, logit_verdict};
 use super::tally::Tally;
 pub use super::verdict::CircuitReport;
 use super::verdict::{Claim, ClaimResult, Witness, Witnesses, holds};
-use crate::eval::{Evaluator, Trace};
+use crate::eval::Trace;
+use crate::eval::dense::{DenseEvaluator, DensePass};
 use crate::model::Model;
 use crate::taskset::{Prefix, TaskSet, TokenId};
 use std::cell::LazyCell;
@@ -71,6 +72,8 @@ struct Tallied<S> {
 pub(crate) struct Isolation<S> {
     /// The tasks whose circuits list each FFN neuron.
     owners: Vec<BTreeSet<usize>>,
+    /// Each distinct owner set once: the labels of [`owner_labels`].
+    label_sets: Vec<BTreeSet<usize>>,
     /// The circuit of each task, if it has one.
     circuit_of_task: Vec<Option<usize>>,
     /// The task of each circuit, by name (None: no task of the spec).
@@ -79,32 +82,68 @@ pub(crate) struct Isolation<S> {
     tallied: Vec<Tallied<S>>,
 }
 
-impl<S: ClaimArith> Isolation<S> {
-    pub fn new(ts: &TaskSet, model: &Model<S>) -> Isolation<S> {
-        let neurons = model.experts.first().map_or(0, |e| e.neurons.len());
-        let task_index: HashMap<&str, usize> = ts
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(k, t)| (t.name.as_str(), k))
-            .collect();
-        let mut owners: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); neurons];
-        let mut circuit_of_task = vec![None; ts.tasks.len()];
-        let task_of_circuit: Vec<Option<usize>> = model
-            .circuits
-            .iter()
-            .map(|c| task_index.get(c.name.as_str()).copied())
-            .collect();
-        for (c, circuit) in model.circuits.iter().enumerate() {
-            if let Some(k) = task_of_circuit[c] {
-                circuit_of_task[k].get_or_insert(c);
-                for &n in circuit.neurons.iter().filter(|&&n| n < neurons) {
-                    owners[n].insert(k);
-                }
+/// Each FFN neuron's label for the dense evaluator's margins: the index of
+/// its owner set (the tasks whose circuits list it) among the distinct owner
+/// sets, which are returned too. Silence is checked per owner set: a
+/// prefix's off-task neurons are those whose owners it does not belong to.
+pub(crate) fn owner_labels<S>(
+    ts: &TaskSet,
+    model: &Model<S>,
+) -> (Vec<usize>, Vec<BTreeSet<usize>>) {
+    let owners = owner_sets(ts, model).0;
+    let mut sets: Vec<BTreeSet<usize>> = Vec::new();
+    let labels = owners
+        .into_iter()
+        .map(|o| match sets.iter().position(|s| *s == o) {
+            Some(l) => l,
+            None => {
+                sets.push(o);
+                sets.len() - 1
+            }
+        })
+        .collect();
+    (labels, sets)
+}
+
+/// The owner set of every FFN neuron, each task's circuit and each
+/// circuit's task.
+#[allow(clippy::type_complexity)]
+fn owner_sets<S>(
+    ts: &TaskSet,
+    model: &Model<S>,
+) -> (Vec<BTreeSet<usize>>, Vec<Option<usize>>, Vec<Option<usize>>) {
+    let neurons = model.experts.first().map_or(0, |e| e.neurons.len());
+    let task_index: HashMap<&str, usize> = ts
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(k, t)| (t.name.as_str(), k))
+        .collect();
+    let mut owners: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); neurons];
+    let mut circuit_of_task = vec![None; ts.tasks.len()];
+    let task_of_circuit: Vec<Option<usize>> = model
+        .circuits
+        .iter()
+        .map(|c| task_index.get(c.name.as_str()).copied())
+        .collect();
+    for (c, circuit) in model.circuits.iter().enumerate() {
+        if let Some(k) = task_of_circuit[c] {
+            circuit_of_task[k].get_or_insert(c);
+            for &n in circuit.neurons.iter().filter(|&&n| n < neurons) {
+                owners[n].insert(k);
             }
         }
+    }
+    (owners, circuit_of_task, task_of_circuit)
+}
+
+impl<S: ClaimArith> Isolation<S> {
+    pub fn new(ts: &TaskSet, model: &Model<S>) -> Isolation<S> {
+        let (owners, circuit_of_task, task_of_circuit) = owner_sets(ts, model);
+        let label_sets = owner_labels(ts, model).1;
         Isolation {
             owners,
+            label_sets,
             circuit_of_task,
             task_of_circuit,
             tallied: model
@@ -124,24 +163,24 @@ impl<S: ClaimArith> Isolation<S> {
     }
 
     /// The checks of every circuit C(k), k ∈ C(w), on prefix w: the masked
-    /// model M_C(k) through the real forward pass against the full model's
-    /// verdict, and silence of every neuron of tasks w does not belong to.
-    /// `full` is None where the full model's forward pass failed.
+    /// model M_C(k) against the full model's verdict, and silence of every
+    /// neuron of tasks w does not belong to. `full` is None where the full
+    /// model's forward pass failed; else the full trace, its verdict and
+    /// the dense pass they came from (whose per-owner-set margins decide
+    /// silence: see [`crate::eval::dense`]).
     #[allow(clippy::too_many_arguments)]
     pub fn check_prefix(
         &self,
         ts: &TaskSet,
         model: &Model<S>,
-        engine: &Evaluator<'_, S>,
+        engine: &DenseEvaluator<'_, S>,
         prefix: &Prefix,
-        input: Option<&[usize]>,
-        full: Option<(&Trace<S>, &LogitVerdict<S>)>,
+        full: Option<(&Trace<S>, &LogitVerdict<S>, &DensePass<S>)>,
         tokens: &HashMap<TokenId, usize>,
         eps: &S,
         cache: &mut S::Cache,
         record: bool,
     ) -> Vec<PrefixCheck<S>> {
-        let neurons = model.experts.first().map_or(&[][..], |e| &e.neurons[..]);
         // Rendered only for a witness or a recorded decision.
         let text = LazyCell::new(|| ts.render(&prefix.tokens));
         let task_names: Vec<String> = prefix
@@ -152,22 +191,18 @@ impl<S: ClaimArith> Isolation<S> {
         // Neurons of circuits for tasks this prefix does not belong to (or
         // of no circuit at all): they must stay silent. The same for every
         // circuit checked on this prefix.
-        let silence = full.map(|(trace, _)| {
-            let pre = |n: usize| trace.preactivations.get(n).cloned().unwrap_or_else(S::zero);
-            let off_task =
-                (0..neurons.len()).filter(|&n| self.owners[n].is_disjoint(&prefix.tasks));
-            let mut fired = Vec::new();
-            let mut margin: Option<S> = None;
-            for n in off_task {
-                let p = pre(n);
-                if p.is_positive() {
-                    fired.push(n);
-                }
-                let m = -p;
-                if margin.as_ref().is_none_or(|x| m < *x) {
-                    margin = Some(m);
-                }
-            }
+        let silence = full.map(|(_, _, pass)| {
+            let fired: Vec<(usize, S)> = pass
+                .firing
+                .iter()
+                .filter(|(n, _)| self.owners[*n].is_disjoint(&prefix.tasks))
+                .cloned()
+                .collect();
+            let margin = engine.margin(pass, |l| {
+                self.label_sets
+                    .get(l)
+                    .is_some_and(|set| set.is_disjoint(&prefix.tasks))
+            });
             (fired, margin)
         });
         let mut checks = Vec::new();
@@ -186,8 +221,8 @@ impl<S: ClaimArith> Isolation<S> {
                 top_logits: top,
                 reason,
             };
-            let masked = input.map(|i| engine.run_masked(i, &circuit.neurons));
-            let (Some((trace, verdict)), Some((fired, margin)), Some(Ok(masked))) =
+            let masked = full.map(|(_, _, pass)| engine.masked_trace(pass, c));
+            let (Some((trace, verdict, _)), Some((fired, margin)), Some(masked)) =
                 (full, &silence, masked)
             else {
                 checks.push(PrefixCheck {
@@ -243,7 +278,7 @@ impl<S: ClaimArith> Isolation<S> {
         &self,
         model: &Model<S>,
         trace: &Trace<S>,
-        fired: &[usize],
+        fired: &[(usize, S)],
         text: &str,
     ) -> String {
         let neurons = &model.experts[0].neurons;
@@ -251,9 +286,9 @@ impl<S: ClaimArith> Isolation<S> {
         let named: Vec<String> = fired
             .iter()
             .take(NAMED)
-            .map(|&n| format!("{} ({})", neurons[n].name, trace.preactivations[n].show()))
+            .map(|(n, pre)| format!("{} ({})", neurons[*n].name, pre.show()))
             .collect();
-        for &n in fired {
+        for &(n, _) in fired {
             circuits.extend(model.circuits.iter().position(|c| c.neurons.contains(&n)));
         }
         let more = fired.len().saturating_sub(NAMED);
