@@ -441,7 +441,7 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
         let router_scores: Vec<S> = model
             .router
             .weights
-            .apply_dense(&hidden)
+            .apply_dense(hidden)
             .into_iter()
             .zip(&model.router.bias)
             .map(|(g, b)| g + b.clone())

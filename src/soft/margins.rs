@@ -339,7 +339,8 @@ mod tests {
         let ts = TaskSet::from_spec(&crate::spec::load(Path::new(&path)).unwrap());
         let m = crate::construct::build(&ts, &Options::default(), ModelKind::Moe)
             .map(FastRat::from_rat);
-        let c = curve("shared_keys", &ts, &m);
+        let views = router_views(&ts, &m);
+        let c = curve("shared_keys", &ts, m.experts.len(), "exact", &views);
         let last = c.curve.last().unwrap();
         assert_eq!(last.all_le, ts.prefixes.len());
         assert_eq!(last.mass, "1");
@@ -355,14 +356,14 @@ mod tests {
         assert!(c.curve.windows(2).all(|w| w[0].approx < w[1].approx));
         // The seed paper's bound: a prefix whose gate strays by more than δ
         // has Δ < T·ln((K−1)/δ).
-        let gaps = router_gaps(&ts, &m);
         let temps: Vec<Rat> = [1, 10, 100, 1000]
             .iter()
             .map(|d| int(1) / int(*d))
             .collect();
         let d = deviation(
             "shared_keys",
-            &gaps,
+            "exact",
+            &views,
             2,
             &Rat::new(1.into(), 100.into()),
             &temps,
