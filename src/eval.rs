@@ -114,6 +114,14 @@ struct Position<S> {
     value: Vec<SparseVec<S>>,
 }
 
+/// What one expert's neurons give on one prefix (see
+/// [`Evaluator::expert_terms`]).
+struct FfnTerms<S> {
+    written: Vec<(usize, S)>,
+    firing: Vec<(usize, S)>,
+    preactivations: Vec<S>,
+}
+
 /// The attention part of one prefix's forward pass and the router scores.
 struct Routed<S> {
     attended: Attended<S>,
@@ -241,64 +249,41 @@ pub struct Evaluator<'m, S> {
 
 impl<'m, S: Scalar> Evaluator<'m, S> {
     pub fn new(model: &'m Model<S>) -> Self {
-        let runs: Vec<Vec<(usize, usize)>> = model
-            .experts
-            .iter()
-            .map(|e| {
-                let mut runs: Vec<(usize, usize)> = Vec::new();
-                for (n, neuron) in e.neurons.iter().enumerate() {
-                    match runs.last_mut() {
-                        Some((first, end)) if e.neurons[*first].read == neuron.read => *end = n + 1,
-                        _ => runs.push((n, n + 1)),
-                    }
+        // Per expert: its runs, the runs reading each coordinate, the runs
+        // that can fire at read 0, and the runs' prefix sums.
+        let (mut runs, mut readers, mut positive_runs, mut sums) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for e in &model.experts {
+            let mut own: Vec<(usize, usize)> = Vec::new();
+            for (n, neuron) in e.neurons.iter().enumerate() {
+                match own.last_mut() {
+                    Some((first, end)) if e.neurons[*first].read == neuron.read => *end = n + 1,
+                    _ => own.push((n, n + 1)),
                 }
-                runs
-            })
-            .collect();
-        let readers = model
-            .experts
-            .iter()
-            .zip(&runs)
-            .map(
-                |(e, runs): (&crate::model::Expert<S>, &Vec<(usize, usize)>)| {
-                    let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
-                    for (r, &(first, _)) in runs.iter().enumerate() {
-                        for (c, _) in e.neurons[first].read.entries() {
-                            readers.entry(*c).or_default().push(r);
-                        }
-                    }
-                    readers
-                },
-            )
-            .collect();
-        let positive_runs = model
-            .experts
-            .iter()
-            .zip(&runs)
-            .map(
-                |(e, runs): (&crate::model::Expert<S>, &Vec<(usize, usize)>)| {
-                    runs.iter()
-                        .enumerate()
-                        .filter(|(_, (first, end))| {
-                            e.neurons[*first..*end].iter().any(|n| n.bias.is_positive())
-                        })
-                        .map(|(r, _)| r)
-                        .collect()
-                },
-            )
-            .collect();
-        let sums = model
-            .experts
-            .iter()
-            .zip(&runs)
-            .map(
-                |(e, runs): (&crate::model::Expert<S>, &Vec<(usize, usize)>)| {
-                    runs.iter()
-                        .map(|&(first, end)| RunSums::build(&e.neurons, first, end))
-                        .collect()
-                },
-            )
-            .collect();
+            }
+            let mut reading: HashMap<usize, Vec<usize>> = HashMap::new();
+            for (r, &(first, _)) in own.iter().enumerate() {
+                for (c, _) in e.neurons[first].read.entries() {
+                    reading.entry(*c).or_default().push(r);
+                }
+            }
+            positive_runs.push(
+                own.iter()
+                    .enumerate()
+                    .filter(|(_, (first, end))| {
+                        e.neurons[*first..*end].iter().any(|n| n.bias.is_positive())
+                    })
+                    .map(|(r, _)| r)
+                    .collect(),
+            );
+            sums.push(
+                own.iter()
+                    .map(|&(first, end)| RunSums::build(&e.neurons, first, end))
+                    .collect(),
+            );
+            readers.push(reading);
+            runs.push(own);
+        }
         Evaluator {
             model,
             readers,
@@ -433,19 +418,10 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
     /// scores G(A') = W_G A' + b: what the router sees, without running any
     /// expert.
     fn attend_and_route(&self, tokens: &[usize]) -> Result<Routed<S>, EvalError> {
-        let model = self.model;
         let attended = self.attend(tokens)?;
-        let hidden = &attended.hidden;
 
-        // Router: G(A') = W_G A' + b; top-1, first index on ties.
-        let router_scores: Vec<S> = model
-            .router
-            .weights
-            .apply_dense(hidden)
-            .into_iter()
-            .zip(&model.router.bias)
-            .map(|(g, b)| g + b.clone())
-            .collect();
+        // Top-1, first index on ties.
+        let router_scores = self.router_scores(&attended.hidden);
         let mut expert = 0;
         for (e, s) in router_scores.iter().enumerate() {
             if *s > router_scores[expert] {
@@ -459,11 +435,130 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
         })
     }
 
+    /// The router scores G(A') = W_G A' + b.
+    pub(crate) fn router_scores(&self, hidden: &SparseVec<S>) -> Vec<S> {
+        let router = &self.model.router;
+        router
+            .weights
+            .apply_dense(hidden)
+            .into_iter()
+            .zip(&router.bias)
+            .map(|(g, b)| g + b.clone())
+            .collect()
+    }
+
+    /// The FFN layer's output A' + Σ terms + output bias and the logits
+    /// W_U·output at the last position.
+    pub(crate) fn readout(
+        &self,
+        hidden: &SparseVec<S>,
+        output_bias: &SparseVec<S>,
+        written: impl IntoIterator<Item = (usize, S)>,
+    ) -> (SparseVec<S>, Logits<S>) {
+        let output = SparseVec::from_entries(
+            hidden
+                .entries()
+                .iter()
+                .chain(output_bias.entries())
+                .cloned()
+                .chain(written),
+        );
+        let logits = Logits {
+            vocab_size: self.model.vocab.len(),
+            nonzero: self.model.unembed.apply(&output),
+        };
+        (output, logits)
+    }
+
     /// The router's view of a prefix only: A' and the router scores, with
     /// no expert or unembedding run (what router margins need).
     pub fn route(&self, tokens: &[usize]) -> Result<(SparseVec<S>, Vec<S>), EvalError> {
         let r = self.attend_and_route(tokens)?;
         Ok((r.attended.hidden, r.router_scores))
+    }
+
+    /// Expert `expert`'s neurons on A' = `hidden`: the (coordinate, value)
+    /// terms of Σ ReLU(read·A' + bias)·write, the firing neurons when
+    /// `list_firing`, every pre-activation when `list_pre`. Runs no
+    /// coordinate of A' touches read exactly 0 and are visited only when
+    /// they can fire at 0 (or pre-activations are listed).
+    fn expert_terms(
+        &self,
+        expert: usize,
+        hidden: &SparseVec<S>,
+        list_firing: bool,
+        list_pre: bool,
+    ) -> FfnTerms<S> {
+        let ffn = &self.model.experts[expert];
+        let mut written: Vec<(usize, S)> = Vec::new();
+        let mut firing = Vec::new();
+        let mut preactivations = Vec::with_capacity(if list_pre { ffn.neurons.len() } else { 0 });
+        let runs = &self.runs[expert];
+        let mut touched: Vec<usize> = hidden
+            .entries()
+            .iter()
+            .flat_map(|(c, _)| self.readers[expert].get(c).into_iter().flatten())
+            .copied()
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        // Every run when pre-activations are listed; else only the
+        // runs that read a nonzero coordinate or could fire at 0.
+        let active: Vec<usize> = if list_pre {
+            (0..runs.len()).collect()
+        } else {
+            let mut a: Vec<usize> = touched
+                .iter()
+                .chain(&self.positive_runs[expert])
+                .copied()
+                .collect();
+            a.sort_unstable();
+            a.dedup();
+            a
+        };
+        for r in active {
+            let (first, end) = runs[r];
+            let read = if touched.binary_search(&r).is_ok() {
+                ffn.neurons[first].read.dot(hidden)
+            } else {
+                S::zero()
+            };
+            let sums = self.sums[expert][r].as_ref();
+            if list_pre || list_firing || sums.is_none() {
+                let before = firing.len();
+                for n in first..end {
+                    let pre = read.clone() + ffn.neurons[n].bias.clone();
+                    if pre.is_positive() {
+                        firing.push((n, pre.clone()));
+                    }
+                    if list_pre {
+                        preactivations.push(pre);
+                    }
+                }
+                if sums.is_none() {
+                    for (n, act) in &firing[before..] {
+                        written.extend(
+                            ffn.neurons[*n]
+                                .write
+                                .entries()
+                                .iter()
+                                .map(|(c, w)| (*c, act.clone() * w.clone())),
+                        );
+                    }
+                }
+                if !list_firing {
+                    firing.truncate(before);
+                }
+            }
+            if let Some(sums) = sums {
+                sums.add_output(&ffn.neurons, &read, &mut written);
+            }
+        }
+        FfnTerms {
+            written,
+            firing,
+            preactivations,
+        }
     }
 
     fn run_with(&self, tokens: &[usize], keep: Option<&[usize]>) -> Result<Trace<S>, EvalError> {
@@ -487,72 +582,10 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
         let mut preactivations;
         match keep {
             None => {
-                preactivations = Vec::with_capacity(if self.preactivations {
-                    ffn.neurons.len()
-                } else {
-                    0
-                });
-                let runs = &self.runs[expert];
-                let mut touched: Vec<usize> = hidden
-                    .entries()
-                    .iter()
-                    .flat_map(|(c, _)| self.readers[expert].get(c).into_iter().flatten())
-                    .copied()
-                    .collect();
-                touched.sort_unstable();
-                touched.dedup();
-                // Every run when pre-activations are listed; else only the
-                // runs that read a nonzero coordinate or could fire at 0.
-                let active: Vec<usize> = if self.preactivations {
-                    (0..runs.len()).collect()
-                } else {
-                    let mut a: Vec<usize> = touched
-                        .iter()
-                        .chain(&self.positive_runs[expert])
-                        .copied()
-                        .collect();
-                    a.sort_unstable();
-                    a.dedup();
-                    a
-                };
-                for r in active {
-                    let (first, end) = runs[r];
-                    let read = if touched.binary_search(&r).is_ok() {
-                        ffn.neurons[first].read.dot(&hidden)
-                    } else {
-                        S::zero()
-                    };
-                    let sums = self.sums[expert][r].as_ref();
-                    if self.preactivations || self.firing || sums.is_none() {
-                        let before = firing.len();
-                        for n in first..end {
-                            let pre = read.clone() + ffn.neurons[n].bias.clone();
-                            if pre.is_positive() {
-                                firing.push((n, pre.clone()));
-                            }
-                            if self.preactivations {
-                                preactivations.push(pre);
-                            }
-                        }
-                        if sums.is_none() {
-                            for (n, act) in &firing[before..] {
-                                written.extend(
-                                    ffn.neurons[*n]
-                                        .write
-                                        .entries()
-                                        .iter()
-                                        .map(|(c, w)| (*c, act.clone() * w.clone())),
-                                );
-                            }
-                        }
-                        if !self.firing {
-                            firing.truncate(before);
-                        }
-                    }
-                    if let Some(sums) = sums {
-                        sums.add_output(&ffn.neurons, &read, &mut written);
-                    }
-                }
+                let terms = self.expert_terms(expert, &hidden, self.firing, self.preactivations);
+                written = terms.written;
+                firing = terms.firing;
+                preactivations = terms.preactivations;
             }
             Some(keep) => {
                 preactivations = vec![S::zero(); ffn.neurons.len()];
@@ -576,19 +609,7 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
                 }
             }
         }
-        let output = SparseVec::from_entries(
-            hidden
-                .entries()
-                .iter()
-                .chain(ffn.output_bias.entries())
-                .cloned()
-                .chain(written),
-        );
-
-        let logits = Logits {
-            vocab_size: model.vocab.len(),
-            nonzero: model.unembed.apply(&output),
-        };
+        let (output, logits) = self.readout(&hidden, &ffn.output_bias, written);
         Ok(Trace {
             heads: head_outputs,
             attention,
@@ -609,45 +630,12 @@ impl<S: Scalar> Evaluator<'_, S> {
     /// soft MoE of `verify --gate softmax` mixes every expert's output, so
     /// it needs the experts the top-1 forward pass skips.
     pub fn expert_output(&self, hidden: &SparseVec<S>, expert: usize) -> SparseVec<S> {
-        let ffn = &self.model.experts[expert];
-        let mut written: Vec<(usize, S)> = ffn.output_bias.entries().to_vec();
-        let runs = &self.runs[expert];
-        let mut touched = vec![false; runs.len()];
-        for (c, _) in hidden.entries() {
-            for &r in self.readers[expert].get(c).into_iter().flatten() {
-                touched[r] = true;
-            }
-        }
-        let fire = |written: &mut Vec<(usize, S)>, neuron: &crate::model::Neuron<S>, pre: S| {
-            if pre.is_positive() {
-                written.extend(
-                    neuron
-                        .write
-                        .entries()
-                        .iter()
-                        .map(|(c, w)| (*c, pre.clone() * w.clone())),
-                );
-            }
-        };
-        for (r, &(first, end)) in runs.iter().enumerate() {
-            // A run no coordinate of A' touches reads exactly 0; only runs
-            // with a positive bias can fire then.
-            let read = if touched[r] {
-                ffn.neurons[first].read.dot(hidden)
-            } else if self.positive_runs[expert].binary_search(&r).is_ok() {
-                S::zero()
-            } else {
-                continue;
-            };
-            if let Some(sums) = &self.sums[expert][r] {
-                sums.add_output(&ffn.neurons, &read, &mut written);
-                continue;
-            }
-            for neuron in &ffn.neurons[first..end] {
-                fire(&mut written, neuron, read.clone() + neuron.bias.clone());
-            }
-        }
-        SparseVec::from_entries(written)
+        let bias = self.model.experts[expert]
+            .output_bias
+            .entries()
+            .iter()
+            .cloned();
+        SparseVec::from_entries(bias.chain(self.expert_terms(expert, hidden, false, false).written))
     }
 
     /// The top-1 trace of a prefix and FF_e(A') of every expert e on it

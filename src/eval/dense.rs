@@ -28,7 +28,7 @@
 //! neurons and logits are the numbers [`super::forward`] computes (a unit
 //! test compares them on every prefix of the constructions).
 
-use super::{Attended, EvalError, Evaluator, Logits, Trace};
+use super::{Attended, EvalError, Evaluator, Trace};
 use crate::interval::bound::Iv;
 use crate::model::{Model, SparseVec};
 use crate::scalar::{FastRat, Rat, Scalar};
@@ -243,13 +243,21 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
                 }
             }
         }
-        let constants = constant_coordinates(model);
+        // Only exact arithmetic is factored: in f64 the factored sums would
+        // round differently from the neuron-by-neuron pass, so there every
+        // neuron reads its own read vector, as in [`super::Evaluator`].
+        let factored = exact_gates.is_some();
+        let constants = if factored {
+            constant_coordinates(model)
+        } else {
+            HashMap::new()
+        };
         let mut groups: Vec<Group<S>> = Vec::new();
         let mut classes: Vec<Class<S>> = Vec::new();
         let mut class_of: HashMap<(usize, Option<usize>), Vec<usize>> = HashMap::new();
         for (n, neuron) in neurons.iter().enumerate() {
             let factor = match listed[n][..] {
-                [(c, at)] => model.circuits[c]
+                [(c, at)] if factored => model.circuits[c]
                     .gate_weight
                     .get(at)
                     .map(|g| (c, g.clone())),
@@ -561,14 +569,7 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
     fn finish(&self, pass: &DensePass<S>, firing: Vec<(usize, S)>) -> Trace<S> {
         let model = self.base.model;
         let hidden = pass.attended.hidden.clone();
-        let router_scores: Vec<S> = model
-            .router
-            .weights
-            .apply_dense(&hidden)
-            .into_iter()
-            .zip(&model.router.bias)
-            .map(|(g, b)| g + b.clone())
-            .collect();
+        let router_scores = self.base.router_scores(&hidden);
         let ffn = &model.experts[0];
         let written = firing.iter().flat_map(|(n, act)| {
             ffn.neurons[*n]
@@ -577,18 +578,7 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
                 .iter()
                 .map(move |(c, w)| (*c, act.clone() * w.clone()))
         });
-        let output = SparseVec::from_entries(
-            hidden
-                .entries()
-                .iter()
-                .chain(ffn.output_bias.entries())
-                .cloned()
-                .chain(written),
-        );
-        let logits = Logits {
-            vocab_size: model.vocab.len(),
-            nonzero: model.unembed.apply(&output),
-        };
+        let (output, logits) = self.base.readout(&hidden, &ffn.output_bias, written);
         Trace {
             heads: pass.attended.heads.clone(),
             attention: pass.attended.attention.clone(),

@@ -90,16 +90,21 @@ pub(crate) fn owner_labels<S>(
     ts: &TaskSet,
     model: &Model<S>,
 ) -> (Vec<usize>, Vec<BTreeSet<usize>>) {
-    let owners = owner_sets(ts, model).0;
+    label_owner_sets(&owner_sets(ts, model).0)
+}
+
+/// Number the distinct owner sets in order of first appearance and label
+/// each neuron with its set's number.
+fn label_owner_sets(owners: &[BTreeSet<usize>]) -> (Vec<usize>, Vec<BTreeSet<usize>>) {
+    let mut number: HashMap<&BTreeSet<usize>, usize> = HashMap::new();
     let mut sets: Vec<BTreeSet<usize>> = Vec::new();
     let labels = owners
-        .into_iter()
-        .map(|o| match sets.iter().position(|s| *s == o) {
-            Some(l) => l,
-            None => {
-                sets.push(o);
+        .iter()
+        .map(|o| {
+            *number.entry(o).or_insert_with(|| {
+                sets.push(o.clone());
                 sets.len() - 1
-            }
+            })
         })
         .collect();
     (labels, sets)
@@ -140,7 +145,7 @@ fn owner_sets<S>(
 impl<S: ClaimArith> Isolation<S> {
     pub fn new(ts: &TaskSet, model: &Model<S>) -> Isolation<S> {
         let (owners, circuit_of_task, task_of_circuit) = owner_sets(ts, model);
-        let label_sets = owner_labels(ts, model).1;
+        let label_sets = label_owner_sets(&owners).1;
         Isolation {
             owners,
             label_sets,
