@@ -210,8 +210,12 @@ mod tests {
         ] {
             let fine = exp(&Iv::point(x));
             let coarse = exp_coarse(&Iv::point(x));
-            assert!(coarse.lo() <= fine.lo() && coarse.hi() >= fine.hi(), "{x}");
+            // Both hold e^x, so they overlap; where the series is
+            // accurate the coarse bound contains it (below the subnormals
+            // either may be the tighter).
+            assert!(coarse.lo() <= fine.hi() && fine.lo() <= coarse.hi(), "{x}");
             if x > -700.0 {
+                assert!(coarse.lo() <= fine.lo() && coarse.hi() >= fine.hi(), "{x}");
                 assert!(
                     coarse.hi() <= 2.0 * fine.hi() && coarse.lo() >= 0.5 * fine.lo() * 0.999_999,
                     "{x}: {coarse:?}"
