@@ -376,3 +376,148 @@ fn a_spec_token_the_model_lacks_is_an_error() {
     let err = verify_intervals(&ts, &m, &eps()).unwrap_err();
     assert!(err.to_string().contains(ts.vocab.name(0)), "{err}");
 }
+
+/// Claim S on the interval path counts a neuron as firing on a task only
+/// when the intervals decide it fires on some prefix of the task, and as
+/// undecided when its pre-activation straddles 0 and fires surely nowhere.
+/// Three neurons are added to the first expert of the running example's
+/// float image, reading a coordinate of A' that natural-exp attention
+/// makes irrational (an interval of positive width): one biased inside the
+/// widest such interval (straddles 0), one surely above, one surely below.
+/// They write nothing, so no other claim moves.
+#[test]
+fn size_counts_a_neuron_only_when_the_intervals_decide_it() {
+    use routecert::interval::Iv;
+    use routecert::interval::forward::IntervalEvaluator;
+    use routecert::model::{Neuron, NeuronRole};
+    let ts = taskset("running_example.toml");
+    let clean = float_image(&built(&ts, ModelKind::Moe));
+    let task = 0;
+    let expert = clean
+        .experts
+        .iter()
+        .position(|e| e.name == ts.tasks[task].name)
+        .unwrap();
+    let iv_model: Model<Iv> = clean.map(Iv::enclose);
+    let engine = IntervalEvaluator::new(&iv_model);
+    let ids = |p: &routecert::taskset::Prefix| -> Vec<usize> {
+        p.tokens
+            .iter()
+            .map(|&t| clean.token(ts.vocab.name(t)).unwrap())
+            .collect()
+    };
+    let of_task: Vec<_> = ts
+        .prefixes
+        .iter()
+        .filter(|p| p.tasks.contains(&task))
+        .collect();
+    let traces: Vec<_> = of_task
+        .iter()
+        .map(|p| engine.run(&ids(p)).unwrap())
+        .collect();
+    let coords: BTreeSet<usize> = traces
+        .iter()
+        .flat_map(|t| t.hidden.entries().iter().map(|(c, _)| *c))
+        .collect();
+    // What the intervals say of a neuron reading `values` with bias b.
+    let class = |values: &[Iv], b: f64| {
+        if values.iter().any(|v| v.lo() + b > 0.0) {
+            "surely"
+        } else if values.iter().any(|v| v.hi() + b > 0.0) {
+            "maybe"
+        } else {
+            "silent"
+        }
+    };
+    // A coordinate whose largest value over the task's prefixes is an
+    // interval of positive width: a bias inside it straddles 0.
+    let (coord, biases) = coords
+        .iter()
+        .find_map(|&c| {
+            let values: Vec<Iv> = traces.iter().map(|t| t.hidden.get(c)).collect();
+            let top = values.iter().max_by(|a, b| a.hi().total_cmp(&b.hi()))?;
+            let bottom = values.iter().map(Iv::lo).fold(f64::INFINITY, f64::min);
+            let inside = top.lo() + top.width() / 2.0;
+            let biases = [-inside, 1.0 - bottom, -top.hi() - 1.0];
+            let classes: Vec<&str> = biases.iter().map(|&b| class(&values, b)).collect();
+            (top.width() > 0.0 && classes == ["maybe", "surely", "silent"]).then_some((c, biases))
+        })
+        .expect("attention makes some coordinate of A' irrational");
+    assert!(coord < clean.residual.len());
+
+    let mut m = clean.clone();
+    for (i, b) in biases.iter().enumerate() {
+        m.experts[expert].neurons.push(Neuron {
+            name: format!("probe{i}"),
+            role: NeuronRole::Semantic,
+            read: SparseVec::from_entries([(coord, Rat::from_integer(1.into()))]),
+            bias: Rat::from_float(*b).unwrap(),
+            write: SparseVec::default(),
+        });
+    }
+    let before = verify_intervals(&ts, &clean, &eps()).unwrap();
+    let after = verify_intervals(&ts, &m, &eps()).unwrap();
+    let (b, a) = (&before.experts[task], &after.experts[task]);
+    assert_eq!(a.neurons, b.neurons + 3);
+    assert_eq!(a.firing, b.firing + 1, "the surely firing probe counts");
+    assert_eq!(a.undecided, b.undecided + 1, "the straddling probe is open");
+    assert_eq!(
+        (
+            after.claims.retrieval.proved,
+            after.claims.probability.proved
+        ),
+        (
+            before.claims.retrieval.proved,
+            before.claims.probability.proved
+        )
+    );
+}
+
+/// Refinement: 2^60 added to every expert's router weight on one
+/// coordinate of A' that attention makes irrational shifts every score by
+/// the same amount, so the exact routing is unchanged; but at 53 bits that
+/// shift's rounding (about 2^7 times the coordinate) swamps the margins.
+/// The refined pass (exact centre, radius from softmax weights to 128+
+/// bits) must decide every such prefix, and exactly as before.
+#[test]
+fn refinement_decides_what_53_bits_cannot() {
+    use routecert::interval::Iv;
+    use routecert::interval::forward::IntervalEvaluator;
+    let ts = taskset("running_example.toml");
+    let clean = float_image(&built(&ts, ModelKind::Moe));
+    let iv_model: Model<Iv> = clean.map(Iv::enclose);
+    let engine = IntervalEvaluator::new(&iv_model);
+    // The coordinate of A' that is a non-point interval on most prefixes.
+    let mut count = vec![0usize; clean.residual.len()];
+    for p in &ts.prefixes {
+        let ids: Vec<usize> = p
+            .tokens
+            .iter()
+            .map(|&t| clean.token(ts.vocab.name(t)).unwrap())
+            .collect();
+        for (c, x) in engine.run(&ids).unwrap().hidden.entries() {
+            if !x.is_point() {
+                count[*c] += 1;
+            }
+        }
+    }
+    let coord = (0..count.len()).max_by_key(|&c| count[c]).unwrap();
+    assert!(count[coord] > 0);
+    let mut m = clean.clone();
+    let big = Rat::from_integer(num_bigint::BigInt::from(1u64 << 60));
+    for e in 0..m.experts.len() {
+        m.router.weights.add(e, coord, big.clone());
+    }
+    let before = verify_intervals(&ts, &clean, &eps()).unwrap();
+    let after = verify_intervals(&ts, &m, &eps()).unwrap();
+    assert_eq!(before.precision.refined, 0);
+    assert!(
+        after.precision.refined >= count[coord],
+        "{} refined, {} prefixes read the coordinate",
+        after.precision.refined,
+        count[coord]
+    );
+    assert_eq!(after.precision.refined_decided, after.precision.refined);
+    assert_eq!(after.claims.routing, before.claims.routing);
+    assert!(after.all_proved());
+}

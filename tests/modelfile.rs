@@ -256,6 +256,31 @@ fn float_only_files_are_decided_by_intervals_and_run_in_f64() {
     let out = routecert(&["verify", s, "--weights", d, "--arith", "both"]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("needs exact values"), "{}", out.stderr);
+    // So does exact `inspect` (it prints exact rationals): exit 2 naming
+    // the directory and the way out; `--arith f64` traces the same file.
+    let out = routecert(&["inspect", s, "--weights", d, "--prefix", "Paris is"]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stderr.contains(d) && out.stderr.contains("exact inspection needs exact values"),
+        "{}",
+        out.stderr
+    );
+    let out = routecert(&[
+        "inspect",
+        s,
+        "--weights",
+        d,
+        "--prefix",
+        "Paris is",
+        "--arith",
+        "f64",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("prefix: \"Paris is\""),
+        "{}",
+        out.stdout
+    );
     let (code, f64_read) = verify_json(&spec, &["--weights", d, "--arith", "f64"]);
     let (code_b, f64_built) = verify_json(&spec, &["--arith", "f64"]);
     assert_eq!(code, code_b);

@@ -231,6 +231,28 @@ impl Sub for Iv {
 impl Mul for Iv {
     type Output = Iv;
     fn mul(self, o: Iv) -> Iv {
+        // Sign cases first (the common ones: a point times anything, two
+        // nonnegative intervals) take two rounded products, not four.
+        if self.is_point() && o.is_point() {
+            let (lo, hi) = mul_bounds(self.lo, o.lo);
+            return Iv::new(lo, hi);
+        }
+        if self.is_point() || o.is_point() {
+            let (a, x) = if self.is_point() {
+                (self.lo, o)
+            } else {
+                (o.lo, self)
+            };
+            let (lo, hi) = if a >= 0.0 {
+                (mul_bounds(a, x.lo).0, mul_bounds(a, x.hi).1)
+            } else {
+                (mul_bounds(a, x.hi).0, mul_bounds(a, x.lo).1)
+            };
+            return Iv::new(lo, hi);
+        }
+        if self.lo >= 0.0 && o.lo >= 0.0 {
+            return Iv::new(mul_bounds(self.lo, o.lo).0, mul_bounds(self.hi, o.hi).1);
+        }
         let corners = [
             mul_bounds(self.lo, o.lo),
             mul_bounds(self.lo, o.hi),
@@ -264,6 +286,10 @@ impl Div for Iv {
             } else {
                 ALL
             };
+        }
+        if self.lo >= 0.0 && o.lo > 0.0 {
+            // Both nonnegative: [lo / o.hi, hi / o.lo].
+            return Iv::new(div_bounds(self.lo, o.hi).0, div_bounds(self.hi, o.lo).1);
         }
         let corners = [
             div_bounds(self.lo, o.lo),

@@ -205,6 +205,30 @@ impl<'m> IntervalEvaluator<'m> {
             .zip(&model.router.bias)
             .map(|(g, b)| g + *b)
             .collect();
+        Ok(self.finish(hidden, attention, router_scores))
+    }
+
+    /// The trace with sharper router scores (from [`super::refine`]; a
+    /// common shift of every score changes no decision): candidates, FFNs
+    /// and logits recomputed from them.
+    pub fn reroute(&self, trace: IntervalTrace, router_scores: Vec<Iv>) -> IntervalTrace {
+        if possible_argmax(&router_scores) == trace.candidates {
+            return IntervalTrace {
+                router_scores,
+                ..trace
+            };
+        }
+        self.finish(trace.hidden, trace.attention, router_scores)
+    }
+
+    /// Routing, FFN and unembedding from A' and the router scores.
+    fn finish(
+        &self,
+        hidden: SparseVec<Iv>,
+        attention: Vec<Vec<Iv>>,
+        router_scores: Vec<Iv>,
+    ) -> IntervalTrace {
+        let model = self.model;
         let candidates = possible_argmax(&router_scores);
         let ffn: Vec<FfnResult> = candidates.iter().map(|&e| self.ffn(e, &hidden)).collect();
         let mut logits: Option<SparseVec<Iv>> = None;
@@ -216,7 +240,7 @@ impl<'m> IntervalEvaluator<'m> {
                 Some(acc) => hull(&acc, &z),
             });
         }
-        Ok(IntervalTrace {
+        IntervalTrace {
             attention,
             hidden,
             router_scores,
@@ -224,7 +248,7 @@ impl<'m> IntervalEvaluator<'m> {
             ffn,
             logits: logits.unwrap_or_default(),
             vocab_size: model.vocab.len(),
-        })
+        }
     }
 
     /// Expert `e`'s FFN on A' = `hidden`, whether or not the router picks

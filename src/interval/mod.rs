@@ -13,5 +13,6 @@ pub mod bound;
 pub mod exp;
 pub mod float_image;
 pub mod forward;
+pub mod refine;
 
 pub use bound::Iv;

@@ -41,6 +41,17 @@ pub fn text(v: &IntervalVerdict, source: &str) -> String {
         "{} prefixes, {} queries, {} ambiguous",
         v.prefixes, v.queries, v.ambiguous
     );
+    if v.precision.refined > 0 {
+        let bits: Vec<String> = v.precision.refine_bits.iter().map(u32::to_string).collect();
+        let _ = writeln!(
+            out,
+            "refinement: {} prefixes' routing undecided at 53 bits, recomputed at {} bits: {} decided, {} still undecided",
+            v.precision.refined,
+            bits.join(", "),
+            v.precision.refined_decided,
+            v.precision.refined - v.precision.refined_decided
+        );
+    }
     if v.model == "dense" {
         let _ = writeln!(out, "R routing n/a (dense: no router)");
     } else {

@@ -22,15 +22,22 @@
 use super::logits::token_map;
 use super::{Claim, MAX_WITNESSES, Witness};
 use crate::interval::Iv;
-use crate::interval::exp::exp;
+use crate::interval::exp::{exp, exp_coarse};
 use crate::interval::forward::{FfnResult, Firing, IntervalEvaluator, IntervalTrace};
+use crate::interval::refine::Refiner;
 use crate::model::Model;
 use crate::scalar::{Rat, Scalar};
 use crate::taskset::{Prefix, TaskSet};
-use num_traits::Zero;
+use num_traits::{ToPrimitive, Zero};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
+
+/// The refinement stage's precisions: a prefix whose routing the 53-bit
+/// pass leaves undecided has its router scores recomputed with softmax
+/// weights to each of these many bits in turn ([`crate::interval::refine`]),
+/// until one decides it; 512 bits is the stated limit.
+pub const REFINE_BITS: [u32; 3] = [128, 256, 512];
 
 /// Prefixes assessed per parallel batch (bounds the memory of results).
 const CHUNK: usize = 4096;
@@ -106,6 +113,12 @@ pub struct Precision {
     pub endpoints: &'static str,
     /// Taylor terms of e^y on |y| ≤ 1/2.
     pub exp_terms: u32,
+    /// Refinement precisions (bits of the softmax weights), in order.
+    pub refine_bits: Vec<u32>,
+    /// Prefixes whose routing went to refinement, and how many of them it
+    /// decided (the rest stay undecided, counted in `claims.routing`).
+    pub refined: usize,
+    pub refined_decided: usize,
 }
 
 /// Everything interval verification found.
@@ -193,6 +206,8 @@ impl Listed {
 /// One prefix's outcomes.
 struct Assessed {
     routing: Option<(Outcome, Option<f64>)>,
+    /// Routing went to refinement: Some(whether refinement decided it).
+    refined: Option<bool>,
     probability: (Outcome, Option<f64>),
     retrieval: (Outcome, Option<f64>),
     /// (outcome, witness) for every claim not proved.
@@ -204,6 +219,8 @@ struct Assessed {
 struct Context<'a> {
     ts: &'a TaskSet,
     engine: IntervalEvaluator<'a>,
+    /// The refinement stage, on the weights' exact rationals.
+    refiner: Refiner<'a>,
     tokens: HashMap<usize, usize>,
     expert_of_task: Vec<Option<usize>>,
     epsilon: &'a Rat,
@@ -234,11 +251,12 @@ fn prepare(ts: &TaskSet, model: &Model<Rat>) -> Result<Model<Iv>, IntervalError>
 }
 
 impl<'a> Context<'a> {
-    fn new(ts: &'a TaskSet, model: &'a Model<Iv>, epsilon: &'a Rat) -> Self {
+    fn new(ts: &'a TaskSet, exact: &'a Model<Rat>, model: &'a Model<Iv>, epsilon: &'a Rat) -> Self {
         let dense = !model.circuits.is_empty();
         Context {
             ts,
             engine: IntervalEvaluator::new(model),
+            refiner: Refiner::new(exact),
             tokens: token_map(ts, model),
             expert_of_task: ts
                 .tasks
@@ -265,7 +283,7 @@ pub fn prefix_outcomes(
     epsilon: &Rat,
 ) -> Result<Vec<PrefixOutcome>, IntervalError> {
     let iv_model = prepare(ts, model)?;
-    let cx = Context::new(ts, &iv_model, epsilon);
+    let cx = Context::new(ts, model, &iv_model, epsilon);
     Ok(ts
         .prefixes
         .par_iter()
@@ -290,13 +308,14 @@ pub fn verify_intervals(
 ) -> Result<IntervalVerdict, IntervalError> {
     let iv_model = prepare(ts, model)?;
     let dense = !model.circuits.is_empty();
-    let cx = Context::new(ts, &iv_model, epsilon);
+    let cx = Context::new(ts, model, &iv_model, epsilon);
 
     let mut routing = Count::default();
     let mut probability = Count::default();
     let mut retrieval = Count::default();
     let mut failures = Listed::default();
     let mut undecided = Listed::default();
+    let (mut refined, mut refined_decided) = (0, 0);
     // Per task: neurons surely firing on some prefix, and possibly firing.
     let mut surely: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); ts.tasks.len()];
     let mut maybe: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); ts.tasks.len()];
@@ -305,6 +324,10 @@ pub fn verify_intervals(
         for a in assessed {
             if let Some((o, m)) = a.routing {
                 routing.record(o, m);
+            }
+            if let Some(decided) = a.refined {
+                refined += 1;
+                refined_decided += usize::from(decided);
             }
             probability.record(a.probability.0, a.probability.1);
             retrieval.record(a.retrieval.0, a.retrieval.1);
@@ -422,6 +445,9 @@ pub fn verify_intervals(
         precision: Precision {
             endpoints: "dyadic, 53-bit mantissa (f64 values), rounded outward",
             exp_terms: crate::interval::exp::TERMS,
+            refine_bits: REFINE_BITS.to_vec(),
+            refined,
+            refined_decided,
         },
         claims: IntervalClaims {
             routing: if dense {
@@ -448,27 +474,31 @@ impl Context<'_> {
     fn assess(&self, prefix: &Prefix) -> Assessed {
         let model = self.engine.model();
         let input: Vec<usize> = prefix.tokens.iter().map(|t| self.tokens[t]).collect();
-        let text = self.ts.render(&prefix.tokens);
-        let tasks: Vec<String> = prefix
-            .tasks
-            .iter()
-            .map(|&k| self.ts.tasks[k].name.clone())
-            .collect();
-        let trace = match self.engine.run(&input) {
+        // Rendered only for a witness (most prefixes need none).
+        let text = || self.ts.render(&prefix.tokens);
+        let tasks = || -> Vec<String> {
+            prefix
+                .tasks
+                .iter()
+                .map(|&k| self.ts.tasks[k].name.clone())
+                .collect()
+        };
+        let mut trace = match self.engine.run(&input) {
             Ok(t) => t,
             Err(e) => {
                 // The model cannot run this prefix (too long for its
                 // positions): every claim is refuted here.
                 let w = |claim| Witness {
                     claim,
-                    prefix: text.clone(),
-                    tasks: tasks.clone(),
+                    prefix: text(),
+                    tasks: tasks(),
                     expert: None,
                     top_logits: vec![],
                     reason: format!("the forward pass cannot run: {e}"),
                 };
                 return Assessed {
                     routing: (!self.dense).then_some((Outcome::Refuted, None)),
+                    refined: None,
                     probability: (Outcome::Refuted, None),
                     retrieval: (Outcome::Refuted, None),
                     open: vec![
@@ -479,29 +509,51 @@ impl Context<'_> {
                 };
             }
         };
-        let expert_names = trace
-            .candidates
+        let compatible: BTreeSet<usize> = prefix
+            .tasks
             .iter()
-            .map(|&e| model.experts[e].name.clone())
-            .collect::<Vec<_>>()
-            .join(" or ");
+            .filter_map(|&k| self.expert_of_task[k])
+            .collect();
+        let mut decided = (!self.dense).then(|| decide_routing(&trace, &compatible, model));
+        let mut refined = None;
+        if let Some((Outcome::Undecided, ..)) = decided {
+            // Refinement: the router scores at more bits, until decided.
+            refined = Some(false);
+            for bits in REFINE_BITS {
+                let scores = shifted(&self.refiner.router_scores(&input, bits));
+                trace = self.engine.reroute(trace, scores);
+                let d = decide_routing(&trace, &compatible, model);
+                if d.0 != Outcome::Undecided {
+                    decided = Some(d);
+                    refined = Some(true);
+                    break;
+                }
+                decided = Some((
+                    d.0,
+                    d.1,
+                    format!("{} (still after refinement to {bits} bits)", d.2),
+                ));
+            }
+        }
+        let expert_names = || {
+            trace
+                .candidates
+                .iter()
+                .map(|&e| model.experts[e].name.clone())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        };
         let witness = |claim: Claim, reason: String| Witness {
             claim,
-            prefix: text.clone(),
-            tasks: tasks.clone(),
-            expert: Some(expert_names.clone()),
+            prefix: text(),
+            tasks: tasks(),
+            expert: Some(expert_names()),
             top_logits: top_logits(model, &trace),
             reason,
         };
         let mut open = Vec::new();
 
-        let routing = (!self.dense).then(|| {
-            let compatible: BTreeSet<usize> = prefix
-                .tasks
-                .iter()
-                .filter_map(|&k| self.expert_of_task[k])
-                .collect();
-            let (o, margin, reason) = decide_routing(&trace, &compatible, model);
+        let routing = decided.map(|(o, margin, reason)| {
             if o != Outcome::Proved {
                 open.push((o, witness(Claim::Routing, reason)));
             }
@@ -542,12 +594,35 @@ impl Context<'_> {
             .collect();
         Assessed {
             routing,
+            refined,
             probability: (p, p_margin),
             retrieval: (a, a_margin),
             open,
             firing,
         }
     }
+}
+
+/// Refined router scores as intervals, all shifted by the largest lower
+/// bound (exact, and a common shift changes no decision) so that their
+/// differences, the only thing routing reads, survive the enclosure in
+/// doubles.
+fn shifted(scores: &[(Rat, Rat)]) -> Vec<Iv> {
+    let shift = scores
+        .iter()
+        .map(|s| &s.0)
+        .max()
+        .cloned()
+        .unwrap_or_else(Rat::zero);
+    scores
+        .iter()
+        .map(|(lo, hi)| {
+            Iv::new(
+                Iv::enclose(&(lo - &shift)).lo(),
+                Iv::enclose(&(hi - &shift)).hi(),
+            )
+        })
+        .collect()
 }
 
 /// R on one prefix from the router score intervals.
@@ -574,11 +649,12 @@ fn decide_routing(
         return (Outcome::Proved, None, String::new());
     };
     let margin = gap_lo(in_lo, out_hi);
+    if in_lo > out_hi {
+        return (Outcome::Proved, Some(margin), String::new());
+    }
     let show = |e: usize| format!("{} {}", model.experts[e].name, scores[e].show());
     let all: Vec<String> = (0..scores.len()).map(show).collect();
-    if in_lo > out_hi {
-        (Outcome::Proved, Some(margin), String::new())
-    } else if out_lo >= in_hi {
+    if out_lo >= in_hi {
         (
             Outcome::Refuted,
             Some(margin),
@@ -637,13 +713,24 @@ impl LogitBounds {
     }
 
     /// Σ e^{z − m} over a list and `zeros` tokens at 0, as an interval.
-    fn mass(list: &[Iv], zeros: usize, m: f64) -> Iv {
+    /// A term whose exponent is surely below `negligible` is bounded by
+    /// powers of two (within a factor 2, [`exp_coarse`]) instead of the
+    /// series: at paper scale most of the vocabulary sits hundreds below
+    /// the best valid logit, and those terms cannot move a decision.
+    fn mass(list: &[Iv], zeros: usize, m: f64, negligible: f64) -> Iv {
         let shift = Iv::point(m);
+        let term = |d: Iv| {
+            if d.hi() < negligible {
+                exp_coarse(&d)
+            } else {
+                exp(&d)
+            }
+        };
         let mut total = list
             .iter()
-            .fold(Iv::zero(), |acc, z| acc + exp(&(*z - shift)));
+            .fold(Iv::zero(), |acc, z| acc + term(*z - shift));
         if zeros > 0 {
-            total = total + exp(&-shift) * Iv::point(zeros as f64);
+            total = total + term(-shift) * Iv::point(zeros as f64);
         }
         total
     }
@@ -659,8 +746,17 @@ impl LogitBounds {
                 "no valid next token is in the model's vocabulary".into(),
             );
         };
-        let i = Self::mass(&self.invalid, self.invalid_zero, m);
-        let v = Self::mass(&self.valid, self.valid_zero, m);
+        // Terms below e^{negligible} are bounded coarsely: with at most
+        // |vocabulary| of them, each within a factor 2, they change the
+        // bound on P(invalid) by under |vocabulary|·e^{negligible}, far
+        // below ε. (The threshold only trades precision for work; every
+        // bound stays rigorous, so choosing it from an f64 decides nothing.)
+        let negligible = epsilon
+            .to_f64()
+            .filter(|e| *e > 0.0)
+            .map_or(f64::NEG_INFINITY, |e| (e.ln() - 40.0).min(-64.0));
+        let i = Self::mass(&self.invalid, self.invalid_zero, m, negligible);
+        let v = Self::mass(&self.valid, self.valid_zero, m, negligible);
         let upper = if i.hi() == 0.0 {
             0.0
         } else {
