@@ -28,7 +28,7 @@ trap 'rm -rf "$dir"' EXIT
   --pairs 8 -o "$dir/long.toml" || exit 1
 # The last pair once more, at the end of the pairs array.
 last=$(grep -o '\["K0_[0-9]*", "V[0-9]*"\]\]$' "$dir/pairs.toml" | sed 's/\]$//')
-sed "s/\]\]\$/], $last]/" "$dir/pairs.toml" > "$dir/dup.toml"
+sed "/^pairs/ s/\]\]\$/], $last]/" "$dir/pairs.toml" > "$dir/dup.toml"
 words=$(yes word | head -n 2000 | tr '\n' ' ')
 
 bad=0
@@ -36,9 +36,10 @@ printf '%-8s %6s %9s %8s %8s  %s\n' case exit seconds limit 'RSS MiB' 'stage tim
 run() { # name, expected exit, limit, command...
   local name=$1 want=$2 limit=$3
   shift 3
-  /usr/bin/time -f '%e %M' -o "$dir/time" timeout "$((limit * 3))" "$@" > "$dir/out" 2> "$dir/err"
+  /usr/bin/time -f '%e %M' -o "$dir/time" timeout "$((limit * 10))" "$@" > "$dir/out" 2> "$dir/err"
   local rc=$?
-  read -r secs kib < "$dir/time" 2> /dev/null || { secs=nan; kib=0; }
+  # time's last line (a failing command's exit status is reported above it).
+  read -r secs kib < <(tail -n 1 "$dir/time") || { secs=nan; kib=0; }
   local note
   note=$(grep -h '^timings: prefixes' "$dir/err" | sed 's/^timings: //')
   [ -n "$note" ] || note=$(grep -hv '^Command\|^timings' "$dir/err" | head -n 1 | cut -c1-110)

@@ -302,6 +302,7 @@ impl Scalar for FastRat {
 mod tests {
     use super::*;
     use crate::scalar::{int, rat};
+    use num_traits::Signed;
 
     fn f(n: i64, d: i64) -> FastRat {
         FastRat::from_rat(&rat(n, d))
@@ -354,6 +355,101 @@ mod tests {
             assert_eq!(e.to_rat(), int(n).exp2().unwrap(), "2^{n}");
         }
         assert!(f(1, 2).exp2().is_err());
+    }
+
+    /// The tier a BigRational belongs in, computed from the BigRational.
+    fn canonical_tier(r: &Rat) -> Tier {
+        let fits64 =
+            r.numer().to_i64().is_some_and(|n| n != i64::MIN) && r.denom().to_i64().is_some();
+        let fits128 =
+            r.numer().to_i128().is_some_and(|n| n != i128::MIN) && r.denom().to_i128().is_some();
+        match (fits64, fits128) {
+            (true, _) => Tier::I64,
+            (false, true) => Tier::I128,
+            _ => Tier::BigInt,
+        }
+    }
+
+    /// Rationals spread over the three tiers: a random 64-bit numerator and
+    /// denominator, each shifted left by 0 to 100 bits, and the tiers'
+    /// edges (i64::MAX, i64::MIN, i128::MAX, i128::MIN) as numerators.
+    fn any_rat() -> impl proptest::strategy::Strategy<Value = Rat> {
+        use proptest::prelude::*;
+        let edge = prop_oneof![
+            Just(BigInt::from(i64::MAX)),
+            Just(BigInt::from(i64::MIN)),
+            Just(BigInt::from(i128::MAX)),
+            Just(BigInt::from(i128::MIN)),
+            Just(BigInt::from(0)),
+        ];
+        let shifted = (any::<i64>(), 0u32..=100).prop_map(|(n, k)| BigInt::from(n) << k);
+        let numer = prop_oneof![4 => shifted, 1 => edge];
+        let denom = (1i64..=i64::MAX, 0u32..=100).prop_map(|(d, k)| BigInt::from(d) << k);
+        (numer, denom).prop_map(|(n, d)| Rat::new(n, d))
+    }
+
+    proptest::proptest! {
+        // A fixed seed and no persistence file: every run tries the same
+        // 3000 cases (a few seconds at most, far less in practice).
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 3000,
+            failure_persistence: None,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(15),
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Every operation of the i64, i128 and BigInt tiers gives exactly
+        /// the BigRational result, in its canonical tier, and comparisons,
+        /// equality and hashes agree with BigRational's.
+        #[test]
+        fn tiers_agree_with_bigrational(a in any_rat(), b in any_rat()) {
+            use std::collections::hash_map::DefaultHasher;
+            let (x, y) = (FastRat::from_rat(&a), FastRat::from_rat(&b));
+            proptest::prop_assert_eq!(x.tier(), canonical_tier(&a));
+            proptest::prop_assert_eq!(x.to_rat(), a.clone());
+            let mut results = vec![
+                (x.clone() + y.clone(), &a + &b),
+                (x.clone() - y.clone(), &a - &b),
+                (x.clone() * y.clone(), &a * &b),
+                (-x.clone(), -a.clone()),
+            ];
+            if !b.is_zero() {
+                results.push((x.clone() / y.clone(), &a / &b));
+            }
+            for (fast, exact) in results {
+                proptest::prop_assert_eq!(fast.to_rat(), exact.clone());
+                proptest::prop_assert_eq!(fast.tier(), canonical_tier(&exact));
+            }
+            proptest::prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            proptest::prop_assert_eq!(x == y, a == b);
+            proptest::prop_assert_eq!(x.is_positive(), a > Rat::zero());
+            proptest::prop_assert_eq!(x.show(), a.to_string());
+            let through = (x.clone() + y.clone()) - y.clone();
+            let hash = |v: &FastRat| {
+                let mut h = DefaultHasher::new();
+                v.hash(&mut h);
+                h.finish()
+            };
+            proptest::prop_assert_eq!(hash(&through), hash(&x));
+            proptest::prop_assert!(through == x);
+        }
+    }
+
+    #[test]
+    fn each_tier_is_reached() {
+        // 2^70 is past i64 but within i128; 2^130 is past both.
+        let wide = FastRat::from_rat(&(int(1) * Rat::from_integer(BigInt::from(1u8) << 70)));
+        assert_eq!(wide.tier(), Tier::I128);
+        let big = wide.clone() * wide.clone();
+        assert_eq!(big.tier(), Tier::BigInt);
+        assert_eq!(big.to_rat(), Rat::from_integer(BigInt::from(1u8) << 140));
+        assert_eq!((big / wide.clone()).tier(), Tier::I128);
+        assert_eq!((wide.clone() - wide).tier(), Tier::I64);
+        // Head 1's weights at 100 positions stay in machine words.
+        let w = f(1, 1).exp2().unwrap() * f(-100, 1).exp2().unwrap();
+        assert_eq!(w.tier(), Tier::I128);
+        assert_eq!(w.to_rat(), int(-99).exp2().unwrap());
+        assert_eq!(f(-130, 1).exp2().unwrap().tier(), Tier::BigInt);
     }
 
     #[test]
