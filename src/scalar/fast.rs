@@ -302,7 +302,6 @@ impl Scalar for FastRat {
 mod tests {
     use super::*;
     use crate::scalar::{int, rat};
-    use num_traits::Signed;
 
     fn f(n: i64, d: i64) -> FastRat {
         FastRat::from_rat(&rat(n, d))
