@@ -219,8 +219,10 @@ impl<S: Scalar> RunSums<S> {
 /// each prefix gets exactly the numbers [`forward`]'s definition gives.
 pub struct Evaluator<'m, S> {
     model: &'m Model<S>,
-    /// Index j · |vocab| + t, filled on first use (from any thread).
-    positions: Vec<OnceLock<Position<S>>>,
+    /// Index j · |vocab| + t, filled on first use (from any thread); boxed,
+    /// so that the table costs two words per (position, token) pair, most
+    /// of which never occur (an entity only at a key's or value's place).
+    positions: Vec<OnceLock<Box<Position<S>>>>,
     /// Per expert: runs of consecutive neurons with the same read vector
     /// (an expert's syntactic neurons all read its pattern scalar s and
     /// differ only in bias), as (first, end); read·A' is computed once a run.
@@ -319,16 +321,18 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
         let m = self.model;
         let embed = m.token_embed.get(t).ok_or(EvalError::UnknownToken(t))?;
         Ok(self.positions[j * m.vocab.len() + t].get_or_init(|| {
-            let input = embed.add_scaled(&S::one(), &m.pos_embed[j]);
-            let each = |f: fn(&Head<S>) -> &LinearMap<S>| {
-                m.heads.iter().map(|h| f(h).apply(&input)).collect()
-            };
-            Position {
-                query: each(|h| &h.query),
-                key: each(|h| &h.key),
-                value: each(|h| &h.value),
-                input,
-            }
+            Box::new({
+                let input = embed.add_scaled(&S::one(), &m.pos_embed[j]);
+                let each = |f: fn(&Head<S>) -> &LinearMap<S>| {
+                    m.heads.iter().map(|h| f(h).apply(&input)).collect()
+                };
+                Position {
+                    query: each(|h| &h.query),
+                    key: each(|h| &h.key),
+                    value: each(|h| &h.value),
+                    input,
+                }
+            })
         }))
     }
 

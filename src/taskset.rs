@@ -336,8 +336,10 @@ impl TaskSet {
 }
 
 /// Bytes one stored prefix costs beyond its tokens: the `Prefix` (a token
-/// vector and two sets), its index entry (a second token vector) and the
-/// sets' first nodes, rounded up.
+/// vector and two sets), its index entry and the sets' first nodes, rounded
+/// up. The estimate below still charges the index a second token vector,
+/// as it once held one; the trie's entry is two integers, so the bound
+/// keeps that room to spare.
 const PREFIX_OVERHEAD: u64 = 256;
 
 /// An upper bound on the memory the task set of a spec with these shapes
@@ -403,17 +405,26 @@ impl TaskSet {
 }
 
 /// Walk every sentence of every task and collect the distinct prefixes.
+///
+/// The distinct prefixes are found as the nodes of a trie: prefix w·t is
+/// looked up by (index of w, t), so each step of a sentence costs one hash
+/// of two integers, and a sentence of length |τ| costs O(|τ|) lookups (a
+/// hash of the whole token vector at each length made it O(|τ|²)). Storing
+/// each prefix's own tokens still takes Σ_len len = O(|τ|²) memory per
+/// sentence; see [`estimate_bytes`].
 fn enumerate_prefixes(tasks: &[Task], eos: TokenId) -> Vec<Prefix> {
-    let mut index: HashMap<Vec<TokenId>, usize> = HashMap::new();
+    // (parent prefix + 1, or 0 at the root; next token) → prefix index.
+    let mut index: HashMap<(usize, TokenId), usize> = HashMap::new();
     let mut prefixes: Vec<Prefix> = Vec::new();
     let mut next_kinds: Vec<u8> = Vec::new();
     for (task_id, task) in tasks.iter().enumerate() {
         for template in &task.templates {
             for &(key, value) in &task.pairs {
                 let sentence = template.fill(key, value);
+                let mut parent = 0;
                 for len in 1..=sentence.len() {
                     let tokens = &sentence[..len];
-                    let at = *index.entry(tokens.to_vec()).or_insert_with(|| {
+                    let at = *index.entry((parent, sentence[len - 1])).or_insert_with(|| {
                         prefixes.push(Prefix {
                             tokens: tokens.to_vec(),
                             valid_next: BTreeSet::new(),
@@ -423,6 +434,7 @@ fn enumerate_prefixes(tasks: &[Task], eos: TokenId) -> Vec<Prefix> {
                         next_kinds.push(0);
                         prefixes.len() - 1
                     });
+                    parent = at + 1;
                     let prefix = &mut prefixes[at];
                     prefix.tasks.insert(task_id);
                     let (next, kind) = match template.slots.get(len) {

@@ -166,14 +166,43 @@ pub fn hidden_state(r: &Residual, tokens: &[TokenId]) -> SparseVec<Rat> {
 /// from [`Head1::weights`] on the tokens' symbols.
 pub fn hidden_state_with(r: &Residual, head1: &Head1, tokens: &[TokenId]) -> SparseVec<Rat> {
     let symbols: Vec<Symbol> = tokens.iter().map(|&t| head1.symbol(t)).collect();
-    assemble(r, tokens, head1.weights(&symbols))
+    // Each h1 direction's weight summed as integers over the common
+    // denominator, then reduced once: the same rationals as summing the
+    // reduced weights, without a gcd per position.
+    let (powers, total) = head1.powers(&symbols);
+    let mut by_direction: Vec<(usize, BigInt)> = tokens
+        .iter()
+        .zip(powers)
+        .map(|(&t, p)| (r.h1[t], p))
+        .collect();
+    by_direction.sort_by_key(|(d, _)| *d);
+    let mut summed: Vec<(usize, BigInt)> = Vec::with_capacity(by_direction.len());
+    for (d, p) in by_direction {
+        match summed.last_mut() {
+            Some((last, acc)) if *last == d => *acc += p,
+            _ => summed.push((d, p)),
+        }
+    }
+    let weights = summed
+        .into_iter()
+        .map(|(d, p)| (d, Rat::new(p, total.clone())));
+    assemble_summed(r, tokens, weights)
 }
 
 /// A' from head 1's weights per position: residual + h1 + h2.
 fn assemble(r: &Residual, tokens: &[TokenId], weights: Vec<Rat>) -> SparseVec<Rat> {
+    let h1 = tokens.iter().zip(weights).map(|(&t, w)| (r.h1[t], w));
+    assemble_summed(r, tokens, h1)
+}
+
+/// A' from head 1's output as (direction, weight) entries.
+fn assemble_summed(
+    r: &Residual,
+    tokens: &[TokenId],
+    h1: impl Iterator<Item = (usize, Rat)>,
+) -> SparseVec<Rat> {
     let i = tokens.len();
     let last = tokens[i - 1];
-    let h1 = tokens.iter().zip(weights).map(|(&t, w)| (r.h1[t], w));
     // Head 2: weight 1/i on every entity.
     let h2 = tokens.iter().filter_map(|&t| {
         r.entity(t)

@@ -134,8 +134,19 @@ impl Head1 {
     /// Attention weights at the last position of a symbol sequence:
     /// 2^{score_j − min} / Σ_l 2^{score_l − min}, exact.
     pub fn weights(&self, symbols: &[Symbol]) -> Vec<Rat> {
+        let (powers, total) = self.powers(symbols);
+        powers
+            .into_iter()
+            .map(|p| Rat::new(p, total.clone()))
+            .collect()
+    }
+
+    /// The weights' common form: 2^{score_j − min} per position and their
+    /// sum, so that a weighted sum Σ c_j·weight_j is one integer over the
+    /// sum (one gcd, not one per position).
+    pub fn powers(&self, symbols: &[Symbol]) -> (Vec<BigInt>, BigInt) {
         let Some(&current) = symbols.last() else {
-            return Vec::new();
+            return (Vec::new(), BigInt::from(1));
         };
         let scores: Vec<i64> = symbols
             .iter()
@@ -148,10 +159,7 @@ impl Head1 {
             .map(|s| BigInt::from(1) << ((s - low) as usize))
             .collect();
         let total: BigInt = powers.iter().sum();
-        powers
-            .into_iter()
-            .map(|p| Rat::new(p, total.clone()))
-            .collect()
+        (powers, total)
     }
 
     /// Head 1's output at the last position, per symbol (summed over the

@@ -4,10 +4,13 @@
 //! weights are 2^j / (2^{i+1} − 2), head 2's are 1/i, weights are integers or
 //! interpolation slopes with small denominators. A BigRational allocates on
 //! every operation; a `Ratio<i64>` does not. So every value is a reduced
-//! `Ratio<i64>` whenever it fits, and every operation on two of them uses
-//! num-rational's *checked* arithmetic: on overflow it is redone in
-//! BigRational. Nothing is rounded, ever: a `FastRat` is the same number the
-//! BigRational path computes, only held more cheaply.
+//! `Ratio<i64>` whenever it fits, else a `Ratio<i128>` whenever that fits
+//! (head 1's weights at L up to about 125 positions, where the i64 tier ends
+//! at about 61), else a BigRational, and every operation on two
+//! machine-word values uses num-rational's *checked* arithmetic: on overflow
+//! it is redone in the next tier up. Nothing is rounded, ever: a `FastRat`
+//! is the same number the BigRational path computes, only held more
+//! cheaply.
 
 use super::{ArithError, Rat, Scalar};
 use num_bigint::BigInt;
@@ -17,22 +20,43 @@ use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
-/// An exact rational: a reduced `Ratio<i64>` when the value fits (numerator
-/// never `i64::MIN`, so negation cannot overflow), a BigRational otherwise.
-/// The representation is canonical: a value that fits is never `Big`, so
-/// equal values have equal representations (and hashes).
+/// An exact rational in the smallest of three tiers that holds it: a
+/// reduced `Ratio<i64>`, a reduced `Ratio<i128>` (boxed, so that a
+/// `FastRat` stays three words), or a BigRational. Numerators are never the
+/// tier's minimum, so negation cannot overflow. The representation is
+/// canonical: a value is always in the lowest tier that holds it, so equal
+/// values have equal representations (and hashes).
 #[derive(Clone, Debug)]
 pub enum FastRat {
     Small(Ratio<i64>),
+    Wide(Box<Ratio<i128>>),
     Big(Box<Rat>),
+}
+
+/// Which tier holds a value (for tests and measurements).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    I64,
+    I128,
+    BigInt,
 }
 
 impl FastRat {
     /// The canonical form of an exact rational.
     pub fn from_big(r: Rat) -> FastRat {
-        match (r.numer().to_i64(), r.denom().to_i64()) {
-            (Some(n), Some(d)) if n != i64::MIN => FastRat::Small(Ratio::new_raw(n, d)),
+        match (r.numer().to_i128(), r.denom().to_i128()) {
+            (Some(n), Some(d)) => FastRat::from_wide(Ratio::new_raw(n, d)),
             _ => FastRat::Big(Box::new(r)),
+        }
+    }
+
+    /// The canonical form of a reduced `Ratio<i128>`.
+    fn from_wide(q: Ratio<i128>) -> FastRat {
+        let (n, d) = (*q.numer(), *q.denom());
+        match (i64::try_from(n), i64::try_from(d)) {
+            (Ok(n), Ok(d)) if n != i64::MIN => FastRat::Small(Ratio::new_raw(n, d)),
+            _ if n != i128::MIN => FastRat::Wide(Box::new(q)),
+            _ => FastRat::Big(Box::new(Rat::new_raw(BigInt::from(n), BigInt::from(d)))),
         }
     }
 
@@ -40,7 +64,20 @@ impl FastRat {
     pub fn to_rat(&self) -> Rat {
         match self {
             FastRat::Small(q) => Rat::new_raw(BigInt::from(*q.numer()), BigInt::from(*q.denom())),
+            FastRat::Wide(q) => Rat::new_raw(BigInt::from(*q.numer()), BigInt::from(*q.denom())),
             FastRat::Big(r) => (**r).clone(),
+        }
+    }
+
+    /// The value as a `Ratio<i128>`, if it is in a machine-word tier.
+    fn wide(&self) -> Option<Ratio<i128>> {
+        match self {
+            FastRat::Small(q) => Some(Ratio::new_raw(
+                i128::from(*q.numer()),
+                i128::from(*q.denom()),
+            )),
+            FastRat::Wide(q) => Some(**q),
+            FastRat::Big(_) => None,
         }
     }
 
@@ -48,8 +85,17 @@ impl FastRat {
         q.filter(|q| *q.numer() != i64::MIN).map(FastRat::Small)
     }
 
+    /// Whether the value is in the i64 tier.
     pub fn is_small(&self) -> bool {
         matches!(self, FastRat::Small(_))
+    }
+
+    pub fn tier(&self) -> Tier {
+        match self {
+            FastRat::Small(_) => Tier::I64,
+            FastRat::Wide(_) => Tier::I128,
+            FastRat::Big(_) => Tier::BigInt,
+        }
     }
 }
 
@@ -104,8 +150,9 @@ impl FastRat {
 }
 
 /// One arithmetic operator: a shortcut if one applies, else checked
-/// arithmetic on two small values, else BigRational (either is big or the
-/// checked result overflowed).
+/// arithmetic on two i64 values, else checked arithmetic on two i128
+/// values, else BigRational (either is big or both checked results
+/// overflowed).
 macro_rules! operator {
     ($trait:ident, $method:ident, $checked:ident, $quick:ident) => {
         impl $trait for FastRat {
@@ -118,6 +165,11 @@ macro_rules! operator {
                     && let Some(q) = FastRat::small(a.$checked(b))
                 {
                     return q;
+                }
+                if let (Some(a), Some(b)) = (self.wide(), rhs.wide())
+                    && let Some(q) = a.$checked(&b)
+                {
+                    return FastRat::from_wide(q);
                 }
                 FastRat::from_big(self.to_rat().$method(rhs.to_rat()))
             }
@@ -136,6 +188,8 @@ impl Neg for FastRat {
         match self {
             // The numerator is never i64::MIN, so −n fits.
             FastRat::Small(q) => FastRat::Small(-q),
+            // Likewise for the i128 tier.
+            FastRat::Wide(q) => FastRat::Wide(Box::new(-*q)),
             FastRat::Big(r) => FastRat::from_big(-*r),
         }
     }
@@ -160,8 +214,9 @@ impl PartialEq for FastRat {
     fn eq(&self, other: &FastRat) -> bool {
         match (self, other) {
             (FastRat::Small(a), FastRat::Small(b)) => a == b,
+            (FastRat::Wide(a), FastRat::Wide(b)) => a == b,
             (FastRat::Big(a), FastRat::Big(b)) => a == b,
-            // Canonical forms: a small value never equals a big one.
+            // Canonical forms: values in different tiers differ.
             _ => false,
         }
     }
@@ -173,6 +228,7 @@ impl Hash for FastRat {
     fn hash<H: Hasher>(&self, state: &mut H) {
         match self {
             FastRat::Small(q) => (0u8, *q.numer(), *q.denom()).hash(state),
+            FastRat::Wide(q) => (2u8, *q.numer(), *q.denom()).hash(state),
             FastRat::Big(r) => (1u8, r.numer(), r.denom()).hash(state),
         }
     }
@@ -189,7 +245,15 @@ impl Ord for FastRat {
         match (self, other) {
             // Ratio's Ord compares by continued fractions: no overflow.
             (FastRat::Small(a), FastRat::Small(b)) => a.cmp(b),
-            _ => self.to_rat().cmp(&other.to_rat()),
+            // Big values compared in place (P bounds are big, and the
+            // verdict's worst case is kept by comparing them).
+            (FastRat::Big(a), FastRat::Big(b)) => a.cmp(b),
+            (FastRat::Big(a), _) => (**a).cmp(&other.to_rat()),
+            (_, FastRat::Big(b)) => self.to_rat().cmp(b),
+            _ => match (self.wide(), other.wide()) {
+                (Some(a), Some(b)) => a.cmp(&b),
+                _ => self.to_rat().cmp(&other.to_rat()),
+            },
         }
     }
 }
@@ -205,10 +269,10 @@ impl Scalar for FastRat {
     fn exp2(&self) -> Result<FastRat, ArithError> {
         if let FastRat::Small(q) = self
             && q.is_integer()
-            && q.numer().abs() < 62
+            && q.numer().abs() < 126
         {
-            let p = 1i64 << q.numer().unsigned_abs();
-            return Ok(FastRat::Small(if *q.numer() >= 0 {
+            let p = 1i128 << q.numer().unsigned_abs();
+            return Ok(FastRat::from_wide(if *q.numer() >= 0 {
                 Ratio::from_integer(p)
             } else {
                 Ratio::new_raw(1, p)
@@ -220,6 +284,7 @@ impl Scalar for FastRat {
     fn is_positive(&self) -> bool {
         match self {
             FastRat::Small(q) => *q.numer() > 0,
+            FastRat::Wide(q) => *q.numer() > 0,
             FastRat::Big(r) => r.numer().sign() == num_bigint::Sign::Plus,
         }
     }
@@ -227,6 +292,7 @@ impl Scalar for FastRat {
     fn show(&self) -> String {
         match self {
             FastRat::Small(q) => q.to_string(),
+            FastRat::Wide(q) => q.to_string(),
             FastRat::Big(r) => r.to_string(),
         }
     }
@@ -288,6 +354,101 @@ mod tests {
             assert_eq!(e.to_rat(), int(n).exp2().unwrap(), "2^{n}");
         }
         assert!(f(1, 2).exp2().is_err());
+    }
+
+    /// The tier a BigRational belongs in, computed from the BigRational.
+    fn canonical_tier(r: &Rat) -> Tier {
+        let fits64 =
+            r.numer().to_i64().is_some_and(|n| n != i64::MIN) && r.denom().to_i64().is_some();
+        let fits128 =
+            r.numer().to_i128().is_some_and(|n| n != i128::MIN) && r.denom().to_i128().is_some();
+        match (fits64, fits128) {
+            (true, _) => Tier::I64,
+            (false, true) => Tier::I128,
+            _ => Tier::BigInt,
+        }
+    }
+
+    /// Rationals spread over the three tiers: a random 64-bit numerator and
+    /// denominator, each shifted left by 0 to 100 bits, and the tiers'
+    /// edges (i64::MAX, i64::MIN, i128::MAX, i128::MIN) as numerators.
+    fn any_rat() -> impl proptest::strategy::Strategy<Value = Rat> {
+        use proptest::prelude::*;
+        let edge = prop_oneof![
+            Just(BigInt::from(i64::MAX)),
+            Just(BigInt::from(i64::MIN)),
+            Just(BigInt::from(i128::MAX)),
+            Just(BigInt::from(i128::MIN)),
+            Just(BigInt::from(0)),
+        ];
+        let shifted = (any::<i64>(), 0u32..=100).prop_map(|(n, k)| BigInt::from(n) << k);
+        let numer = prop_oneof![4 => shifted, 1 => edge];
+        let denom = (1i64..=i64::MAX, 0u32..=100).prop_map(|(d, k)| BigInt::from(d) << k);
+        (numer, denom).prop_map(|(n, d)| Rat::new(n, d))
+    }
+
+    proptest::proptest! {
+        // A fixed seed and no persistence file: every run tries the same
+        // 3000 cases (a few seconds at most, far less in practice).
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 3000,
+            failure_persistence: None,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(15),
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Every operation of the i64, i128 and BigInt tiers gives exactly
+        /// the BigRational result, in its canonical tier, and comparisons,
+        /// equality and hashes agree with BigRational's.
+        #[test]
+        fn tiers_agree_with_bigrational(a in any_rat(), b in any_rat()) {
+            use std::collections::hash_map::DefaultHasher;
+            let (x, y) = (FastRat::from_rat(&a), FastRat::from_rat(&b));
+            proptest::prop_assert_eq!(x.tier(), canonical_tier(&a));
+            proptest::prop_assert_eq!(x.to_rat(), a.clone());
+            let mut results = vec![
+                (x.clone() + y.clone(), &a + &b),
+                (x.clone() - y.clone(), &a - &b),
+                (x.clone() * y.clone(), &a * &b),
+                (-x.clone(), -a.clone()),
+            ];
+            if !b.is_zero() {
+                results.push((x.clone() / y.clone(), &a / &b));
+            }
+            for (fast, exact) in results {
+                proptest::prop_assert_eq!(fast.to_rat(), exact.clone());
+                proptest::prop_assert_eq!(fast.tier(), canonical_tier(&exact));
+            }
+            proptest::prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            proptest::prop_assert_eq!(x == y, a == b);
+            proptest::prop_assert_eq!(x.is_positive(), a > Rat::zero());
+            proptest::prop_assert_eq!(x.show(), a.to_string());
+            let through = (x.clone() + y.clone()) - y.clone();
+            let hash = |v: &FastRat| {
+                let mut h = DefaultHasher::new();
+                v.hash(&mut h);
+                h.finish()
+            };
+            proptest::prop_assert_eq!(hash(&through), hash(&x));
+            proptest::prop_assert!(through == x);
+        }
+    }
+
+    #[test]
+    fn each_tier_is_reached() {
+        // 2^70 is past i64 but within i128; 2^130 is past both.
+        let wide = FastRat::from_rat(&(int(1) * Rat::from_integer(BigInt::from(1u8) << 70)));
+        assert_eq!(wide.tier(), Tier::I128);
+        let big = wide.clone() * wide.clone();
+        assert_eq!(big.tier(), Tier::BigInt);
+        assert_eq!(big.to_rat(), Rat::from_integer(BigInt::from(1u8) << 140));
+        assert_eq!((big / wide.clone()).tier(), Tier::I128);
+        assert_eq!((wide.clone() - wide).tier(), Tier::I64);
+        // Head 1's weights at 100 positions stay in machine words.
+        let w = f(1, 1).exp2().unwrap() * f(-100, 1).exp2().unwrap();
+        assert_eq!(w.tier(), Tier::I128);
+        assert_eq!(w.to_rat(), int(-99).exp2().unwrap());
+        assert_eq!(f(-130, 1).exp2().unwrap().tier(), Tier::BigInt);
     }
 
     #[test]
