@@ -204,8 +204,8 @@ mod tests {
         ];
         for x in &inputs {
             let (a, b) = (scores(&r, x), scores(&s, x));
-            for e in 1..3 {
-                assert_eq!(&a[e] - &a[0], (&b[e] - &b[0]) / &info.factor);
+            for (ae, be) in a.iter().zip(&b).skip(1) {
+                assert_eq!(ae - &a[0], (be - &b[0]) / &info.factor);
             }
         }
     }
