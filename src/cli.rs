@@ -93,6 +93,12 @@ pub struct ExportArgs {
     /// decisions.
     #[arg(long)]
     pub force: bool,
+    /// MoE: first centre every router column and the bias across experts
+    /// (at the median) and rescale the router to the smallest integers whose
+    /// every margin is ≥ 1 along its direction; an exact pass that keeps
+    /// every decision (re-checked on the scaled model, the one written).
+    #[arg(long)]
+    pub scale_router: bool,
 }
 
 #[derive(Args, Debug)]
@@ -680,6 +686,7 @@ fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
         layout: args.layout,
         force: args.force,
         router_mode,
+        scale_router: args.scale_router,
     };
     let s = modelfile::export(&model, &ts, &spec_bytes, &args.output, &opts)?;
     let shown = |m: &Option<Rat>| {
@@ -717,6 +724,28 @@ fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
         shown(&s.min_logit_margin),
         rel(&s.min_logit_margin)
     );
+    let mut by_tensor: Vec<(&String, &f64)> = s.max_by_tensor.iter().collect();
+    by_tensor.sort_by(|a, b| b.1.total_cmp(a.1).then(a.0.cmp(b.0)));
+    println!(
+        "largest |weight| by tensor: {}",
+        by_tensor
+            .iter()
+            .take(4)
+            .map(|(n, v)| format!("{n} {v:.3e}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some(sc) = &s.scaling {
+        let f = |r: &Rat| <f64 as crate::scalar::Scalar>::from_rat(r);
+        println!(
+            "--scale-router: largest |router weight| {:.3e} -> {:.3e}, every router margin times {} ({} -> {}); every decision re-checked and unchanged",
+            f(&sc.max_before),
+            f(&sc.max_after),
+            verify::approx(&sc.factor),
+            shown(&sc.margin_before),
+            shown(&sc.margin_after)
+        );
+    }
     if let Some(c) = &s.f32 {
         match &c.first {
             None => println!("f32 forward pass: every decision survives"),

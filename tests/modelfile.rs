@@ -39,6 +39,7 @@ fn options(kind: ModelKind) -> ExportOptions {
             ModelKind::Moe => Options::default().router.to_string(),
             ModelKind::Dense => "none".into(),
         },
+        scale_router: false,
     }
 }
 
@@ -350,6 +351,90 @@ fn f32_export_is_refused_when_f32_flips_a_decision_and_written_when_not() {
     // The f64 export of the shifted model keeps every decision.
     let f64_dir = tmp.path().join("f64");
     export_to(&shifted, name, &f64_dir, &options(ModelKind::Moe)).unwrap();
+}
+
+/// `--scale-router` keeps every verdict: on every MoE construction the
+/// scaled export, read back exactly, gets the same claims, failures and
+/// decisions as the built model; its routing margin is the original's times
+/// the reported factor and at least 1; and on a router whose biases share a
+/// constant 2^30 (f32 flips every prefix routed away from expert 0) the
+/// centring removes that constant and the f32 file keeps every decision.
+#[test]
+fn scale_router_keeps_every_verdict_and_rescues_a_shared_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let epsilon = Options::default().epsilon;
+    let config = verify::Config::new(&epsilon)
+        .arith(Arith::Exact)
+        .decisions(true);
+    let scaled_opts = ExportOptions {
+        scale_router: true,
+        ..options(ModelKind::Moe)
+    };
+    for name in CONSTRUCTIONS {
+        let ts = taskset(name);
+        let model = build(name, ModelKind::Moe);
+        let dir = tmp.path().join(format!("scaled-{name}"));
+        let s = export_to(&model, name, &dir, &scaled_opts).unwrap();
+        let read = modelfile::read(&dir).unwrap();
+        assert!(read.exact, "{name}");
+        let before = verify::verify(&ts, &model, &config);
+        let after = verify::verify(&ts, &read.model, &config);
+        let c = (&before.claims, &after.claims);
+        for (a, b) in [
+            (&c.0.routing, &c.1.routing),
+            (&c.0.probability, &c.1.probability),
+            (&c.0.retrieval, &c.1.retrieval),
+            (&c.0.size, &c.1.size),
+        ] {
+            assert_eq!(
+                (a.holds, a.failures, a.checked),
+                (b.holds, b.failures, b.checked),
+                "{name}"
+            );
+        }
+        assert_eq!(c.0.probability.worst, c.1.probability.worst, "{name}");
+        assert_eq!(c.0.retrieval.min_margin, c.1.retrieval.min_margin, "{name}");
+        assert_eq!(before.decisions.len(), after.decisions.len());
+        for (a, b) in before.decisions.iter().zip(&after.decisions) {
+            assert_eq!(
+                (&a.claim, &a.subject, &a.outcome),
+                (&b.claim, &b.subject, &b.outcome)
+            );
+        }
+        let sc = s
+            .scaling
+            .expect("an MoE model with several experts is scaled");
+        let (m0, m1) = (sc.margin_before.unwrap(), sc.margin_after.unwrap());
+        assert_eq!(&m0 * &sc.factor, m1, "{name}");
+        assert_eq!(s.min_router_margin.as_ref(), Some(&m1), "{name}");
+        // Scaled to margin ≥ 1 wherever no two experts tie.
+        if m0 > int(0) {
+            assert!(m1 >= int(1), "{name}: {m1}");
+        }
+        // Every router weight and bias of the file is an integer.
+        for e in 0..read.model.router.bias.len() {
+            assert!(read.model.router.bias[e].is_integer(), "{name}");
+            for &d in &read.model.router.inputs {
+                assert!(read.model.router.weights.get(e, d).is_integer(), "{name}");
+            }
+        }
+    }
+    // A constant shared by every bias: centring removes it.
+    let name = "running_example.toml";
+    let model = build(name, ModelKind::Moe);
+    let mut shifted = model.clone();
+    for b in &mut shifted.router.bias {
+        *b += int(1 << 30);
+    }
+    let f32 = ExportOptions {
+        dtype: Dtype::F32,
+        ..scaled_opts
+    };
+    let s = export_to(&shifted, name, &tmp.path().join("shifted"), &f32).unwrap();
+    assert_eq!(s.f32.unwrap().flips, 0);
+    let sc = s.scaling.unwrap();
+    assert!(sc.max_before >= int(1 << 30));
+    assert!(sc.max_after < int(1000), "{}", sc.max_after);
 }
 
 // ---- bad input ----

@@ -8,6 +8,8 @@
 //! - [`pattern`]: the syntactic patterns of each task's templates;
 //! - [`expert`]: syntactic (interpolation) and semantic (recall) neurons;
 //! - [`router`]: synthesise a linear top-1 router over exact features;
+//! - [`scale`]: an exact post-pass that re-centres and rescales a router
+//!   without changing a decision (`export --scale-router`);
 //! - [`dense`]: the dense model of Theorem 4.1, one FFN split into gated
 //!   circuits.
 //!
@@ -23,6 +25,7 @@ pub mod head1;
 pub mod pattern;
 pub mod residual;
 pub mod router;
+pub mod scale;
 pub mod separate;
 
 use crate::model::{Circuit, Expert, Head, LinearMap, Model, Router, Synthesis};

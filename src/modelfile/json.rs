@@ -44,6 +44,24 @@ pub struct Config {
     #[serde(default)]
     pub tokenization: Option<String>,
     pub shapes: BTreeMap<String, Vec<usize>>,
+    /// How close the export is to a float format's limits (messages only;
+    /// readers ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<Precision>,
+}
+
+/// config.json's `precision`: the float file's largest |weight| (overall
+/// and per tensor) and the smallest exact margins, as exact strings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Precision {
+    pub max_abs_weight: f64,
+    pub max_abs_by_tensor: BTreeMap<String, f64>,
+    pub min_router_margin: Option<String>,
+    pub min_logit_margin: Option<String>,
+    /// `--scale-router`: the factor every router margin was multiplied by.
+    pub router_scaled: Option<String>,
+    /// `--dtype f32`: prefixes whose f32 decision differs from the exact one.
+    pub f32_flips: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

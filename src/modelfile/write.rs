@@ -5,13 +5,16 @@ use super::decide::{self, Decided, F32Check};
 use super::error::ModelFileError;
 use super::json::{
     self, CircuitConfig, Config, Decisions, Exact, ExactCircuit, ExactTensor, ExpertConfig,
-    ExpertNames, HeadNames, Names, NeuronNames, RouterConfig,
+    ExpertNames, HeadNames, Names, NeuronNames, Precision, PrefixDecision, RouterConfig,
 };
 use super::tensors::{self, B_Q, Tensor, Tensors, W_Q};
 use super::{Dtype, Layout, dense_bytes, sha256_hex};
+use crate::construct::scale;
 use crate::model::{Model, NeuronRole, ScoreUnit};
 use crate::scalar::{Rat, Scalar};
 use crate::taskset::TaskSet;
+use num_bigint::BigInt;
+use num_traits::One;
 use num_traits::Zero;
 use safetensors::tensor::{Dtype as StDtype, View};
 use std::borrow::Cow;
@@ -35,6 +38,22 @@ pub struct ExportOptions {
     pub force: bool,
     /// The construction's router mode, as reports print it ("none": dense).
     pub router_mode: String,
+    /// Re-centre and rescale the router first ([`crate::construct::scale`]):
+    /// the file then holds that router, every decision unchanged.
+    pub scale_router: bool,
+}
+
+/// What `--scale-router` did to the router (exact).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterScaling {
+    /// The largest |router weight or bias| before and after.
+    pub max_before: Rat,
+    pub max_after: Rat,
+    /// Every router margin was multiplied by this.
+    pub factor: Rat,
+    /// The smallest router margin before and after.
+    pub margin_before: Option<Rat>,
+    pub margin_after: Option<Rat>,
 }
 
 /// What an export wrote and measured.
@@ -55,6 +74,10 @@ pub struct Summary {
     pub min_logit_margin: Option<Rat>,
     /// f32 exports: how the f32 forward pass compared.
     pub f32: Option<F32Check>,
+    /// The largest |weight| of each tensor of the float file, by name.
+    pub max_by_tensor: BTreeMap<String, f64>,
+    /// `--scale-router`: what it did.
+    pub scaling: Option<RouterScaling>,
 }
 
 /// A tensor ready for safetensors.
@@ -259,6 +282,7 @@ pub fn config(
             "split the text on whitespace; from left to right take the longest run of words that is one vocabulary token (entities may be several words); ids index \"vocab\"".into(),
         ),
         shapes: t.iter().map(|(n, x)| (n.clone(), x.shape.clone())).collect(),
+        precision: None,
     }
 }
 
@@ -375,6 +399,7 @@ pub fn export(
     opts: &ExportOptions,
 ) -> Result<Summary, ModelFileError> {
     check_target(dir, opts.force)?;
+    let with_logits = ts.prefixes.len().saturating_mul(model.vocab.len()) <= LOGITS_UP_TO;
     let t = tensors::from_model(model);
     let dense_size = dense_bytes(&t, opts.dtype);
     let layout = opts.layout.unwrap_or(if dense_size > SPARSE_ABOVE {
@@ -389,13 +414,36 @@ pub fn export(
             DENSE_LIMIT >> 30
         )));
     }
-    let values = floats(&t, model.score_unit)?;
-    let max_weight = values
-        .values()
-        .flatten()
-        .fold(0.0f64, |a, v| a.max(v.abs()));
-    let with_logits = ts.prefixes.len().saturating_mul(model.vocab.len()) <= LOGITS_UP_TO;
+    // Refuse weights no float holds before any forward pass.
+    floats(&t, model.score_unit)?;
     let (prefixes, decided) = decide::exact(ts, model, with_logits)?;
+    let scaled = if opts.scale_router && model.circuits.is_empty() && model.experts.len() > 1 {
+        Some(scale_router(ts, model, &decided, &prefixes, with_logits)?)
+    } else {
+        None
+    };
+    let (model, prefixes, decided, scaling) = match scaled {
+        Some((m, p, d, s)) => (std::borrow::Cow::Owned(m), p, d, Some(s)),
+        None => (std::borrow::Cow::Borrowed(model), prefixes, decided, None),
+    };
+    let model: &Model<Rat> = &model;
+    let t = if scaling.is_some() {
+        tensors::from_model(model)
+    } else {
+        t
+    };
+    let values = floats(&t, model.score_unit)?;
+    let max_by_tensor: BTreeMap<String, f64> = values
+        .iter()
+        .map(|(n, v)| (n.clone(), v.iter().fold(0.0f64, |a, x| a.max(x.abs()))))
+        .collect();
+    let max_weight = max_by_tensor.values().fold(0.0f64, |a, v| a.max(*v));
+    let min_router_margin = min_of(
+        decided
+            .iter()
+            .filter_map(|d: &Decided<Rat>| d.router_margin.clone()),
+    );
+    let min_logit_margin = min_of(decided.iter().filter_map(|d| d.logit_margin.clone()));
     let f32_check = match opts.dtype {
         Dtype::F64 => None,
         Dtype::F32 => {
@@ -423,7 +471,17 @@ pub fn export(
         ("model.safetensors", bytes),
         (
             "config.json",
-            pretty(&config(model, &t, opts.dtype, layout, &opts.router_mode)),
+            pretty(&Config {
+                precision: Some(Precision {
+                    max_abs_weight: max_weight,
+                    max_abs_by_tensor: max_by_tensor.clone(),
+                    min_router_margin: min_router_margin.as_ref().map(ToString::to_string),
+                    min_logit_margin: min_logit_margin.as_ref().map(ToString::to_string),
+                    router_scaled: scaling.as_ref().map(|s| s.factor.to_string()),
+                    f32_flips: f32_check.as_ref().map(|c| c.flips),
+                }),
+                ..config(model, &t, opts.dtype, layout, &opts.router_mode)
+            }),
         ),
         ("names.json", pretty(&names(model))),
         ("exact.json", compact(&exact(model, &t, sha))),
@@ -447,14 +505,67 @@ pub fn export(
         nonzeros: t.values().map(|x| x.entries.len()).sum(),
         prefixes: ts.prefixes.len(),
         max_weight,
-        min_router_margin: min_of(
-            decided
-                .iter()
-                .filter_map(|d: &Decided<Rat>| d.router_margin.clone()),
-        ),
-        min_logit_margin: min_of(decided.iter().filter_map(|d| d.logit_margin.clone())),
+        min_router_margin,
+        min_logit_margin,
         f32: f32_check,
+        max_by_tensor,
+        scaling,
     })
+}
+
+type Scaled = (
+    Model<Rat>,
+    Vec<PrefixDecision>,
+    Vec<Decided<Rat>>,
+    RouterScaling,
+);
+
+/// `--scale-router`: the model with its router centred and made the
+/// smallest integers whose every margin is ≥ 1 along its direction, then
+/// decided again exactly (the scaled model is the one exported): every
+/// routed expert and argmax set must be the original's, every margin the
+/// original's times the factor, or the export stops.
+fn scale_router(
+    ts: &TaskSet,
+    model: &Model<Rat>,
+    decided: &[Decided<Rat>],
+    prefixes: &[PrefixDecision],
+    with_logits: bool,
+) -> Result<Scaled, ModelFileError> {
+    let margin_before = min_of(decided.iter().filter_map(|d| d.router_margin.clone()));
+    let (router, reduced) = scale::reduce(&model.router);
+    let lift = margin_before
+        .as_ref()
+        .map_or_else(BigInt::one, |m| scale::lift(&(m * &reduced.factor)));
+    let factor = &reduced.factor * Rat::from_integer(lift.clone());
+    let router = if lift.is_one() {
+        router
+    } else {
+        scale::times(&router, &Rat::from_integer(lift))
+    };
+    let mut scaled = model.clone();
+    scaled.router = router;
+    let (again, decided_again) = decide::exact(ts, &scaled, with_logits)?;
+    for (i, (a, b)) in decided.iter().zip(&decided_again).enumerate() {
+        let margin = |d: &Decided<Rat>| d.router_margin.clone();
+        if a.expert != b.expert
+            || a.argmax != b.argmax
+            || margin(a).map(|m| m * &factor) != margin(b)
+        {
+            return Err(ModelFileError::Refused(format!(
+                "--scale-router changed the decision on \"{}\" (a bug: scaling must keep every decision)",
+                prefixes[i].text
+            )));
+        }
+    }
+    let scaling = RouterScaling {
+        max_before: reduced.max_before,
+        max_after: scale::max_abs(&scaled.router),
+        margin_after: margin_before.as_ref().map(|m| m * &factor),
+        factor,
+        margin_before,
+    };
+    Ok((scaled, again, decided_again, scaling))
 }
 
 /// The model an f32 file holds: its f32 weights taken exactly, natural-unit
