@@ -33,9 +33,9 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             seed: 17,
-            steps: 100_000,
-            rate: 0.02,
-            decay: 10.0,
+            steps: 300_000,
+            rate: 0.1,
+            decay: 100.0,
             denominator: 64,
             normalise: false,
         }
@@ -44,8 +44,9 @@ impl Default for Params {
 
 /// GHA over `inputs` (dense f64 rows): K rows tracking the top-K principal
 /// subspace of the (uncentred) inputs. v_k ← v_k + η·y_k·(x − Σ_{i≤k} y_i·v_i),
-/// y_k = v_k·x. The rate decays as 1/(1 + 9t/steps), to a tenth at the end, so
-/// the run settles; rows start random (seeded) and normalised.
+/// y_k = v_k·x. The rate decays as 1/(1 + (decay − 1)·t/steps), to
+/// rate/decay at the end, so the run settles; rows start random (seeded)
+/// and normalised.
 pub fn gha(inputs: &[Vec<f64>], k: usize, params: &Params) -> Vec<Vec<f64>> {
     let d = inputs.first().map_or(0, Vec::len);
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
@@ -257,6 +258,35 @@ mod tests {
         assert!(v.iter().all(|row| row[2].abs() < 0.05), "{v:?}");
         let exact = round(&v, 64);
         assert_eq!(rank(&exact), 2);
+        // Against the exact eigenspace span(e0, e1): close, with a clear gap.
+        let c = convergence(&inputs, &v).unwrap();
+        assert!(c.distance < 0.05, "{c:?}");
+        assert!(c.captured > 0.999, "{c:?}");
+        assert!(c.gap > 0.3, "{c:?}");
+    }
+
+    #[test]
+    fn convergence_is_zero_on_the_exact_eigenvectors_and_one_off_them() {
+        // Second moment diag(4/3, 1/3, 1/12): inputs ±2e0, ±e1, ±0.5e2; the
+        // gap (1/3 − 1/12)/(4/3) = 3/16.
+        let inputs = vec![
+            vec![2.0, 0.0, 0.0],
+            vec![-2.0, 0.0, 0.0],
+            vec![0.0, 1.0, 0.0],
+            vec![0.0, -1.0, 0.0],
+            vec![0.0, 0.0, 0.5],
+            vec![0.0, 0.0, -0.5],
+        ];
+        let on = convergence(&inputs, &[vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0]]).unwrap();
+        assert!(
+            on.distance < 1e-9 && (on.captured - 1.0).abs() < 1e-9,
+            "{on:?}"
+        );
+        assert!((on.gap - 3.0 / 16.0).abs() < 1e-9, "{on:?}");
+        let off = convergence(&inputs, &[vec![1.0, 0.0, 0.0], vec![0.0, 0.0, 1.0]]).unwrap();
+        assert!((off.distance - 1.0).abs() < 1e-9, "{off:?}");
+        // (4/3 + 1/12) / (4/3 + 1/3) of the top-2 second moment.
+        assert!((off.captured - 4.25 / 5.0).abs() < 1e-9, "{off:?}");
     }
 
     #[test]
