@@ -106,9 +106,16 @@ pub struct ModelArgs {
     /// Task specification (TOML, or JSON by extension).
     pub spec: PathBuf,
     /// What the router reads: only head 1's syntactic block (the paper's
-    /// statement), or also the key, position and current token.
-    #[arg(long, value_enum, default_value_t = RouterMode::SyntacticKey)]
-    pub router: RouterMode,
+    /// statement), or also the key, position and current token; star: the
+    /// latter through STAR's structure-aware gate (docs/routing.md).
+    #[arg(long, value_enum, default_value_t = RouterChoice::SyntacticKey)]
+    pub router: RouterChoice,
+    /// With --router star: K, the dimension of STAR's subspace V (default:
+    /// the number of experts).
+    #[arg(long)]
+    pub star_rank: Option<usize>,
+    #[command(flatten)]
+    pub gha: GhaArgs,
     /// Target ε of the probability claim: decimal, scientific or a/b.
     #[arg(long, default_value = "1e-6")]
     pub epsilon: String,
@@ -171,6 +178,39 @@ pub struct InspectArgs {
     pub expert: Option<String>,
 }
 
+/// `--router` of verify, inspect and routability: a linear router over one
+/// of the two input families, or STAR's gate over the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RouterChoice {
+    /// Only head 1's block, as Theorem 4.2 states.
+    Syntactic,
+    /// Head 1, head 2 (the key), the position and the current token.
+    #[value(name = "syntactic+key")]
+    SyntacticKey,
+    /// STAR (arXiv:2606.08814): σ(α)·W_g + (1 − σ(α))·R·V over what
+    /// syntactic+key reads, V from GHA, decided exactly (docs/routing.md).
+    Star,
+}
+
+impl RouterChoice {
+    /// The input family the router reads.
+    pub fn mode(self) -> RouterMode {
+        match self {
+            RouterChoice::Syntactic => RouterMode::Syntactic,
+            RouterChoice::SyntacticKey | RouterChoice::Star => RouterMode::SyntacticKey,
+        }
+    }
+}
+
+impl From<RouterMode> for RouterChoice {
+    fn from(m: RouterMode) -> Self {
+        match m {
+            RouterMode::Syntactic => RouterChoice::Syntactic,
+            RouterMode::SyntacticKey => RouterChoice::SyntacticKey,
+        }
+    }
+}
+
 /// `routability` decides the MoE router's existence exactly: it takes no
 /// `--model`, `--arith` or `--epsilon` (none of them changes the answer),
 /// and clap refuses them rather than ignore them.
@@ -178,9 +218,15 @@ pub struct InspectArgs {
 pub struct RoutabilityArgs {
     /// Task specification (TOML, or JSON by extension).
     pub spec: PathBuf,
-    /// What the router reads (as for verify).
-    #[arg(long, value_enum, default_value_t = RouterMode::SyntacticKey)]
-    pub router: RouterMode,
+    /// What the router reads (as for verify); star: also decide STAR's
+    /// gate and verify it installed in the model.
+    #[arg(long, value_enum, default_value_t = RouterChoice::SyntacticKey)]
+    pub router: RouterChoice,
+    /// With --router star: K (as for verify).
+    #[arg(long)]
+    pub star_rank: Option<usize>,
+    #[command(flatten)]
+    pub gha: GhaArgs,
     /// Head 1's attention scores (as for verify).
     #[arg(long, value_enum, default_value_t = Head1Mode::Positional)]
     pub head1: Head1Mode,
@@ -213,12 +259,75 @@ pub struct StarArgs {
     /// K, the dimension of STAR's subspace V (default: the number of experts).
     #[arg(long)]
     pub star_rank: Option<usize>,
+    #[command(flatten)]
+    pub gha: GhaArgs,
     /// LPs the search may solve on ambiguous inputs (as for routability).
     #[arg(long, default_value_t = routability::DEFAULT_BUDGET)]
     pub budget: usize,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The GHA run that proposes STAR's V (docs/routing.md states the defaults).
+#[derive(Args, Debug, Clone)]
+pub struct GhaArgs {
+    /// GHA's random seed (initial rows and the order of inputs).
+    #[arg(long, default_value_t = crate::star::gha::Params::default().seed)]
+    pub gha_seed: u64,
+    /// GHA's number of updates (one router input each).
+    #[arg(long, default_value_t = crate::star::gha::Params::default().steps)]
+    pub gha_steps: usize,
+    /// GHA's initial learning rate times max‖x‖².
+    #[arg(long, default_value_t = crate::star::gha::Params::default().rate)]
+    pub gha_rate: f64,
+    /// GHA's rate decays to rate/decay by the last update.
+    #[arg(long, default_value_t = crate::star::gha::Params::default().decay)]
+    pub gha_decay: f64,
+    /// Normalise GHA's rows after every update, not only at the end.
+    #[arg(long)]
+    pub gha_normalise: bool,
+}
+
+impl Default for GhaArgs {
+    fn default() -> Self {
+        let p = crate::star::gha::Params::default();
+        GhaArgs {
+            gha_seed: p.seed,
+            gha_steps: p.steps,
+            gha_rate: p.rate,
+            gha_decay: p.decay,
+            gha_normalise: false,
+        }
+    }
+}
+
+impl GhaArgs {
+    fn params(&self) -> Result<crate::star::gha::Params, CliError> {
+        if !(self.gha_rate > 0.0 && self.gha_rate <= 1.0) {
+            return Err(CliError::Input(format!(
+                "--gha-rate {}: expected a number in (0, 1]",
+                self.gha_rate
+            )));
+        }
+        if !(self.gha_decay >= 1.0 && self.gha_decay.is_finite()) {
+            return Err(CliError::Input(format!(
+                "--gha-decay {}: expected a number of at least 1",
+                self.gha_decay
+            )));
+        }
+        if self.gha_steps == 0 {
+            return Err(CliError::Input("--gha-steps: expected at least 1".into()));
+        }
+        Ok(crate::star::gha::Params {
+            seed: self.gha_seed,
+            steps: self.gha_steps,
+            rate: self.gha_rate,
+            decay: self.gha_decay,
+            normalise: self.gha_normalise || crate::star::gha::Params::default().normalise,
+            ..crate::star::gha::Params::default()
+        })
+    }
 }
 
 /// Parameters of a generated task set. Unset flags keep the preset's value:
@@ -430,8 +539,22 @@ pub(crate) fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
             "--head1 content applies to the MoE model only: the dense model's gates are built on the positional head 1".into(),
         ));
     }
+    if args.router == RouterChoice::Star && args.model == ModelKind::Dense {
+        return Err(CliError::Input(
+            "--router star applies to the MoE model only: the dense model has no router".into(),
+        ));
+    }
+    if args.router != RouterChoice::Star && args.star_rank.is_some() {
+        return Err(CliError::Input(
+            "--star-rank applies to --router star only".into(),
+        ));
+    }
+    if args.star_rank == Some(0) {
+        return Err(CliError::Input("--star-rank: expected at least 1".into()));
+    }
+    args.gha.params()?;
     let options = Options {
-        router: args.router,
+        router: args.router.mode(),
         head1: args.head1,
         epsilon: epsilon(&args.epsilon)?,
         ..Options::default()
@@ -452,7 +575,40 @@ pub(crate) fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
     Ok((ts, options))
 }
 
+/// The model verify and inspect run: the construction, or with `--router
+/// star` the construction with STAR's gate installed as its router (and a
+/// line saying how the gate was made).
+fn build_model(
+    args: &ModelArgs,
+    ts: &TaskSet,
+    options: &Options,
+) -> Result<(Model<Rat>, Option<String>), CliError> {
+    if args.router != RouterChoice::Star {
+        return Ok((construct::build(ts, options, args.model), None));
+    }
+    let gate = crate::star::gate(
+        ts,
+        options,
+        args.star_rank,
+        &args.gha.params()?,
+        routability::DEFAULT_BUDGET,
+    )
+    .map_err(|e| CliError::Input(format!("{}: --router star: {e}", args.spec.display())))?;
+    Ok((crate::star::model(ts, options, &gate), Some(gate.summary())))
+}
+
 fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
+    if args.model.router == RouterChoice::Star && args.soft.wanted() {
+        return Err(CliError::Input(
+            "--router star: the soft gate (--gate softmax) is not built on STAR's gate".into(),
+        ));
+    }
+    if args.model.router == RouterChoice::Star && args.weights.is_some() {
+        return Err(CliError::Input(
+            "--router star builds the router; --weights reads one from a file: give one of them"
+                .into(),
+        ));
+    }
     if args.soft.wanted() {
         return crate::soft::cli::verify_soft(
             &args.model,
@@ -464,12 +620,15 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
     let clock = Instant::now();
     let (ts, options) = load(&args.model)?;
     let loaded = clock.elapsed();
-    let (model, router) = match &args.weights {
-        None => (
-            construct::build(&ts, &options, args.model.model),
-            options.router,
-        ),
-        Some(dir) => read_weights(dir, &ts, args.model.arith, true)?,
+    let (model, router, star) = match &args.weights {
+        None => {
+            let (model, star) = build_model(&args.model, &ts, &options)?;
+            (model, options.router, star)
+        }
+        Some(dir) => {
+            let (model, router) = read_weights(dir, &ts, args.model.arith, true)?;
+            (model, router, None)
+        }
     };
     let built = clock.elapsed();
     if model.score_unit == ScoreUnit::Natural && args.model.arith == Arith::Exact {
@@ -505,6 +664,11 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
             format
         )
     );
+    if let Some(line) = &star
+        && format == Format::Text
+    {
+        println!("{line}");
+    }
     if args.timings {
         let s = |d: Duration| d.as_secs_f64();
         eprintln!(
@@ -541,9 +705,15 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
             tokens.len()
         )));
     }
-    let model = match &args.weights {
-        None => construct::build(&ts, &options, args.model.model),
-        Some(dir) => read_weights(dir, &ts, args.model.arith, false)?.0,
+    if args.model.router == RouterChoice::Star && args.weights.is_some() {
+        return Err(CliError::Input(
+            "--router star builds the router; --weights reads one from a file: give one of them"
+                .into(),
+        ));
+    }
+    let (model, star) = match &args.weights {
+        None => build_model(&args.model, &ts, &options)?,
+        Some(dir) => (read_weights(dir, &ts, args.model.arith, false)?.0, None),
     };
     // The task set and the model meet only through token names.
     let input: Vec<usize> = tokens
@@ -581,6 +751,9 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
         out.push_str(&report::inspect_f64_line(&float, &trace, oracle.as_ref()));
     }
     print!("{out}");
+    if let Some(line) = &star {
+        println!("{line}");
+    }
     if let Some(i) = ts.prefixes.iter().position(|p| p.tokens == tokens) {
         let h = Hypotheses::check(&ts, options.router, &options.epsilon);
         println!("hypothesis H-R: {}", h.explain(&ts, i));
@@ -665,7 +838,9 @@ fn interval_verify(
 fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
     let model_args = ModelArgs {
         spec: args.spec.clone(),
-        router: args.router,
+        router: args.router.into(),
+        star_rank: None,
+        gha: GhaArgs::default(),
         epsilon: args.epsilon.clone(),
         head1: args.head1,
         model: args.model,
@@ -764,7 +939,7 @@ fn inspect_neurons(
     ts: &TaskSet,
     options: &construct::Options,
 ) -> Result<ExitCode, CliError> {
-    let model = construct::build(ts, options, args.model.model);
+    let (model, _) = build_model(&args.model, ts, options)?;
     let (group, positions) = match (&args.neuron, &args.expert) {
         (Some(query), _) => {
             let (group, n) = model
@@ -795,8 +970,18 @@ fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
     if args.budget == 0 {
         return Err(CliError::Input("--budget: expected at least 1".into()));
     }
+    let star = args.router == RouterChoice::Star;
+    if !star && args.star_rank.is_some() {
+        return Err(CliError::Input(
+            "--star-rank applies to --router star only".into(),
+        ));
+    }
+    if args.star_rank == Some(0) {
+        return Err(CliError::Input("--star-rank: expected at least 1".into()));
+    }
+    let params = args.gha.params()?;
     let options = Options {
-        router: args.router,
+        router: args.router.mode(),
         head1: args.head1,
         ..Options::default()
     };
@@ -806,6 +991,9 @@ fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
     }
     let r = routability::run(&ts, &options, args.budget);
     let source = args.spec.display().to_string();
+    if star {
+        return star_routability(&args, &ts, &options, &params, &r, &source);
+    }
     print!(
         "{}",
         match args.format {
@@ -815,6 +1003,62 @@ fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
         }
     );
     Ok(if r.routable() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `routability --router star`: the linear decision (whose certificate
+/// refutes every STAR gate too), then STAR's gate installed in the model
+/// and its routing claim checked by the verifier on the forward pass.
+/// Exit 0 exactly when that claim holds on every prefix.
+fn star_routability(
+    args: &RoutabilityArgs,
+    ts: &TaskSet,
+    options: &Options,
+    params: &crate::star::gha::Params,
+    linear: &routability::Report,
+    source: &str,
+) -> Result<ExitCode, CliError> {
+    let gate = crate::star::gate(ts, options, args.star_rank, params, args.budget)
+        .map_err(|e| CliError::Input(format!("{source}: --router star: {e}")))?;
+    let model = crate::star::model(ts, options, &gate);
+    let config = verify::Config::new(&options.epsilon).router(options.router);
+    let routing = verify::verify(ts, &model, &config).claims.routing;
+    match args.format {
+        Format::Json => {
+            let v = serde_json::json!({
+                "linear": serde_json::from_str::<serde_json::Value>(&report::routability::json(linear)).unwrap_or_default(),
+                "star": gate.report,
+                "star_mix": gate.mix.to_string(),
+                "star_routing": routing,
+            });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Format::Text => {
+            print!("{}", report::routability::text(linear, source));
+            println!("{}", gate.summary());
+            println!("{}", gate.report.note);
+            println!(
+                "STAR gate routing on the forward pass: {} ({} of {} prefixes misrouted)",
+                if routing.holds { "holds" } else { "fails" },
+                routing.failures,
+                routing.checked
+            );
+        }
+        Format::Markdown => {
+            print!("{}", report::routability::markdown(linear, source));
+            println!("\n{}\n\n{}\n", gate.summary(), gate.report.note);
+            println!(
+                "STAR gate routing on the forward pass: **{}** ({} of {} prefixes misrouted)",
+                if routing.holds { "holds" } else { "fails" },
+                routing.failures,
+                routing.checked
+            );
+        }
+    }
+    Ok(if routing.holds {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -834,7 +1078,7 @@ fn star_command(args: StarArgs) -> Result<ExitCode, CliError> {
         ..Options::default()
     };
     let ts = TaskSet::from_spec(&spec::load(&args.spec)?);
-    let params = crate::star::gha::Params::default();
+    let params = args.gha.params()?;
     let shown = args.spec.display();
     let r = crate::star::run(&ts, &options, args.star_rank, &params, args.budget)
         .map_err(|e| CliError::Input(format!("{shown}: {e}")))?;
@@ -845,6 +1089,12 @@ fn star_command(args: StarArgs) -> Result<ExitCode, CliError> {
             "{shown}: {} experts, {} features, {} inputs; V: K = {}, exact rank {}, max|VVᵀ-I| = {:.2e} before rounding",
             r.experts, r.features, r.inputs, r.rank, r.exact_rank, r.orthonormality
         );
+        if let Some(c) = &r.convergence {
+            println!(
+                "  GHA (seed {}, {} steps, rate {}): distance to the exact top-K eigenspace {:.2e}, eigengap (λK-λK+1)/λ1 {:.2e}, top-K second moment captured {:.6}",
+                r.gha_seed, r.gha_steps, r.gha_rate, c.distance, c.gap, c.captured
+            );
+        }
         for (name, l) in [
             ("linear", &r.linear),
             ("star structural", &r.structural),

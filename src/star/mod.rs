@@ -15,7 +15,8 @@
 //!   features), decided by the same machinery
 //!   ([`crate::routability::system`]); a router R is checked on the original
 //!   inputs as W = R·V, a refutation by [`check`] on the projected system;
-//! - the interpolated gate: W_g the synthesised linear router, R from the
+//! - the interpolated gate: W_g the router the construction synthesises
+//!   (the exact LP's router when that one misroutes), R from the
 //!   structural LP (or R = [I; 0], STAR's orthogonal start, when none
 //!   exists), and the mixing weight s = σ(α) a rational, the first of
 //!   1/2, 3/4, 7/8, … whose gate serves every input (checked exactly);
@@ -24,7 +25,8 @@
 pub mod check;
 pub mod gha;
 
-use crate::construct::Options;
+use crate::construct::{self, Options};
+use crate::model::{Model, Router, Synthesis};
 use crate::routability::system::{Group, Refutation, Solution, System};
 use crate::scalar::Rat;
 use crate::taskset::TaskSet;
@@ -40,6 +42,8 @@ pub struct Basis {
     pub float: Vec<Vec<f64>>,
     /// max |V·Vᵀ − I| of the f64 rows, before rounding.
     pub orthonormality: f64,
+    /// The f64 rows against the exact top-K eigenspace (reported only).
+    pub convergence: Option<gha::Convergence>,
     pub exact: Vec<Vec<Rat>>,
     /// The exact rank of the rounded V.
     pub rank: usize,
@@ -62,11 +66,13 @@ pub fn basis(system: &System, k: usize, params: &gha::Params) -> Basis {
         .collect();
     let float = gha::gha(&inputs, k, params);
     let orthonormality = gha::orthonormality_error(&float);
+    let convergence = gha::convergence(&inputs, &float);
     let exact = gha::round(&float, params.denominator);
     let rank = gha::rank(&exact);
     Basis {
         float,
         orthonormality,
+        convergence,
         exact,
         rank,
     }
@@ -162,11 +168,7 @@ pub fn interpolate(
     for _ in 0..MIX_STEPS {
         rest /= Rat::from_integer(2.into());
         let s = Rat::one() - &rest;
-        let w: Vec<Vec<Rat>> = w_g
-            .iter()
-            .zip(w_s)
-            .map(|(g, st)| g.iter().zip(st).map(|(a, b)| &s * a + &rest * b).collect())
-            .collect();
+        let w = mixed(&s, w_g, w_s);
         if serves_all(system, &w) {
             return Some((s, w));
         }
@@ -262,9 +264,21 @@ pub struct Report {
     pub rank: usize,
     pub exact_rank: usize,
     pub orthonormality: f64,
+    /// GHA's rows against the exact top-K eigenspace (f64, reported only).
+    pub convergence: Option<gha::Convergence>,
+    /// The GHA run's parameters.
+    pub gha_seed: u64,
+    pub gha_steps: usize,
+    pub gha_rate: f64,
+    pub gha_decay: f64,
     pub linear: Line,
+    /// W_g alone (the router the interpolated gate mixes in), when there is one.
+    pub w_g_line: Option<Line>,
     pub structural: Line,
     pub interpolated: Line,
+    /// Where the interpolated gate's W_g came from: "synthesised" (the
+    /// construction's router), "exact LP" or "none".
+    pub w_g: String,
     /// s = σ(α), exact, when the interpolated gate routes.
     pub mix: Option<String>,
     /// α = ln(s/(1 − s)), f64 (reported only).
@@ -282,6 +296,22 @@ pub fn run(
     params: &gha::Params,
     budget: usize,
 ) -> Result<Report, String> {
+    gate(ts, options, rank, params, budget).map(|g| g.report)
+}
+
+/// STAR's gate to install (`--router star`), with its report: the
+/// interpolated gate when it routes; else STAR's start, α = 0 (s = 1/2),
+/// over W_g (the synthesised router) and R·V (R = [I; 0] when no
+/// structural router exists), so that the verifier reports what fails
+/// with its usual witnesses. `Err` only when identical router inputs share
+/// no task (no gate of any kind exists; `routability` says which).
+pub fn gate(
+    ts: &TaskSet,
+    options: &Options,
+    rank: Option<usize>,
+    params: &gha::Params,
+    budget: usize,
+) -> Result<Gate, String> {
     let Some((system, _names)) = crate::routability::routing_system(ts, options) else {
         return Err("two prefixes with one router input share no task: no gate routes them (see `routecert routability`)".into());
     };
@@ -293,8 +323,21 @@ pub fn run(
         Decision::Routes(w) => w.clone(),
         _ => start(&system, &b.exact),
     };
-    let (inter, mix) = match &lin {
-        Decision::Routes(w_g) => match interpolate(&system, w_g, &w_s) {
+    let synthesised = synthesised_rows(ts, options, &system);
+    // W_g: the construction's own router; the exact LP's when that one
+    // misroutes some input (perceptron and fallback gave up).
+    let (w_g, w_g_from) = if serves_all(&system, &synthesised) {
+        (Some(synthesised.clone()), "synthesised")
+    } else if let Decision::Routes(w) = &lin {
+        (Some(w.clone()), "exact LP")
+    } else {
+        (None, "none")
+    };
+    let half = Rat::new(1.into(), 2.into());
+    let fallback = |w_g: &[Vec<Rat>]| (half.clone(), mixed(&half, w_g, &w_s));
+    let (inter, mix) = match (&lin, &w_g) {
+        (Decision::Refuted(r), _) => (Decision::Refuted(r.clone()), None),
+        (_, Some(w_g)) => match interpolate(&system, w_g, &w_s) {
             Some((s, w)) => (Decision::Routes(w), Some(s)),
             None => (
                 Decision::Undecided(format!(
@@ -303,30 +346,52 @@ pub fn run(
                 None,
             ),
         },
-        Decision::Refuted(r) => (Decision::Refuted(r.clone()), None),
-        Decision::Undecided(why) => (Decision::Undecided(why.clone()), None),
+        (Decision::Undecided(why), None) => (Decision::Undecided(why.clone()), None),
+        (Decision::Routes(_), None) => (
+            Decision::Undecided("no linear router to interpolate with".into()),
+            None,
+        ),
     };
     let note = if matches!(lin, Decision::Refuted(_)) {
         "no linear router exists; STAR's logits are linear in x, so the same certificate refutes every STAR gate".into()
     } else {
         "STAR's logits are linear in x: a certificate against linear routers refutes every STAR gate too".into()
     };
-    Ok(Report {
+    let (s_used, rows) = match (&inter, &mix, &w_g) {
+        (Decision::Routes(w), Some(s), _) => (s.clone(), w.clone()),
+        (_, _, Some(w_g)) => fallback(w_g),
+        _ => fallback(&synthesised),
+    };
+    let report = Report {
         experts: system.experts,
         features: system.features,
         inputs: system.groups.len(),
         rank: k,
         exact_rank: b.rank,
         orthonormality: b.orthonormality,
+        convergence: b.convergence.clone(),
+        gha_seed: params.seed,
+        gha_steps: params.steps,
+        gha_rate: params.rate,
+        gha_decay: params.decay,
         linear: line(&system, &lin),
+        w_g_line: w_g
+            .as_ref()
+            .map(|w| line(&system, &Decision::Routes(w.clone()))),
         structural: line(&system, &st),
         interpolated: line(&system, &inter),
+        w_g: w_g_from.into(),
         alpha: mix.as_ref().and_then(|s| {
             let s = s.to_f64()?;
             Some((s / (1.0 - s)).ln())
         }),
         mix: mix.map(|s| s.to_string()),
         note,
+    };
+    Ok(Gate {
+        rows,
+        mix: s_used,
+        report,
     })
 }
 
@@ -335,6 +400,85 @@ impl Report {
     /// strictly).
     pub fn margin_positive(&self) -> bool {
         self.interpolated.margin.is_some_and(|m| m > 0.0)
+    }
+}
+
+/// The construction's synthesised router as rows over the system's
+/// features (the router's reads, then the bias). Under `--router syntactic`
+/// the bias is folded into head 1's weights, which sum to 1 on every
+/// input, so the rows give the same scores.
+pub fn synthesised_rows(ts: &TaskSet, options: &Options, system: &System) -> Vec<Vec<Rat>> {
+    let (residual, head1) = construct::residual_and_head1(ts, options);
+    let router = construct::router::synthesize(ts, &residual, &head1, options);
+    rows_of(&router, system.features)
+}
+
+fn rows_of(router: &Router<Rat>, features: usize) -> Vec<Vec<Rat>> {
+    (0..router.bias.len())
+        .map(|e| {
+            let mut row: Vec<Rat> = router
+                .inputs
+                .iter()
+                .map(|&d| router.weights.get(e, d))
+                .collect();
+            row.push(router.bias[e].clone());
+            row.resize(features, Rat::zero());
+            row
+        })
+        .collect()
+}
+
+/// STAR's gate as installed in the model (`--router star`): the weights
+/// σ(α)·W_g + (1 − σ(α))·R·V over the router's reads and the bias (exact:
+/// s = σ(α) is a rational, α = ln(s/(1 − s)) is reported in f64 only), and
+/// the report that says how they were found.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub rows: Vec<Vec<Rat>>,
+    /// s = σ(α) used (exact).
+    pub mix: Rat,
+    pub report: Report,
+}
+
+fn mixed(s: &Rat, w_g: &[Vec<Rat>], w_s: &[Vec<Rat>]) -> Vec<Vec<Rat>> {
+    let rest = Rat::one() - s;
+    w_g.iter()
+        .zip(w_s)
+        .map(|(g, st)| g.iter().zip(st).map(|(a, b)| s * a + &rest * b).collect())
+        .collect()
+}
+
+/// The MoE model with STAR's gate as its router (the construction's
+/// router-installation hook, [`construct::build_moe_routed_by`]).
+pub fn model(ts: &TaskSet, options: &Options, gate: &Gate) -> Model<Rat> {
+    let r = &gate.report;
+    let synthesis = Synthesis {
+        converged: r.interpolated.decision == "routable",
+        epochs: 0,
+        misrouted: 0,
+        forced: 0,
+        reads: format!(
+            "{} through the STAR gate (K = {}, s = sigma(alpha) = {})",
+            options.router.describe(),
+            r.rank,
+            gate.mix
+        ),
+    };
+    construct::build_moe_routed_by(ts, options, &gate.rows, synthesis)
+}
+
+impl Gate {
+    /// One line for reports: how the gate was made.
+    pub fn summary(&self) -> String {
+        let r = &self.report;
+        let alpha = {
+            let s = self.mix.to_f64().unwrap_or(0.5);
+            (s / (1.0 - s)).ln()
+        };
+        format!(
+            "STAR gate: sigma(alpha) = {} (alpha = {alpha:.4}, f64, informative), W_g {}, V: K = {} (exact rank {}), structural part {}, interpolated gate {}",
+            self.mix, r.w_g, r.rank, r.exact_rank, r.structural.decision, r.interpolated.decision
+        )
     }
 }
 

@@ -111,3 +111,68 @@ fn running_example_routes_with_interpolation() {
     assert!((0..system.groups.len()).all(|g| system.serves(&w, g)));
     assert!(report.margin_positive());
 }
+
+/// GHA's V on running_example, then the structural part at K = 2 (refuted)
+/// and at K = 8 (routable): the refutation holds on the projected system
+/// and not on the original one (which a linear router serves), and the
+/// routing gate's rows lie in span(V) exactly.
+#[test]
+fn gha_span_refuted_at_two_and_routing_inside_the_span_at_eight() {
+    let ts = load("running_example.toml");
+    let (system, _) = crate::routability::routing_system(&ts, &Options::default()).unwrap();
+    let params = gha::Params {
+        steps: 60_000,
+        ..gha::Params::default()
+    };
+    let small = basis(&system, 2, &params);
+    assert_eq!(small.rank, 2);
+    let (d, _) = structural(&system, &small.exact, 64);
+    let Decision::Refuted(r) = d else {
+        panic!("expected a refutation at K = 2, got {d:?}");
+    };
+    assert!(check::refutes(&project(&system, &small.exact), &r));
+    assert!(!check::refutes(&system, &r));
+    assert!(matches!(linear(&system, 64), Decision::Routes(_)));
+
+    let wide = basis(&system, 8, &params);
+    let (d, rr) = structural(&system, &wide.exact, 64);
+    let Decision::Routes(w) = d else {
+        panic!("expected a router at K = 8, got {d:?}");
+    };
+    assert_eq!(compose(&rr, &wide.exact, system.features), w);
+    // Every row of W lies in span(V): appending them keeps the exact rank.
+    let mut stacked = wide.exact.clone();
+    stacked.extend(w.iter().cloned());
+    assert_eq!(gha::rank(&stacked), wide.rank);
+    assert!((0..system.groups.len()).all(|g| system.serves(&w, g)));
+}
+
+#[test]
+fn the_installed_gate_routes_running_example_on_the_forward_pass() {
+    let ts = load("running_example.toml");
+    let options = Options::default();
+    let g = gate(&ts, &options, None, &gha::Params::default(), 64).unwrap();
+    assert_eq!(g.report.interpolated.decision, "routable");
+    assert_eq!(Some(g.mix.to_string()), g.report.mix);
+    let model = model(&ts, &options, &g);
+    let config = crate::verify::Config::new(&options.epsilon).router(options.router);
+    let verdict = crate::verify::verify(&ts, &model, &config);
+    assert!(verdict.claims.routing.holds, "{:?}", verdict.claims.routing);
+    assert_eq!(verdict.claims.routing.checked, ts.prefixes.len());
+    // The installed router is the gate: its weights are σ(α)·W_g + (1−σ(α))·R·V,
+    // not the synthesised router's.
+    let (system, _) = crate::routability::routing_system(&ts, &options).unwrap();
+    assert_ne!(g.rows, synthesised_rows(&ts, &options, &system));
+}
+
+#[test]
+fn gha_converges_on_running_example_by_the_stated_criterion() {
+    let ts = load("running_example.toml");
+    let (system, _) = crate::routability::routing_system(&ts, &Options::default()).unwrap();
+    let b = basis(&system, 2, &gha::Params::default());
+    assert!(b.orthonormality < 1e-2, "{}", b.orthonormality);
+    let c = b.convergence.unwrap();
+    assert!(c.captured > 0.999 && c.captured <= 1.0 + 1e-9, "{c:?}");
+    assert!(c.distance < 0.1, "{c:?}");
+    assert!(c.eigenvalues.windows(2).all(|w| w[0] >= w[1]));
+}
