@@ -39,7 +39,8 @@ if "decision" in d:
 else:
     c = d.get("claims", {})
     bad = [k for k, v in c.items() if isinstance(v, dict) and v.get("holds") is False]
-    print("holds" if not bad else "fails:" + ",".join(k[0].upper() for k in bad))
+    L = {"routing": "R", "probability": "P", "retrieval": "A", "size": "S", "isolation": "I"}
+    print("holds" if not bad else "fails:" + "".join(L.get(k, k) for k in bad))
 ' "$out")
     printf '%-9s %-12s %4s %-14s %7.2f %7s\n' "$(basename "$f" .toml)" "${run#verify --model }" "$rc" "$verdict" "$wall" "$user"
     [ "$rc" -le 1 ] || bad=1
