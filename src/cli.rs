@@ -232,9 +232,14 @@ pub struct RoutabilityArgs {
     pub head1: Head1Mode,
     /// LPs the search may solve (the relaxation counts as one) while it
     /// splits cases on ambiguous router inputs, before the answer is
-    /// "undecided".
+    /// "undecided" (a count, so the answer does not depend on the machine).
     #[arg(long, default_value_t = routability::DEFAULT_BUDGET)]
     pub budget: usize,
+    /// Seconds the search may take (decimal): no LP starts after this, and
+    /// none runs past it; then the answer is "undecided: the time budget ran
+    /// out". Verifying the answer comes on top.
+    #[arg(long, value_name = "SECONDS", default_value_t = routability::DEFAULT_SECONDS)]
+    pub time_limit: f64,
     /// Instead of deciding, check a saved certificate (JSON: the
     /// certificate, or a whole `--format json` report) against this spec and
     /// flags: exit 0 if it is valid, 1 if it is rejected.
@@ -620,9 +625,19 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
     let clock = Instant::now();
     let (ts, options) = load(&args.model)?;
     let loaded = clock.elapsed();
+    let show = !args.quiet && std::io::stderr().is_terminal();
     let (model, router, star) = match &args.weights {
         None => {
-            let (model, star) = build_model(&args.model, &ts, &options)?;
+            let building = progress::Bar::spinner("build", show, || {
+                let log = crate::lp::log();
+                format!(
+                    "{} LP calls, {:.1} s in LPs, largest {}×{}",
+                    log.calls, log.seconds, log.largest.0, log.largest.1
+                )
+            });
+            let built = build_model(&args.model, &ts, &options);
+            building.finish();
+            let (model, star) = built?;
             (model, options.router, star)
         }
         Some(dir) => {
@@ -634,7 +649,6 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
     if model.score_unit == ScoreUnit::Natural && args.model.arith == Arith::Exact {
         return interval_verify(&args, &ts, &model, &options.epsilon);
     }
-    let show = !args.quiet && std::io::stderr().is_terminal();
     let bar = progress::Bar::counting(ts.prefixes.len(), "prefixes", "verify", show);
     let progress = |done: usize, _: usize| bar.set(done);
     let config = verify::Config::new(&options.epsilon)
@@ -980,6 +994,12 @@ fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
         return Err(CliError::Input("--star-rank: expected at least 1".into()));
     }
     let params = args.gha.params()?;
+    if !(args.time_limit.is_finite() && args.time_limit > 0.0) {
+        return Err(CliError::Input(format!(
+            "--time-limit: expected a positive number of seconds, got {}",
+            args.time_limit
+        )));
+    }
     let options = Options {
         router: args.router.mode(),
         head1: args.head1,
@@ -989,7 +1009,14 @@ fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
     if let Some(path) = &args.check {
         return check_command(path, &ts, &options, args.format);
     }
-    let r = routability::run(&ts, &options, args.budget);
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_secs_f64(args.time_limit.min(1e6));
+    let spinner = progress::Bar::spinner("routability", std::io::stderr().is_terminal(), || {
+        let log = crate::lp::log();
+        format!("{} LP calls, {:.1} s in LPs", log.calls, log.seconds)
+    });
+    let r = routability::run_within(&ts, &options, args.budget, Some(deadline));
+    spinner.finish();
     let source = args.spec.display().to_string();
     if star {
         return star_routability(&args, &ts, &options, &params, &r, &source);

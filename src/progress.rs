@@ -61,6 +61,48 @@ impl Bar {
         }
     }
 
+    /// A line with no known length, for work such as building a model: after
+    /// a second it shows `label`, the time so far and `status()`, refreshed
+    /// four times a second (the LP log, for the build).
+    pub fn spinner(
+        label: &str,
+        enabled: bool,
+        status: impl Fn() -> String + Send + 'static,
+    ) -> Bar {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+        if let Ok(style) = ProgressStyle::with_template("{prefix} {spinner} {msg} ({elapsed})") {
+            bar.set_style(style);
+        }
+        bar.set_prefix(label.to_string());
+        if !enabled {
+            return Bar {
+                bar,
+                unit: "",
+                finished: None,
+                waiter: None,
+            };
+        }
+        let (finished, wait) = mpsc::channel::<()>();
+        let shown = bar.clone();
+        let waiter = thread::spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = wait.recv_timeout(DELAY) {
+                shown.set_draw_target(ProgressDrawTarget::stderr());
+                while let Err(RecvTimeoutError::Timeout) =
+                    wait.recv_timeout(Duration::from_millis(250))
+                {
+                    shown.set_message(status());
+                    shown.tick();
+                }
+            }
+        });
+        Bar {
+            bar,
+            unit: "",
+            finished: Some(finished),
+            waiter: Some(waiter),
+        }
+    }
+
     /// The point now running.
     pub fn start(&self, what: String) {
         self.bar.set_message(format!("{}, at {what}", self.unit));

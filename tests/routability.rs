@@ -216,6 +216,19 @@ fn an_ambiguous_prefix_gets_a_case_split() {
     assert_eq!(code, 1);
     assert_eq!(v["decision"], "undecided");
     assert!(v["certificate"].is_null());
+    // A time budget already spent before the first LP: undecided, and the
+    // reason says it was the time (no LP was solved).
+    let (code, v) = routability_json(
+        "ambiguous_xor_expected_failure.toml",
+        &["--time-limit", "0.000000001"],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(v["decision"], "undecided");
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("the time budget ran out after 0 LP solves"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -295,6 +308,10 @@ fn bad_routability_input_exits_2() {
         (
             vec!["routability", spec, "--budget", "0"],
             "--budget: expected at least 1",
+        ),
+        (
+            vec!["routability", spec, "--time-limit", "0"],
+            "--time-limit: expected a positive number of seconds",
         ),
     ] {
         let run = routecert(&args);

@@ -13,6 +13,7 @@
 use super::Problem;
 use crate::scalar::{Rat, Scalar};
 use microlp::{ComparisonOp, OptimizationDirection, Problem as FloatLp};
+use std::time::Duration;
 
 /// Where the float solve says the answer is, in the unscaled problem.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,9 +86,17 @@ fn scaled(problem: &Problem) -> Option<Scaled> {
 /// vertex with small entries); if microlp finds it infeasible, the Farkas
 /// alternative yᵀA ≥ 0, yᵀb = −1. None if microlp fails on both.
 pub fn propose(problem: &Problem) -> Option<Proposal> {
+    propose_within(problem, None)
+}
+
+/// [`propose`], each float solve stopped after `limit` (None then).
+pub fn propose_within(problem: &Problem, limit: Option<Duration>) -> Option<Proposal> {
     let s = scaled(problem)?;
     let n = problem.columns.len();
     let mut lp = FloatLp::new(OptimizationDirection::Minimize);
+    if let Some(limit) = limit {
+        lp.set_time_limit(limit);
+    }
     let x: Vec<_> = (0..n)
         .map(|_| lp.add_var(1.0, (0.0, f64::INFINITY)))
         .collect();
@@ -104,16 +113,22 @@ pub fn propose(problem: &Problem) -> Option<Proposal> {
                     .collect(),
             ))
         }
-        Err(microlp::Error::Infeasible) => farkas(&s, n).map(Proposal::Infeasible),
-        Err(_) => None,
+        // microlp gives up on some ill-conditioned problems (the dense
+        // gates' nullspace projections span many orders of magnitude) with
+        // an internal error rather than an answer: the Farkas side is then
+        // worth a try, since whatever it proposes is checked exactly.
+        Err(_) => farkas(&s, n, limit).map(Proposal::Infeasible),
     }
 }
 
 /// yᵀA' ≥ 0 (one constraint per column) and yᵀb' = −1, y free, in the
 /// scaled problem; returned as the unscaled y (y_i · row_scale_i).
-fn farkas(s: &Scaled, n: usize) -> Option<Vec<f64>> {
+fn farkas(s: &Scaled, n: usize, limit: Option<Duration>) -> Option<Vec<f64>> {
     let m = s.rows.len();
     let mut lp = FloatLp::new(OptimizationDirection::Minimize);
+    if let Some(limit) = limit {
+        lp.set_time_limit(limit);
+    }
     let y: Vec<_> = (0..m)
         .map(|_| lp.add_var(0.0, (f64::NEG_INFINITY, f64::INFINITY)))
         .collect();

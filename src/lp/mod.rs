@@ -173,9 +173,13 @@ pub fn feasibility_by_simplex(problem: &Problem) -> (Answer, Call) {
     let entries = problem.rows * (problem.columns.len() + problem.rows);
     if entries <= SIMPLEX_FIRST_ENTRIES {
         let start = Instant::now();
-        if let (Some(outcome), pivots) =
-            simplex::solve_within(problem, None, Some(SIMPLEX_FIRST_PIVOTS))
-        {
+        // The deadline only guards against a hang: within the pivot limit
+        // these LPs take well under a second.
+        if let (Some(outcome), pivots) = simplex::solve_within(
+            problem,
+            Some(start + REPAIR_TIME),
+            Some(SIMPLEX_FIRST_PIVOTS),
+        ) {
             let call = Call {
                 rows: problem.rows,
                 columns: problem.columns.len(),
@@ -200,7 +204,8 @@ pub fn feasibility(problem: &Problem) -> (Answer, Call) {
 /// only when the float proposal fails the exact check) stops after `limit`.
 pub fn feasibility_within(problem: &Problem, limit: Duration) -> (Answer, Call) {
     let start = Instant::now();
-    let proposed = float::propose(problem).and_then(|p| exact::confirm(problem, &p));
+    let proposed =
+        float::propose_within(problem, Some(limit)).and_then(|p| exact::confirm(problem, &p));
     let (answer, route, pivots) = match proposed {
         Some(outcome) => (Answer::Decided(outcome), Route::Confirmed, 0),
         None => match simplex::solve_within(problem, Some(start + limit), None) {

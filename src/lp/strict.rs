@@ -36,8 +36,17 @@ fn inverse_exponent(v: f64) -> i32 {
 /// (unknown, value)), checked exactly; None if the float proposal does not
 /// survive the check. Records the call in the LP log.
 pub fn separate(rows: &[Vec<(usize, Rat)>], vars: usize) -> Option<Vec<Rat>> {
+    separate_within(rows, vars, None)
+}
+
+/// [`separate`], the float solve stopped after `limit`.
+pub fn separate_within(
+    rows: &[Vec<(usize, Rat)>],
+    vars: usize,
+    limit: Option<std::time::Duration>,
+) -> Option<Vec<Rat>> {
     let start = std::time::Instant::now();
-    let w = propose(rows, vars).and_then(|w| confirm(rows, w));
+    let w = propose(rows, vars, limit).and_then(|w| confirm(rows, w));
     super::record(super::Call {
         rows: rows.len(),
         columns: vars,
@@ -53,7 +62,11 @@ pub fn separate(rows: &[Vec<(usize, Rat)>], vars: usize) -> Option<Vec<Rat>> {
 }
 
 /// The float w, in exact power-of-two column units: w_j = near(w'_j)·2^{e_j}.
-fn propose(rows: &[Vec<(usize, Rat)>], vars: usize) -> Option<Vec<Rat>> {
+fn propose(
+    rows: &[Vec<(usize, Rat)>],
+    vars: usize,
+    limit: Option<std::time::Duration>,
+) -> Option<Vec<Rat>> {
     if rows.is_empty() {
         return Some(vec![Rat::zero(); vars]);
     }
@@ -79,6 +92,9 @@ fn propose(rows: &[Vec<(usize, Rat)>], vars: usize) -> Option<Vec<Rat>> {
         .map(|&t| if t > 0.0 { inverse_exponent(t) } else { 0 })
         .collect();
     let mut lp = FloatLp::new(OptimizationDirection::Minimize);
+    if let Some(limit) = limit {
+        lp.set_time_limit(limit);
+    }
     let w: Vec<_> = (0..vars)
         .map(|_| lp.add_var(0.0, (f64::NEG_INFINITY, f64::INFINITY)))
         .collect();

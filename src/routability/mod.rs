@@ -36,6 +36,10 @@ use system::{Group, Refutation, Solution, Stats, System};
 
 pub use system::DEFAULT_BUDGET;
 
+/// The default time budget of `routecert routability --time-limit`, in
+/// seconds: the shared-keys sets of issue 12 decide well within it.
+pub const DEFAULT_SECONDS: f64 = 5.0;
+
 /// The solver's answer, before any independent check.
 #[derive(Debug, Clone)]
 pub enum Decision {
@@ -132,6 +136,16 @@ fn fewest(ts: &TaskSet, members: &[usize], target: &BTreeSet<TaskId>) -> Vec<usi
 /// Decide whether a linear router over `options.router`'s input exists,
 /// within `budget` LP solves for case splits.
 pub fn decide(ts: &TaskSet, options: &Options, budget: usize) -> Decided {
+    decide_within(ts, options, budget, None)
+}
+
+/// [`decide`], with no LP started after `deadline` (then: undecided).
+pub fn decide_within(
+    ts: &TaskSet,
+    options: &Options,
+    budget: usize,
+    deadline: Option<std::time::Instant>,
+) -> Decided {
     let (inputs, reads) = router_inputs(ts, options);
     let ambiguous = ts.ambiguous();
     let tokens = |m: usize| -> Tokens {
@@ -174,7 +188,7 @@ pub fn decide(ts: &TaskSet, options: &Options, budget: usize) -> Decided {
             })
             .collect(),
     };
-    let (solution, stats) = system.solve(budget);
+    let (solution, stats) = system.solve_within(budget, deadline);
     let decision = match solution {
         Solution::Router(w) => Decision::Routable(w),
         Solution::Undecided(reason) => Decision::Undecided(reason),
@@ -325,7 +339,17 @@ pub fn check_certificate(
 /// Decide, then check the answer independently: verify the router, or
 /// check the certificate against the model's forward pass.
 pub fn run(ts: &TaskSet, options: &Options, budget: usize) -> Report {
-    let decided = decide(ts, options, budget);
+    run_within(ts, options, budget, None)
+}
+
+/// [`run`] with a time budget for the search ([`decide_within`]).
+pub fn run_within(
+    ts: &TaskSet,
+    options: &Options,
+    budget: usize,
+    deadline: Option<std::time::Instant>,
+) -> Report {
+    let decided = decide_within(ts, options, budget, deadline);
     let experts = ts.tasks.len();
     let reads = options.router.describe();
     let mut report = Report {

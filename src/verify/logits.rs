@@ -125,8 +125,12 @@ pub(crate) fn logit_verdict<S: ClaimArith>(
 /// A small probability for a message: exact if short, else scientific.
 pub(crate) fn show_small<S: Scalar>(p: &S) -> String {
     let t = p.text();
+    if t.len() <= 24 {
+        return t;
+    }
+    // `approx` again, without printing the (long) fraction a second time.
     match t.parse::<Rat>() {
-        Ok(r) if t.len() > 24 => approx(&r),
+        Ok(r) => format!("{:.3e}", <f64 as Scalar>::from_rat(&r)),
         _ => t,
     }
 }

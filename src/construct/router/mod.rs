@@ -32,6 +32,11 @@ use system::{Group, System};
 /// of identical router input; beyond, an exact simplex can take very long,
 /// and `routecert routability` is the tool to decide such a set on purpose.
 const EXACT_FALLBACK_MAX_GROUPS: usize = 2000;
+/// How long the exact LP fallback may search (a guard against a hang: the
+/// LP count [`system::DEFAULT_BUDGET`] bounds it first on every set of
+/// constructions/ and of the property tests). Past it synthesis keeps the
+/// perceptron's pocket, and `routecert routability` decides on purpose.
+const FALLBACK_TIME: std::time::Duration = std::time::Duration::from_secs(4);
 /// Epochs without a better pocket before synthesis stops early.
 const PATIENCE: usize = 200;
 /// Prefixes synthesis may give up on, one at a time, to escape a conflict.
@@ -519,7 +524,10 @@ fn exact_router(groups: &Groups, experts: usize) -> Option<Vec<Vec<Rat>>> {
             })
             .collect(),
     };
-    lp.router(system::DEFAULT_BUDGET)
+    lp.router_within(
+        system::DEFAULT_BUDGET,
+        Some(std::time::Instant::now() + FALLBACK_TIME),
+    )
 }
 
 /// Train (with key decomposition), then secure, all in the integer type T;

@@ -34,6 +34,7 @@ use num_bigint::BigInt;
 use num_integer::Integer;
 use num_traits::{One, Signed, Zero};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 /// LP solves allowed for case splits on ambiguous router inputs.
 pub const DEFAULT_BUDGET: usize = 64;
@@ -140,6 +141,23 @@ pub struct Stats {
     /// Time spent in the LP service.
     #[serde(skip)]
     pub lp_seconds: f64,
+    /// The end of the time budget, if the caller set one
+    /// ([`System::solve_within`]): no LP starts after it, and none runs
+    /// past it.
+    #[serde(skip)]
+    pub deadline: Option<Instant>,
+}
+
+impl Stats {
+    /// Time left before the deadline (None: no deadline).
+    fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.remaining().is_some_and(|r| r.is_zero())
+    }
 }
 
 /// A feature exclusive to one task's groups, found by the presolve.
@@ -168,7 +186,7 @@ enum Blocked {
 
 /// How long the deletion filter may shrink a refutation: past this, the
 /// refutation found so far is kept (valid, maybe not minimal).
-const MINIMIZE_TIME: std::time::Duration = std::time::Duration::from_secs(3);
+const MINIMIZE_TIME: Duration = Duration::from_secs(3);
 
 impl System {
     /// Scores of every expert at a group's input.
@@ -205,20 +223,35 @@ impl System {
     /// solves for the branching on disjunctions; a refutation comes with
     /// minimal Farkas leaves.
     pub fn solve(&self, budget: usize) -> (Solution, Stats) {
-        self.decide(budget, true)
+        self.decide(budget, None, true)
+    }
+
+    /// [`System::solve`] within a time budget as well: past `deadline` no
+    /// LP starts, and the answer is undecided (a refutation found in time
+    /// is kept, minimal or not).
+    pub fn solve_within(&self, budget: usize, deadline: Option<Instant>) -> (Solution, Stats) {
+        self.decide(budget, deadline, true)
     }
 
     /// A router that serves every group, if the search finds one (no time
     /// spent on making refutations minimal).
     pub fn router(&self, budget: usize) -> Option<Vec<Vec<Rat>>> {
-        match self.decide(budget, false).0 {
+        self.router_within(budget, None)
+    }
+
+    /// [`System::router`] with no LP started after `deadline`.
+    pub fn router_within(&self, budget: usize, deadline: Option<Instant>) -> Option<Vec<Vec<Rat>>> {
+        match self.decide(budget, deadline, false).0 {
             Solution::Router(w) => Some(w),
             _ => None,
         }
     }
 
-    fn decide(&self, budget: usize, minimal: bool) -> (Solution, Stats) {
-        let mut stats = Stats::default();
+    fn decide(&self, budget: usize, deadline: Option<Instant>, minimal: bool) -> (Solution, Stats) {
+        let mut stats = Stats {
+            deadline,
+            ..Stats::default()
+        };
         if self.groups.iter().any(|g| g.tasks.is_empty()) {
             return (
                 Solution::Undecided("a group has no compatible expert".into()),
@@ -367,6 +400,13 @@ impl System {
         if *budget == 0 {
             return Node::OutOfBudget;
         }
+        if stats.out_of_time() {
+            return Node::Undecided(format!(
+                "the time budget ran out after {} LP solves, {} ambiguous router inputs still to split",
+                stats.lp_solves,
+                disjunctive.len()
+            ));
+        }
         *budget -= 1;
         let mut rows = base.to_vec();
         for &(g, k) in pinned.iter() {
@@ -506,7 +546,7 @@ impl System {
         if rows.len() * variables > stats.largest.0 * stats.largest.1 {
             stats.largest = (rows.len(), variables);
         }
-        let found = lp::strict::separate(&a, variables);
+        let found = lp::strict::separate_within(&a, variables, stats.remaining());
         stats.lp_seconds += start.elapsed().as_secs_f64();
         if let Some(w) = found {
             return Ok(to_router(&|v| w[v].clone()));
@@ -568,7 +608,10 @@ impl System {
         if size.0 * size.1 > stats.largest.0 * stats.largest.1 {
             stats.largest = size;
         }
-        let (answer, call) = lp::feasibility(problem);
+        let limit = stats
+            .remaining()
+            .map_or(lp::REPAIR_TIME, |r| r.min(lp::REPAIR_TIME));
+        let (answer, call) = lp::feasibility_within(problem, limit);
         stats.pivots += call.pivots;
         stats.lp_seconds += call.seconds;
         match answer {
@@ -625,9 +668,12 @@ impl System {
         let mut set = groups_of(&terms);
         let mut best = terms;
         let mut needed = BTreeSet::new();
-        let deadline = std::time::Instant::now() + MINIMIZE_TIME;
+        let deadline = Instant::now()
+            + stats
+                .remaining()
+                .map_or(MINIMIZE_TIME, |r| r.min(MINIMIZE_TIME));
         while let Some(&g) = set.iter().find(|g| !needed.contains(*g)) {
-            if std::time::Instant::now() > deadline {
+            if Instant::now() > deadline {
                 break;
             }
             let mut trial = set.clone();
