@@ -152,23 +152,32 @@ impl<S: ClaimArith> Isolation<S> {
         // Neurons of circuits for tasks this prefix does not belong to (or
         // of no circuit at all): they must stay silent. The same for every
         // circuit checked on this prefix.
+        // One pre-activation per neuron, or the trace and the model
+        // disagree: an internal inconsistency, reported as a failure, never
+        // read as silence.
         let silence = full.map(|(trace, _)| {
-            let pre = |n: usize| trace.preactivations.get(n).cloned().unwrap_or_else(S::zero);
+            if trace.preactivations.len() != neurons.len() {
+                return Err(format!(
+                    "internal inconsistency: the forward pass gave {} pre-activation(s) for the FFN's {} neurons",
+                    trace.preactivations.len(),
+                    neurons.len()
+                ));
+            }
             let off_task =
                 (0..neurons.len()).filter(|&n| self.owners[n].is_disjoint(&prefix.tasks));
             let mut fired = Vec::new();
             let mut margin: Option<S> = None;
             for n in off_task {
-                let p = pre(n);
+                let p = &trace.preactivations[n];
                 if p.is_positive() {
                     fired.push(n);
                 }
-                let m = -p;
+                let m = -p.clone();
                 if margin.as_ref().is_none_or(|x| m < *x) {
                     margin = Some(m);
                 }
             }
-            (fired, margin)
+            Ok((fired, margin))
         });
         let mut checks = Vec::new();
         for &k in &prefix.tasks {
@@ -187,9 +196,13 @@ impl<S: ClaimArith> Isolation<S> {
                 reason,
             };
             let masked = input.map(|i| engine.run_masked(i, &circuit.neurons));
-            let (Some((trace, verdict)), Some((fired, margin)), Some(Ok(masked))) =
+            let (Some((trace, verdict)), Some(Ok((fired, margin))), Some(Ok(masked))) =
                 (full, &silence, masked)
             else {
+                let reason = match &silence {
+                    Some(Err(inconsistent)) => inconsistent.clone(),
+                    _ => "the forward pass of the full or the masked model failed".into(),
+                };
                 checks.push(PrefixCheck {
                     circuit: c,
                     ok: false,
@@ -198,10 +211,7 @@ impl<S: ClaimArith> Isolation<S> {
                     fired: false,
                     decision: record
                         .then(|| Decision::new(Claim::Isolation, &subject(), holds(false))),
-                    witness: Some(fail(
-                        "the forward pass of the full or the masked model failed".into(),
-                        vec![],
-                    )),
+                    witness: Some(fail(reason, vec![])),
                 });
                 continue;
             };
@@ -520,6 +530,64 @@ mod tests {
         assert_eq!(v.claims.isolation.clone().unwrap().failures, 3);
         assert!(v.claims.probability.holds && v.claims.retrieval.holds);
         assert!(!v.all_hold());
+    }
+
+    #[test]
+    fn a_trace_missing_a_pre_activation_is_an_error_not_silence() {
+        use super::{ClaimArith, Isolation};
+        use crate::eval::Evaluator;
+        use crate::verify::logits::{logit_verdict, token_map};
+        let (ts, model) = setup();
+        let iso = Isolation::new(&ts, &model);
+        let engine = Evaluator::new(&model);
+        let tokens = token_map(&ts, &model);
+        let eps = rat(1, 1_000_000);
+        let mut cache = <Rat as ClaimArith>::Cache::default();
+        let neurons = model.experts[0].neurons.len();
+        // Old behaviour: a missing entry read as 0, i.e. a silent neuron,
+        // so the check passed.
+        let prefix = &ts.prefixes[0];
+        let input: Vec<usize> = prefix.tokens.iter().map(|t| tokens[t]).collect();
+        let mut trace = engine.run(&input).unwrap();
+        let verdict = logit_verdict(&trace, prefix, &tokens, &eps, &mut cache);
+        let whole = iso.check_prefix(
+            &ts,
+            &model,
+            &engine,
+            prefix,
+            Some(&input),
+            Some((&trace, &verdict)),
+            &tokens,
+            &eps,
+            &mut cache,
+            false,
+        );
+        assert!(!whole.is_empty() && whole.iter().all(|c| c.ok));
+        trace.preactivations.pop();
+        let short = iso.check_prefix(
+            &ts,
+            &model,
+            &engine,
+            prefix,
+            Some(&input),
+            Some((&trace, &verdict)),
+            &tokens,
+            &eps,
+            &mut cache,
+            false,
+        );
+        assert_eq!(short.len(), whole.len());
+        for c in &short {
+            assert!(!c.ok && c.margin.is_none());
+            let reason = &c.witness.as_ref().unwrap().reason;
+            assert_eq!(
+                *reason,
+                format!(
+                    "internal inconsistency: the forward pass gave {} pre-activation(s) for the FFN's {neurons} neurons",
+                    neurons - 1
+                )
+            );
+        }
     }
 
     #[test]
