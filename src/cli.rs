@@ -576,9 +576,7 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
     let Some(prefix_text) = &args.prefix else {
         return inspect_neurons(&args, &ts, &options);
     };
-    let tokens = ts
-        .tokenize(prefix_text)
-        .map_err(|e| flag("--prefix", e))?;
+    let tokens = ts.tokenize(prefix_text).map_err(|e| flag("--prefix", e))?;
     if tokens.is_empty() || tokens.len() > ts.max_len {
         return Err(flag(
             "--prefix",
@@ -787,9 +785,7 @@ fn inspect_neurons(
     let model = construct::build(ts, options, args.model.model);
     let (group, positions) = match (&args.neuron, &args.expert) {
         (Some(query), _) => {
-            let (group, n) = model
-                .find_neuron(query)
-                .map_err(|e| flag("--neuron", e))?;
+            let (group, n) = model.find_neuron(query).map_err(|e| flag("--neuron", e))?;
             (group, vec![n])
         }
         // clap admits no inspect without --prefix, --neuron or --expert.

@@ -5,7 +5,7 @@
 use super::arith::ClaimArith;
 use super::compare::Decision;
 use super::isolation;
-use super::logits::{TOP_LOGITS, logit_verdict, show_small, token_map, top_logits};
+use super::logits::{LogitVerdict, TOP_LOGITS, logit_verdict, show_small, token_map, top_logits};
 use super::verdict::{Claim, Witness, holds};
 use crate::eval::{Evaluator, Trace};
 use crate::model::Model;
@@ -160,23 +160,7 @@ impl<S: ClaimArith> Context<'_, S> {
                     witnesses,
                     misrouted: None,
                     fingerprint: fingerprint::<S::Key>(&[]),
-                    isolation: if self.dense {
-                        let input = self.input(prefix).ok();
-                        iso.check_prefix(
-                            self.ts,
-                            model,
-                            &self.engine,
-                            prefix,
-                            input.as_deref(),
-                            None,
-                            &self.tokens,
-                            &self.eps,
-                            cache,
-                            self.decisions,
-                        )
-                    } else {
-                        Vec::new()
-                    },
+                    isolation: self.isolation(prefix, iso, None, cache),
                 };
             }
         };
@@ -288,24 +272,35 @@ impl<S: ClaimArith> Context<'_, S> {
             } else {
                 fingerprint(&router_input(model, &trace))
             },
-            isolation: if self.dense {
-                let input = self.input(prefix).ok();
-                iso.check_prefix(
-                    self.ts,
-                    model,
-                    &self.engine,
-                    prefix,
-                    input.as_deref(),
-                    Some((&trace, &v)),
-                    &self.tokens,
-                    &self.eps,
-                    cache,
-                    self.decisions,
-                )
-            } else {
-                Vec::new()
-            },
+            isolation: self.isolation(prefix, iso, Some((&trace, &v)), cache),
         }
+    }
+
+    /// The dense model's isolation checks on one prefix (none for the MoE
+    /// model); `full` is None where the full model's forward pass failed.
+    fn isolation(
+        &self,
+        prefix: &Prefix,
+        iso: &isolation::Isolation<S>,
+        full: Option<(&Trace<S>, &LogitVerdict<S>)>,
+        cache: &mut S::Cache,
+    ) -> Vec<isolation::PrefixCheck<S>> {
+        if !self.dense {
+            return Vec::new();
+        }
+        let input = self.input(prefix).ok();
+        iso.check_prefix(
+            self.ts,
+            self.model,
+            &self.engine,
+            prefix,
+            input.as_deref(),
+            full,
+            &self.tokens,
+            &self.eps,
+            cache,
+            self.decisions,
+        )
     }
 
     /// The exact router input of a prefix, if its forward pass runs.

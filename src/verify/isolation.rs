@@ -550,32 +550,24 @@ mod tests {
         let input: Vec<usize> = prefix.tokens.iter().map(|t| tokens[t]).collect();
         let mut trace = engine.run(&input).unwrap();
         let verdict = logit_verdict(&trace, prefix, &tokens, &eps, &mut cache);
-        let whole = iso.check_prefix(
-            &ts,
-            &model,
-            &engine,
-            prefix,
-            Some(&input),
-            Some((&trace, &verdict)),
-            &tokens,
-            &eps,
-            &mut cache,
-            false,
-        );
+        let mut check = |trace: &crate::eval::Trace<Rat>| {
+            iso.check_prefix(
+                &ts,
+                &model,
+                &engine,
+                prefix,
+                Some(&input),
+                Some((trace, &verdict)),
+                &tokens,
+                &eps,
+                &mut cache,
+                false,
+            )
+        };
+        let whole = check(&trace);
         assert!(!whole.is_empty() && whole.iter().all(|c| c.ok));
         trace.preactivations.pop();
-        let short = iso.check_prefix(
-            &ts,
-            &model,
-            &engine,
-            prefix,
-            Some(&input),
-            Some((&trace, &verdict)),
-            &tokens,
-            &eps,
-            &mut cache,
-            false,
-        );
+        let short = check(&trace);
         assert_eq!(short.len(), whole.len());
         for c in &short {
             assert!(!c.ok && c.margin.is_none());

@@ -140,6 +140,18 @@ fn property1_hypotheses_guarantee_the_claims() {
 // Mutations caught by property 1 (run with --nocapture to see the
 // minimal counterexample).
 
+/// Property 1 on one covered set (the syntactic-key router, ε = 1e-6)
+/// with a break applied to the built model.
+fn broken(set: &GenSet, mutate: &dyn Fn(&mut Model<Rat>, &TaskSet)) -> Result<(), TestCaseError> {
+    guarantees_hold(
+        &set.spec(),
+        RouterMode::SyntacticKey,
+        &rat(1, 1_000_000),
+        mutate,
+    )
+    .map(|_| ())
+}
+
 #[test]
 fn mutation_syntactic_margin_at_l_beta_sem_is_caught_by_property1() {
     // β_syn lowered from 2·L·β_sem + 1 to L·β_sem: on a prefix "⋆1" followed
@@ -151,13 +163,7 @@ fn mutation_syntactic_margin_at_l_beta_sem_is_caught_by_property1() {
         scale_syntactic(m, &(target / &margins.syntactic));
     };
     let shown = caught("β_syn = L·β_sem", strategy::covered_task_set(), |set| {
-        guarantees_hold(
-            &set.spec(),
-            RouterMode::SyntacticKey,
-            &rat(1, 1_000_000),
-            &lower,
-        )
-        .map(|_| ())
+        broken(&set, &lower)
     });
     assert!(shown.contains("retrieval fails"), "{shown}");
 }
@@ -179,15 +185,7 @@ fn mutation_syntactic_margin_just_below_2l_beta_sem_is_harmless() {
         ..Config::default()
     });
     runner
-        .run(&strategy::covered_task_set(), |set| {
-            guarantees_hold(
-                &set.spec(),
-                RouterMode::SyntacticKey,
-                &rat(1, 1_000_000),
-                &lower,
-            )
-            .map(|_| ())
-        })
+        .run(&strategy::covered_task_set(), |set| broken(&set, &lower))
         .unwrap();
 }
 
@@ -196,15 +194,7 @@ fn mutation_router_blind_to_the_key_is_caught_by_property1() {
     let shown = caught(
         "router ignores the key",
         strategy::covered_task_set(),
-        |set| {
-            guarantees_hold(
-                &set.spec(),
-                RouterMode::SyntacticKey,
-                &rat(1, 1_000_000),
-                &|m, _| blind_router_to_entities(m),
-            )
-            .map(|_| ())
-        },
+        |set| broken(&set, &|m, _| blind_router_to_entities(m)),
     );
     assert!(shown.contains("routing fails"), "{shown}");
 }
@@ -224,15 +214,7 @@ fn mutation_missing_semantic_neuron_is_caught_by_property1() {
     let shown = caught(
         "a semantic neuron dropped",
         strategy::covered_task_set(),
-        |set| {
-            guarantees_hold(
-                &set.spec(),
-                RouterMode::SyntacticKey,
-                &rat(1, 1_000_000),
-                &drop_recall,
-            )
-            .map(|_| ())
-        },
+        |set| broken(&set, &drop_recall),
     );
     assert!(shown.contains("retrieval fails"), "{shown}");
 }

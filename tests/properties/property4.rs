@@ -20,7 +20,11 @@ pub(crate) struct Compared {
     total: usize,
 }
 
-pub(crate) fn f64_agrees(spec: &Spec, router: RouterMode, epsilon: &Rat) -> Result<Compared, TestCaseError> {
+pub(crate) fn f64_agrees(
+    spec: &Spec,
+    router: RouterMode,
+    epsilon: &Rat,
+) -> Result<Compared, TestCaseError> {
     let ts = TaskSet::from_spec(spec);
     let model = build_moe(&ts, &options(router, epsilon));
     let m64 = model.to_f64();
