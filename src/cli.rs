@@ -399,22 +399,22 @@ pub enum CliError {
 /// understand; the message starts with its path.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{path}: cannot read: {source}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: cannot write: {source}", path.display())]
+    #[error("{path}: cannot write: {source}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: not JSON: {source}", path.display())]
+    #[error("{path}: not JSON: {source}")]
     NotJson {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("{}: not a routability certificate: {source}", path.display())]
+    #[error("{path}: not a routability certificate: {source}")]
     NotCertificate {
         path: PathBuf,
         source: serde_json::Error,
