@@ -537,3 +537,30 @@ fn f64_refuses_the_dense_model_where_its_mantissa_cannot_hold_head_1() {
     );
     assert!(run.stdout.is_empty());
 }
+
+#[test]
+fn files_other_than_the_spec_are_named_in_their_errors() {
+    let spec = common::construction("running_example.toml");
+    let spec = spec.to_str().unwrap();
+    // A certificate that is not JSON.
+    let mut cert = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    cert.write_all(b"{ not json").unwrap();
+    let cert = cert.path().to_str().unwrap().to_string();
+    let run = routecert(&["routability", spec, "--check", &cert]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "routecert: {cert}: not JSON: key must be a string"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    // An output file in a directory that does not exist.
+    let run = routecert(&["generate", "-o", "/nonexistent/dir/x.toml"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "routecert: /nonexistent/dir/x.toml: cannot write: No such file or directory (os error 2)\n"
+    );
+}
