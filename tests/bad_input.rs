@@ -388,11 +388,15 @@ fn a_spec_one_byte_over_the_cap_is_refused_naming_file_and_limit() {
         .set_len(routecert::spec::MAX_SPEC_BYTES + 1)
         .unwrap();
     let path = file.path().to_str().unwrap().to_string();
-    for command in ["verify", "inspect", "routability"] {
-        let run = routecert(&[command, &path]);
-        assert_eq!(run.code, 2, "{command}: {}", run.stderr);
-        assert_eq!(run.stderr, too_large(&path), "{command}");
-        assert!(run.stdout.is_empty(), "{command}: {}", run.stdout);
+    for command in [
+        &["verify"][..],
+        &["inspect", "--prefix", "Paris"],
+        &["routability"],
+    ] {
+        let run = routecert(&[command, &[path.as_str()]].concat());
+        assert_eq!(run.code, 2, "{command:?}: {}", run.stderr);
+        assert_eq!(run.stderr, too_large(&path), "{command:?}");
+        assert!(run.stdout.is_empty(), "{command:?}: {}", run.stdout);
     }
     // At the cap it is read whole and judged on its content: here the
     // zeros (NUL bytes are UTF-8, not TOML).
