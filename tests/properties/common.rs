@@ -141,6 +141,9 @@ where
 
 // Breaks of a built model shared by several properties' mutation tests.
 
+/// No break: the property on the model as built.
+pub(crate) fn no_mutation(_: &mut Model<Rat>, _: &TaskSet) {}
+
 pub(crate) fn scale_syntactic(model: &mut Model<Rat>, factor: &Rat) {
     for e in &mut model.experts {
         for n in e

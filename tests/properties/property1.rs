@@ -100,8 +100,6 @@ pub(crate) fn guarantees_hold(
     Ok(coverage)
 }
 
-pub(crate) fn no_mutation(_: &mut Model<Rat>, _: &TaskSet) {}
-
 /// Task sets for property 1: half where the hypotheses cover everything
 /// by design, half from the general strategy with every hard case.
 pub(crate) fn property1_sets() -> impl Strategy<Value = GenSet> {

@@ -2,7 +2,7 @@
 //! 1–4 with both routers; and the reference itself on hand-checked numbers.
 
 use crate::common::*;
-use crate::property1::{guarantees_hold, no_mutation};
+use crate::property1::guarantees_hold;
 use crate::property2::agrees_with_reference;
 use crate::property4::f64_agrees;
 
