@@ -494,15 +494,71 @@ fn parse_layout(s: &str) -> Result<modelfile::Layout, String> {
     s.parse()
 }
 
-/// A failure to run: bad input (exit 2).
+/// A failure to run: bad input (exit 2). The variants are types; the
+/// binary turns one into its message (`Display`) at the edge.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// The spec file: unreadable, too large, or invalid (file, line, task).
     #[error(transparent)]
     Spec(Box<SpecError>),
+    /// Another file a command reads or writes, named by its path.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// A flag whose value cannot be used: the flag and why.
+    #[error("{flag}: {reason}")]
+    Flag { flag: &'static str, reason: String },
+    /// Any other refused input, as its message.
     #[error("{0}")]
     Input(String),
+    /// A model file (export or import).
     #[error(transparent)]
     ModelFile(#[from] modelfile::ModelFileError),
+}
+
+/// A file other than the spec that a command could not read, write or
+/// understand; the message starts with its path.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: cannot write: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not JSON: {source}")]
+    NotJson {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: not a routability certificate: {source}")]
+    NotCertificate {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+impl FileError {
+    fn write(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+        move |source| {
+            FileError::Write {
+                path: path.to_path_buf(),
+                source,
+            }
+            .into()
+        }
+    }
+}
+
+/// A flag's value refused: `--flag: reason`.
+fn flag(flag: &'static str, reason: impl std::fmt::Display) -> CliError {
+    CliError::Flag {
+        flag,
+        reason: reason.to_string(),
+    }
 }
 
 impl From<SpecError> for CliError {
@@ -709,15 +765,12 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
     let Some(prefix_text) = &args.prefix else {
         return inspect_neurons(&args, &ts, &options);
     };
-    let tokens = ts
-        .tokenize(prefix_text)
-        .map_err(|e| CliError::Input(format!("--prefix: {e}")))?;
+    let tokens = ts.tokenize(prefix_text).map_err(|e| flag("--prefix", e))?;
     if tokens.is_empty() || tokens.len() > ts.max_len {
-        return Err(CliError::Input(format!(
-            "--prefix: expected 1 to {} tokens, got {}",
-            ts.max_len,
-            tokens.len()
-        )));
+        return Err(flag(
+            "--prefix",
+            format!("expected 1 to {} tokens, got {}", ts.max_len, tokens.len()),
+        ));
     }
     if args.model.router == RouterChoice::Star && args.weights.is_some() {
         return Err(CliError::Input(
@@ -861,8 +914,7 @@ fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
         arith: Arith::Exact,
     };
     let (ts, options) = load(&model_args)?;
-    let spec_bytes = std::fs::read(&args.spec)
-        .map_err(|e| CliError::Input(format!("{}: cannot read: {e}", args.spec.display())))?;
+    let spec_bytes = spec::read_capped(&args.spec)?;
     let clock = Instant::now();
     let model = construct::build(&ts, &options, args.model);
     let built = clock.elapsed();
@@ -956,16 +1008,14 @@ fn inspect_neurons(
     let (model, _) = build_model(&args.model, ts, options)?;
     let (group, positions) = match (&args.neuron, &args.expert) {
         (Some(query), _) => {
-            let (group, n) = model
-                .find_neuron(query)
-                .map_err(|e| CliError::Input(format!("--neuron: {e}")))?;
+            let (group, n) = model.find_neuron(query).map_err(|e| flag("--neuron", e))?;
             (group, vec![n])
         }
         // clap admits no inspect without --prefix, --neuron or --expert.
         (None, name) => {
             let group = model
                 .group(name.as_deref().unwrap_or_default())
-                .map_err(|e| CliError::Input(format!("--expert: {e}")))?;
+                .map_err(|e| flag("--expert", e))?;
             let all = (0..group.neurons.len()).collect();
             (group, all)
         }
@@ -982,7 +1032,7 @@ fn inspect_neurons(
 
 fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
     if args.budget == 0 {
-        return Err(CliError::Input("--budget: expected at least 1".into()));
+        return Err(flag("--budget", "expected at least 1"));
     }
     let star = args.router == RouterChoice::Star;
     if !star && args.star_rank.is_some() {
@@ -1094,10 +1144,10 @@ fn star_routability(
 
 fn star_command(args: StarArgs) -> Result<ExitCode, CliError> {
     if args.budget == 0 {
-        return Err(CliError::Input("--budget: expected at least 1".into()));
+        return Err(flag("--budget", "expected at least 1"));
     }
     if args.star_rank == Some(0) {
-        return Err(CliError::Input("--star-rank: expected at least 1".into()));
+        return Err(flag("--star-rank", "expected at least 1"));
     }
     let options = Options {
         router: args.router,
@@ -1156,13 +1206,21 @@ fn check_command(
     format: Format,
 ) -> Result<ExitCode, CliError> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::Input(format!("{shown}: cannot read: {e}")))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| CliError::Input(format!("{shown}: not JSON: {e}")))?;
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| FileError::NotJson {
+            path: path.clone(),
+            source,
+        })?;
     let value = value.get("certificate").cloned().unwrap_or(value);
-    let cert: routability::certificate::Certificate = serde_json::from_value(value)
-        .map_err(|e| CliError::Input(format!("{shown}: not a routability certificate: {e}")))?;
+    let cert: routability::certificate::Certificate =
+        serde_json::from_value(value).map_err(|source| FileError::NotCertificate {
+            path: path.clone(),
+            source,
+        })?;
     let outcome = routability::check_certificate(&cert, ts, options).map_err(|e| e.to_string());
     let reads = options.router.describe();
     print!(
@@ -1207,8 +1265,7 @@ fn generate_command(args: GenerateArgs) -> Result<ExitCode, CliError> {
 
 fn write_output(path: Option<&Path>, text: &str) -> Result<(), CliError> {
     match path {
-        Some(path) => std::fs::write(path, text)
-            .map_err(|e| CliError::Input(format!("{}: cannot write: {e}", path.display()))),
+        Some(path) => std::fs::write(path, text).map_err(FileError::write(path)),
         None => {
             print!("{text}");
             Ok(())
@@ -1294,8 +1351,7 @@ fn table_command(args: TableArgs) -> Result<ExitCode, CliError> {
     write_output(args.output.as_deref(), &text)?;
     if let Some(path) = &args.plot {
         let svg = crate::plot::svg(&table).map_err(CliError::Input)?;
-        std::fs::write(path, svg)
-            .map_err(|e| CliError::Input(format!("{}: cannot write: {e}", path.display())))?;
+        std::fs::write(path, svg).map_err(FileError::write(path))?;
     }
     Ok(if table.all_verified() {
         ExitCode::SUCCESS

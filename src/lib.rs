@@ -14,6 +14,15 @@
 //! beside [`verify`]: it reads the construction's router input and its
 //! routing constraints ([`construct::router::system`]), never the reverse.
 //!
+//! [`hypotheses`] reads the task set alone (with [`design`]'s choices) and
+//! feeds [`verify`]'s report. A model leaves and comes back through
+//! [`modelfile`], which sits above [`verify`] (it writes routecert's own
+//! decision on every prefix beside the weights);
+//! weights that are not on routecert's grid are verified by [`interval`].
+//! [`soft`] and [`star`] sit beside [`verify`] like [`routability`]: they
+//! read a built model, never the reverse. (One tie runs back: `soft::cli`
+//! takes the command line's argument and error types from [`cli`].)
+//!
 //! Around the pipeline: [`generate`] writes random task sets, [`sweep`]
 //! varies one of their parameters, [`table`] measures expert size against
 //! complexity on verified constructions and [`plot`] draws it.

@@ -356,13 +356,57 @@ fn entities_no_prefix_could_name_are_rejected() {
     rejects(&spec, Some(3), Some("capital"), "control character");
 }
 
+/// The refusal of an oversized spec, naming the file and the limit.
+fn too_large(path: &str) -> String {
+    format!(
+        "routecert: {path}: the file is larger than a spec may be: more than {} bytes (64 MiB, the limit; parsing takes about 16 bytes per byte of text)\n",
+        routecert::spec::MAX_SPEC_BYTES
+    )
+}
+
 #[test]
 fn an_endless_spec_file_is_refused_not_read_forever() {
+    let clock = std::time::Instant::now();
     let run = routecert(&["verify", "/dev/zero"]);
+    let took = clock.elapsed();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.stderr, too_large("/dev/zero"));
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    // 64 MiB read and refused (today ~0.1 s); reading until memory runs
+    // out took minutes.
+    assert!(took.as_secs() < 20, "{took:?}");
+}
+
+#[test]
+fn a_spec_one_byte_over_the_cap_is_refused_naming_file_and_limit() {
+    // A valid spec, then zeros up to one byte past the cap (a sparse file:
+    // nothing is written to disk).
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    let text = std::fs::read(common::construction("running_example.toml")).unwrap();
+    file.write_all(&text).unwrap();
+    file.as_file()
+        .set_len(routecert::spec::MAX_SPEC_BYTES + 1)
+        .unwrap();
+    let path = file.path().to_str().unwrap().to_string();
+    for command in [
+        &["verify"][..],
+        &["inspect", "--prefix", "Paris"],
+        &["routability"],
+    ] {
+        let run = routecert(&[command, &[path.as_str()]].concat());
+        assert_eq!(run.code, 2, "{command:?}: {}", run.stderr);
+        assert_eq!(run.stderr, too_large(&path), "{command:?}");
+        assert!(run.stdout.is_empty(), "{command:?}: {}", run.stdout);
+    }
+    // At the cap it is read whole and judged on its content: here the
+    // zeros (NUL bytes are UTF-8, not TOML).
+    file.as_file()
+        .set_len(routecert::spec::MAX_SPEC_BYTES)
+        .unwrap();
+    let run = routecert(&["verify", &path]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
-        run.stderr
-            .starts_with("routecert: /dev/zero: the file is larger than this machine can hold"),
+        run.stderr.starts_with(&format!("routecert: {path}:")) && !run.stderr.contains("larger"),
         "{}",
         run.stderr
     );
@@ -496,4 +540,31 @@ fn f64_refuses_the_dense_model_where_its_mantissa_cannot_hold_head_1() {
         run.stderr
     );
     assert!(run.stdout.is_empty());
+}
+
+#[test]
+fn files_other_than_the_spec_are_named_in_their_errors() {
+    let spec = common::construction("running_example.toml");
+    let spec = spec.to_str().unwrap();
+    // A certificate that is not JSON.
+    let mut cert = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    cert.write_all(b"{ not json").unwrap();
+    let cert = cert.path().to_str().unwrap().to_string();
+    let run = routecert(&["routability", spec, "--check", &cert]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "routecert: {cert}: not JSON: key must be a string"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    // An output file in a directory that does not exist.
+    let run = routecert(&["generate", "-o", "/nonexistent/dir/x.toml"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "routecert: /nonexistent/dir/x.toml: cannot write: No such file or directory (os error 2)\n"
+    );
 }

@@ -1,3 +1,4 @@
+//! Unit tests of the star search: the certificate, the search and its budget.
 use super::*;
 use crate::routability::system::{Constraint, Term};
 use crate::scalar::{int, rat};

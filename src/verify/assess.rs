@@ -5,7 +5,7 @@
 use super::arith::ClaimArith;
 use super::compare::Decision;
 use super::isolation;
-use super::logits::{TOP_LOGITS, logit_verdict, show_small, token_map, top_logits};
+use super::logits::{LogitVerdict, TOP_LOGITS, logit_verdict, show_small, token_map, top_logits};
 use super::verdict::{Claim, Witness, holds};
 use crate::eval::dense::{DenseEvaluator, DensePass};
 use crate::eval::{Evaluator, Trace};
@@ -176,21 +176,7 @@ impl<S: ClaimArith> Context<'_, S> {
                     witnesses,
                     misrouted: None,
                     fingerprint: fingerprint::<S::Key>(&[]),
-                    isolation: if let Some(engine) = &self.dense_engine {
-                        iso.check_prefix(
-                            self.ts,
-                            model,
-                            engine,
-                            prefix,
-                            None,
-                            &self.tokens,
-                            &self.eps,
-                            cache,
-                            self.decisions,
-                        )
-                    } else {
-                        Vec::new()
-                    },
+                    isolation: self.isolation(prefix, iso, None, cache),
                 };
             }
         };
@@ -302,22 +288,36 @@ impl<S: ClaimArith> Context<'_, S> {
             } else {
                 fingerprint(&router_input(model, &trace))
             },
-            isolation: if let (Some(engine), Some(pass)) = (&self.dense_engine, &pass) {
-                iso.check_prefix(
-                    self.ts,
-                    model,
-                    engine,
-                    prefix,
-                    Some((&trace, &v, pass)),
-                    &self.tokens,
-                    &self.eps,
-                    cache,
-                    self.decisions,
-                )
-            } else {
-                Vec::new()
+            isolation: match &pass {
+                Some(pass) => self.isolation(prefix, iso, Some((&trace, &v, pass)), cache),
+                None => Vec::new(),
             },
         }
+    }
+
+    /// The dense model's isolation checks on one prefix (none for the MoE
+    /// model); `full` is None where the full model's forward pass failed.
+    fn isolation(
+        &self,
+        prefix: &Prefix,
+        iso: &isolation::Isolation<S>,
+        full: Option<(&Trace<S>, &LogitVerdict<S>, &DensePass<S>)>,
+        cache: &mut S::Cache,
+    ) -> Vec<isolation::PrefixCheck<S>> {
+        let Some(engine) = &self.dense_engine else {
+            return Vec::new();
+        };
+        iso.check_prefix(
+            self.ts,
+            self.model,
+            engine,
+            prefix,
+            full,
+            &self.tokens,
+            &self.eps,
+            cache,
+            self.decisions,
+        )
     }
 
     /// The exact router input of a prefix, if its forward pass runs.
