@@ -382,3 +382,51 @@ fn dense_gate_regressions_verify() {
         }
     }
 }
+
+/// The words = 8 point of the built-in words sweep, saved as a regression
+/// spec: the dense model's isolation fails on exactly 3 of its 1513 checks
+/// (task6, task10, task13), and P and A on "for on", each open lookalike
+/// with the certificate that no gate and no moved projection of the current
+/// circuit form closes it (docs/construction.md, "What remains"). A circuit
+/// form that escapes the certificates must turn this test into a pass.
+#[test]
+fn dense_words8_sweep_point_fails_isolation_with_certificates() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/regressions/dense_words8_isolation_open.toml");
+    let (code, v) = verify_json(&path, &["--model", "dense"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["prefixes"], 1474);
+    let i = &v["claims"]["isolation"];
+    assert_eq!(
+        (i["checked"].as_u64(), i["failures"].as_u64()),
+        (Some(1513), Some(3))
+    );
+    assert_eq!(v["claims"]["probability"]["failures"], 1);
+    assert_eq!(v["claims"]["retrieval"]["failures"], 1);
+    let open: Vec<&str> = v["circuits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["isolated"] == false)
+        .map(|c| c["task"].as_str().unwrap())
+        .collect();
+    assert_eq!(open, ["task6", "task10", "task13"]);
+    let witnesses: Vec<&str> = v["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["claim"] == "isolation")
+        .map(|w| w["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(witnesses.len(), 3);
+    for reason in witnesses {
+        assert!(
+            reason.contains("no gate linear in the hidden state"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("cannot be kept off all of them"),
+            "{reason}"
+        );
+    }
+}

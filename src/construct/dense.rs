@@ -40,6 +40,7 @@ use crate::scalar::{Rat, int};
 use crate::taskset::{TaskSet, TokenId};
 use num_bigint::BigInt;
 use num_traits::{Signed, Zero};
+use rayon::prelude::*;
 
 /// The residual of the dense model: the MoE model's directions plus the
 /// head-2 entity features the gates read.
@@ -115,10 +116,11 @@ impl DenseResidual {
         base.add_scaled(&int(1), &SparseVec::from_entries(extra))
     }
 
-    /// The hidden state of every prefix of the task set, in prefix order.
+    /// The hidden state of every prefix of the task set, in prefix order
+    /// (computed in parallel).
     pub fn hidden_states(&self, ts: &TaskSet) -> Vec<SparseVec<Rat>> {
         ts.prefixes
-            .iter()
+            .par_iter()
             .map(|p| self.hidden_state(&p.tokens))
             .collect()
     }
@@ -422,9 +424,27 @@ pub fn build_dense(ts: &TaskSet, options: &Options) -> Model<Rat> {
     extend_key_head(&mut heads[1], ts, &d);
 
     let states = d.hidden_states(ts);
+    // Each circuit depends only on its own task (and every prefix's state):
+    // built in parallel, then numbered in task order.
+    let built: Vec<(Vec<Neuron<Rat>>, Circuit<Rat>)> = (0..ts.tasks.len())
+        .into_par_iter()
+        .map(|k| {
+            let mut own = Vec::new();
+            let c = circuit(ts, k, &d, &margins, &states, &mut own);
+            (own, c)
+        })
+        .collect();
     let mut neurons = Vec::new();
-    let circuits = (0..ts.tasks.len())
-        .map(|k| circuit(ts, k, &d, &margins, &states, &mut neurons))
+    let circuits = built
+        .into_iter()
+        .map(|(own, mut c)| {
+            let first = neurons.len();
+            for n in &mut c.neurons {
+                *n += first;
+            }
+            neurons.extend(own);
+            c
+        })
         .collect();
 
     let router = no_router(r.basis.len());

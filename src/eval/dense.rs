@@ -32,6 +32,7 @@ use super::{Attended, EvalError, Evaluator, Trace};
 use crate::interval::bound::Iv;
 use crate::model::{Model, SparseVec};
 use crate::scalar::{FastRat, Rat, Scalar};
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
 /// A number's exact value, where it has one: the gate products Γ·A' are
@@ -126,10 +127,11 @@ pub struct DenseEvaluator<'m, S> {
     /// arithmetic is exact.
     gates: Vec<SparseVec<S>>,
     exact_gates: Option<Vec<SparseVec<Rat>>>,
+    /// Residual coordinate → (circuit, enclosure of Γ_c there): Γ·A' is
+    /// enclosed by one pass over A''s nonzero coordinates.
     gate_bounds: Vec<Vec<(usize, Iv)>>,
     /// Per class: an enclosure of its gate weight.
     weight_bounds: Vec<Iv>,
-
     groups: Vec<Group<S>>,
     classes: Vec<Class<S>>,
     /// Residual coordinate → the groups whose own read uses it.
@@ -245,7 +247,8 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
         }
         // Only exact arithmetic is factored: in f64 the factored sums would
         // round differently from the neuron-by-neuron pass, so there every
-        // neuron reads its own read vector, as in [`super::Evaluator`].
+        // neuron reads its own read vector, as in [`super::Evaluator`], and
+        // the verdicts and margins are the same to the last bit.
         let factored = exact_gates.is_some();
         let constants = if factored {
             constant_coordinates(model)
@@ -333,18 +336,12 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
                     .unwrap_or(std::cmp::Ordering::Equal)
             });
         }
-        let gate_bounds = match &exact_gates {
-            Some(exact) => exact
-                .iter()
-                .map(|g| {
-                    g.entries()
-                        .iter()
-                        .map(|(d, w)| (*d, Iv::enclose(w)))
-                        .collect()
-                })
-                .collect(),
-            None => Vec::new(),
-        };
+        let mut gate_bounds: Vec<Vec<(usize, Iv)>> = vec![Vec::new(); width];
+        for (c, g) in exact_gates.iter().flatten().enumerate() {
+            for (d, w) in g.entries() {
+                gate_bounds[*d].push((c, Iv::enclose(w)));
+            }
+        }
         let everything = Iv::new(f64::NEG_INFINITY, f64::INFINITY);
         let weight_bounds = classes
             .iter()
@@ -401,22 +398,21 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
         });
         // Enclosures of Γ_c·A' (exact arithmetic only).
         let gate_bounds: Option<Vec<Iv>> = exact_x.as_ref().and_then(|_| {
-            let xb: HashMap<usize, Iv> = x
-                .entries()
-                .iter()
-                .map(|(d, v)| Some((*d, v.enclosure()?)))
-                .collect::<Option<_>>()?;
-            Some(
-                self.gate_bounds
-                    .iter()
-                    .map(|g| {
-                        g.iter()
-                            .filter_map(|(d, w)| xb.get(d).map(|v| *w * *v))
-                            .fold(Iv::point(0.0), |a, b| a + b)
-                    })
-                    .collect(),
-            )
+            let mut acc = vec![Iv::point(0.0); self.gates.len()];
+            for (d, v) in x.entries() {
+                let column = self.gate_bounds.get(*d).map_or(&[][..], |c| &c[..]);
+                if column.is_empty() {
+                    continue;
+                }
+                let v = v.enclosure()?;
+                for (c, w) in column {
+                    acc[*c] = acc[*c] + *w * v;
+                }
+            }
+            Some(acc)
         });
+        // Γ_c·A' exactly, per circuit, computed when first needed.
+        let gammas: Vec<OnceCell<S>> = (0..self.gates.len()).map(|_| OnceCell::new()).collect();
         let mut touched = vec![false; self.groups.len()];
         let mut list: Vec<usize> = Vec::new();
         for (d, _) in x.entries() {
@@ -431,7 +427,7 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
         let mut shifts: Vec<Option<S>> = vec![None; self.classes.len()];
         let mut shift = |k: usize| -> S {
             shifts[k]
-                .get_or_insert_with(|| self.exact_shift(k, x, exact_x.as_ref()))
+                .get_or_insert_with(|| self.exact_shift(k, x, exact_x.as_ref(), &gammas))
                 .clone()
         };
         let shift_bound = |k: usize| -> Option<Iv> {
@@ -452,7 +448,7 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
             let group = &self.groups[g];
             let k = group.class;
             let label = self.classes[k].label;
-            let own = read + group.neurons[0].1.clone();
+            let own = read.clone() + group.neurons[0].1.clone();
             if let (Some(sb), Some(ob)) = (shift_bound(k), own.enclosure())
                 && (ob + sb).hi() < 0.0
             {
@@ -464,7 +460,7 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
                 });
                 return false;
             }
-            let base = own.clone() - group.neurons[0].1.clone() + shift(k);
+            let base = read + shift(k);
             let top = base.clone() + group.neurons[0].1.clone();
             let positive = top.is_positive();
             let m = -top;
@@ -508,16 +504,22 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
     }
 
     /// −g·Γ(A') of class k, exactly.
-    fn exact_shift(&self, k: usize, x: &SparseVec<S>, exact_x: Option<&SparseVec<Rat>>) -> S {
+    fn exact_shift(
+        &self,
+        k: usize,
+        x: &SparseVec<S>,
+        exact_x: Option<&SparseVec<Rat>>,
+        gammas: &[OnceCell<S>],
+    ) -> S {
         let class = &self.classes[k];
         let Some(c) = class.gate.filter(|_| !class.weight.is_zero()) else {
             return S::zero();
         };
-        let gamma = match (&self.exact_gates, exact_x) {
+        let gamma = gammas[c].get_or_init(|| match (&self.exact_gates, exact_x) {
             (Some(exact), Some(ex)) => S::from_rat(&exact[c].dot(ex)),
             _ => self.gates[c].dot(x),
-        };
-        -(class.weight.clone() * gamma)
+        });
+        -(class.weight.clone() * gamma.clone())
     }
 
     /// The smallest −(pre-activation) over the neurons of the labels
@@ -537,11 +539,14 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
             .map(|c| c.bound.hi())
             .fold(f64::INFINITY, f64::min);
         let x = &pass.attended.hidden;
+        let gammas: Vec<OnceCell<S>> = (0..self.gates.len()).map(|_| OnceCell::new()).collect();
         all.into_iter()
             .filter(|c| c.bound.lo() <= ceiling)
             .map(|c| match &c.exact {
                 Some(m) => m.clone(),
-                None => -(c.own.clone() + self.exact_shift(c.class, x, pass.exact_x.as_ref())),
+                None => {
+                    -(c.own.clone() + self.exact_shift(c.class, x, pass.exact_x.as_ref(), &gammas))
+                }
             })
             .reduce(|a, b| if b < a { b } else { a })
     }
