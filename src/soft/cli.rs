@@ -273,7 +273,14 @@ pub fn margins_command(args: MarginsArgs) -> Result<ExitCode, CliError> {
         if args.weights.is_empty() || args.construction {
             let model = construct::build(&ts, &options, ModelKind::Moe);
             let label = format!("{} (router {})", path.display(), args.router);
-            add(one_model(&label, &ts, &model, args.arith, &delta, &temperatures));
+            add(one_model(
+                &label,
+                &ts,
+                &model,
+                args.arith,
+                &delta,
+                &temperatures,
+            ));
         }
         for dir in &args.weights {
             let (model, _) = read_weights(dir, &ts, args.arith, true)?;
@@ -284,7 +291,14 @@ pub fn margins_command(args: MarginsArgs) -> Result<ExitCode, CliError> {
                 )));
             }
             let label = dir.display().to_string();
-            add(one_model(&label, &ts, &model, args.arith, &delta, &temperatures));
+            add(one_model(
+                &label,
+                &ts,
+                &model,
+                args.arith,
+                &delta,
+                &temperatures,
+            ));
         }
     }
     let mut out = match args.format {
@@ -344,7 +358,15 @@ fn one_model(
     match (arith, model.score_unit) {
         (Arith::F64, _) => {
             let m = model.to_f64();
-            measured(label, ts, k, "f64", &router_views(ts, &m), delta, temperatures)
+            measured(
+                label,
+                ts,
+                k,
+                "f64",
+                &router_views(ts, &m),
+                delta,
+                temperatures,
+            )
         }
         (_, ScoreUnit::Natural) => measured(
             label,
@@ -357,7 +379,15 @@ fn one_model(
         ),
         _ => {
             let m = model.map(FastRat::from_rat);
-            measured(label, ts, k, "exact", &router_views(ts, &m), delta, temperatures)
+            measured(
+                label,
+                ts,
+                k,
+                "exact",
+                &router_views(ts, &m),
+                delta,
+                temperatures,
+            )
         }
     }
 }

@@ -65,7 +65,9 @@ pub fn deviation<S: GateArith>(
             let (mut boundary, mut boundary_undecided) = (0, 0);
             for v in views {
                 let Some((lo, hi)) = v.as_ref().ok().and_then(|v| v.margin.as_ref()) else {
-                    if v.as_ref().is_ok_and(|v| v.gaps.as_ref().is_some_and(|g| g.0.is_empty())) {
+                    if v.as_ref()
+                        .is_ok_and(|v| v.gaps.as_ref().is_some_and(|g| g.0.is_empty()))
+                    {
                         // One expert: the gate is 1 on it at every T.
                         within += 1;
                     } else {
