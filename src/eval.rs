@@ -475,6 +475,19 @@ impl<S: Scalar> Evaluator<'_, S> {
         }
         SparseVec::from_entries(written)
     }
+
+    /// The top-1 trace of a prefix and FF_e(A') of every expert e on it
+    /// (index e), for the soft MoE.
+    pub fn run_all_experts(
+        &self,
+        tokens: &[usize],
+    ) -> Result<(Trace<S>, Vec<SparseVec<S>>), EvalError> {
+        let trace = self.run(tokens)?;
+        let outputs = (0..self.model.experts.len())
+            .map(|e| self.expert_output(&trace.hidden, e))
+            .collect();
+        Ok((trace, outputs))
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,6 @@
 use super::gate::{GateArith, at_most_t_ln, brief, off_top_upper};
 use super::prefix::{Outcome, SoftPrefix, expert_of_task};
 use crate::eval::Evaluator;
-use crate::interval::forward::IntervalEvaluator;
 use crate::model::Model;
 use crate::scalar::{Rat, int};
 use crate::taskset::TaskSet;
@@ -164,15 +163,13 @@ pub struct Prepared<'a, S> {
 impl<'a, S: GateArith> Prepared<'a, S> {
     pub fn new(ts: &'a TaskSet, model: &'a Model<S>) -> Prepared<'a, S> {
         let engine = Evaluator::new(model).without_preactivations();
-        let enclosed = model.map(S::enclose);
-        let ivs = IntervalEvaluator::new(&enclosed);
         let tokens = token_map(ts, model);
         let experts = expert_of_task(ts, model);
         let prefixes: Vec<Result<SoftPrefix<S>, String>> = ts
             .prefixes
             .par_iter()
             .enumerate()
-            .map(|(i, p)| SoftPrefix::new(&engine, &ivs, model, i, p, &tokens, &experts))
+            .map(|(i, p)| SoftPrefix::new(&engine, model, i, p, &tokens, &experts))
             .collect();
         let mut order: Vec<usize> = (0..prefixes.len()).collect();
         order.sort_by(|&a, &b| {

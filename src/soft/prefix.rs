@@ -12,12 +12,8 @@
 
 use super::gate::GateArith;
 use crate::eval::{Evaluator, Logits};
-use crate::interval::Iv;
-use crate::interval::forward::IntervalEvaluator;
 use crate::model::{Model, SparseVec};
-use crate::scalar::Rat;
 use crate::taskset::{Prefix, TaskSet, TokenId};
-use num_traits::One;
 use std::collections::{BTreeSet, HashMap};
 
 /// One prefix, ready to be checked at any gate bound η̂.
@@ -39,8 +35,7 @@ pub struct SoftPrefix<S> {
     /// V(w) in model token ids.
     valid: BTreeSet<usize>,
     vocab_size: usize,
-    /// max_{e,t} |d_{e,t}| (bounded above, to interval precision): how far
-    /// apart the experts' logit outputs are.
+    /// max_{e,t} |d_{e,t}|: how far apart the experts' logit outputs are.
     pub spread: S,
 }
 
@@ -114,16 +109,10 @@ pub fn model_tokens(
 }
 
 impl<S: GateArith> SoftPrefix<S> {
-    /// Run the prefix (from the weights) and keep what the soft checks
-    /// need: the hard pass exactly, and every expert's logit output W_U FF_e
-    /// on rigorous intervals ([`crate::interval::forward`]), whose ends bound
-    /// d_e = W_U(FF_e − FF_{e*}) from below and above. Only those bounds
-    /// enter the certificate (a valid token's logit is taken at its lowest,
-    /// an invalid one's at its highest), and intervals are 50–100× cheaper
-    /// than exact rationals on the K experts a prefix runs.
+    /// Run every expert on the prefix (from the weights) and keep what the
+    /// soft checks need.
     pub fn new(
         engine: &Evaluator<'_, S>,
-        ivs: &IntervalEvaluator<'_>,
         model: &Model<S>,
         index: usize,
         prefix: &Prefix,
@@ -131,7 +120,7 @@ impl<S: GateArith> SoftPrefix<S> {
         experts: &[Option<usize>],
     ) -> Result<SoftPrefix<S>, String> {
         let input = model_tokens(prefix, tokens)?;
-        let trace = engine.run(&input).map_err(|e| e.to_string())?;
+        let (trace, outputs) = engine.run_all_experts(&input).map_err(|e| e.to_string())?;
         let scores = &trace.router_scores;
         let top = trace.expert;
         let gaps: Vec<S> = (0..scores.len())
@@ -143,46 +132,35 @@ impl<S: GateArith> SoftPrefix<S> {
             && (0..scores.len())
                 .filter(|e| !compatible.contains(e))
                 .all(|e| scores[top] > scores[e]);
-        // W_U FF_e(A') for every expert, on intervals, then d_e against the
-        // top one.
-        let hidden = trace.hidden.map(S::enclose);
-        let out: Vec<SparseVec<Iv>> = (0..model.experts.len())
-            .map(|e| ivs.model().unembed.apply(&ivs.ffn(e, &hidden).delta))
-            .collect();
-        let mut lo: HashMap<usize, f64> = HashMap::new();
-        let mut hi: HashMap<usize, f64> = HashMap::new();
+        // W_U FF_e(A') for every expert, then d_e against the top one.
+        let out: Vec<SparseVec<S>> = outputs.iter().map(|o| model.unembed.apply(o)).collect();
+        let mut lo: HashMap<usize, S> = HashMap::new();
+        let mut hi: HashMap<usize, S> = HashMap::new();
+        let mut spread = S::zero();
         for (e, z_e) in out.iter().enumerate() {
             if e == top {
                 continue;
             }
-            let d = z_e.add_scaled(&-Iv::one(), &out[top]);
+            let d = z_e.add_scaled(&-S::one(), &out[top]);
             for (t, v) in d.entries() {
-                let l = lo.entry(*t).or_insert(0.0);
-                *l = l.min(v.lo());
-                let h = hi.entry(*t).or_insert(0.0);
-                *h = h.max(v.hi());
+                let l = lo.entry(*t).or_insert_with(S::zero);
+                if *v < *l {
+                    *l = v.clone();
+                }
+                let h = hi.entry(*t).or_insert_with(S::zero);
+                if *v > *h {
+                    *h = v.clone();
+                }
+                let a = if v.is_positive() {
+                    v.clone()
+                } else {
+                    -v.clone()
+                };
+                if a > spread {
+                    spread = a;
+                }
             }
         }
-        let unbounded = || "an expert's output is unbounded on intervals".to_string();
-        let exact = |x: f64| {
-            Rat::from_float(x)
-                .map(|r| S::from_rat(&r))
-                .ok_or_else(unbounded)
-        };
-        let widest = lo
-            .values()
-            .map(|x| -x)
-            .chain(hi.values().copied())
-            .fold(0.0f64, f64::max);
-        let spread = exact(widest)?;
-        let lo: HashMap<usize, S> = lo
-            .into_iter()
-            .map(|(t, x)| Ok((t, exact(x)?)))
-            .collect::<Result<_, String>>()?;
-        let hi: HashMap<usize, S> = hi
-            .into_iter()
-            .map(|(t, x)| Ok((t, exact(x)?)))
-            .collect::<Result<_, String>>()?;
         let mut support: BTreeSet<usize> = trace
             .logits
             .nonzero
@@ -223,17 +201,10 @@ impl<S: GateArith> SoftPrefix<S> {
     /// R, P and A with the gate mass off e* at most `eta_hat` (and R's
     /// tolerance `eta`).
     pub fn check(&self, eta_hat: &S, eta: &S, epsilon: &S, cache: &mut S::Cache) -> Outcome<S> {
-        // Valid logits at their lowest, invalid at their highest, rounded
-        // outward to short dyadics (only worsening both): the exact hard
-        // logits' denominators would otherwise meet the dyadic bounds in
-        // every sum of the P bound.
+        // Valid logits at their lowest, invalid at their highest.
         let shifted = self.tokens.iter().map(|(t, z, lo, hi)| {
-            let valid = self.valid.contains(t);
-            let d = if valid { lo } else { hi };
-            (
-                *t,
-                (z.clone() + eta_hat.clone() * d.clone()).round_dir(!valid),
-            )
+            let d = if self.valid.contains(t) { lo } else { hi };
+            (*t, z.clone() + eta_hat.clone() * d.clone())
         });
         let logits = Logits {
             vocab_size: self.vocab_size,
