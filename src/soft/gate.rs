@@ -9,6 +9,7 @@
 //! nothing decided from it is a proof.
 
 use crate::expbound;
+use crate::interval::Iv;
 use crate::scalar::{FastRat, Rat};
 use crate::verify::ClaimArith;
 use num_traits::ToPrimitive;
@@ -27,37 +28,41 @@ pub trait GateArith: ClaimArith {
     fn exp_lower(x: &Self) -> Self;
     /// The nearest f64, for plots and reading (never for a decision).
     fn approx(&self) -> f64;
+    /// A rigorous interval holding the value (f64: the value itself).
+    fn enclose(&self) -> Iv;
     /// A number ≥ self (self ≥ 0) with a short exact form: the Taylor sums
     /// behind η̂ have hundreds of digits, and every logit bound multiplies
     /// by η̂. Identity in f64.
     fn round_up(&self) -> Self;
+    /// A number with a short dyadic form (60 significant bits) at or above
+    /// self (`up`) or at or below it, any sign. Identity in f64.
+    fn round_dir(&self, up: bool) -> Self;
 }
 
 /// Significant bits kept by [`GateArith::round_up`]: a relative loosening
 /// of at most 2^-60.
 const BITS: u64 = 60;
 
-/// The smallest m/2^k ≥ x (x ≥ 0) with m < 2^BITS·2, k chosen from x's size.
-fn round_up_rat(x: &Rat) -> Rat {
+/// The nearest m/2^k at or above x (`up`) or at or below it, k chosen from
+/// x's size so that |m| has about BITS bits.
+fn round_rat(x: &Rat, up: bool) -> Rat {
     use num_bigint::BigInt;
-    use num_traits::{Signed, Zero};
-    if x.is_zero() || x.is_negative() {
+    use num_traits::Zero;
+    if x.is_zero() {
         return x.clone();
     }
     let (n, d) = (x.numer().bits() as i64, x.denom().bits() as i64);
-    // x ≈ 2^(n − d); scale so that the integer part has about BITS bits.
+    // |x| ≈ 2^(n − d); scale so that the integer part has about BITS bits.
     let k = BITS as i64 - (n - d);
-    let scaled = if k >= 0 {
-        x * Rat::from_integer(BigInt::from(1) << (k as usize))
-    } else {
-        x / Rat::from_integer(BigInt::from(1) << ((-k) as usize))
-    };
-    let m = scaled.ceil();
-    if k >= 0 {
-        m / Rat::from_integer(BigInt::from(1) << (k as usize))
-    } else {
-        m * Rat::from_integer(BigInt::from(1) << ((-k) as usize))
-    }
+    let pow = |e: i64| Rat::from_integer(BigInt::from(1) << (e as usize));
+    let scaled = if k >= 0 { x * pow(k) } else { x / pow(-k) };
+    let m = if up { scaled.ceil() } else { scaled.floor() };
+    if k >= 0 { m / pow(k) } else { m * pow(-k) }
+}
+
+/// The smallest m/2^k ≥ x.
+fn round_up_rat(x: &Rat) -> Rat {
+    round_rat(x, true)
 }
 
 /// The exact arithmetics bound e^{−x} by `exp_neg_upper_sup`, which is
@@ -82,6 +87,12 @@ impl GateArith for Rat {
     fn round_up(&self) -> Rat {
         round_up_rat(self)
     }
+    fn enclose(&self) -> Iv {
+        Iv::enclose(self)
+    }
+    fn round_dir(&self, up: bool) -> Rat {
+        round_rat(self, up)
+    }
 }
 
 impl GateArith for FastRat {
@@ -103,6 +114,12 @@ impl GateArith for FastRat {
     fn round_up(&self) -> FastRat {
         FastRat::from_big(round_up_rat(&self.to_rat()))
     }
+    fn enclose(&self) -> Iv {
+        Iv::enclose(&self.to_rat())
+    }
+    fn round_dir(&self, up: bool) -> FastRat {
+        FastRat::from_big(round_rat(&self.to_rat(), up))
+    }
 }
 
 impl GateArith for f64 {
@@ -122,6 +139,12 @@ impl GateArith for f64 {
         *self
     }
     fn round_up(&self) -> f64 {
+        *self
+    }
+    fn enclose(&self) -> Iv {
+        Iv::point(*self)
+    }
+    fn round_dir(&self, _up: bool) -> f64 {
         *self
     }
 }

@@ -376,4 +376,86 @@ mod tests {
         }
         assert_eq!(mass_at(&c, &int(0)), 7);
     }
+
+    #[test]
+    fn margin_bounds_are_exact_on_points_and_enclose_on_intervals() {
+        // Exact scores: the exact margin, twice.
+        assert_eq!(
+            margin_bounds(&[int(1), int(5), int(3)], &[int(1), int(5), int(3)]),
+            Some((int(2), int(2)))
+        );
+        // Scores in [4, 6], [3, 5], [0, 1]: a_(1) ∈ [4, 6], a_(2) ∈ [3, 5],
+        // so Δ ∈ [0, 3] (clamped at 0: the first two may tie).
+        assert_eq!(
+            margin_bounds(&[int(4), int(3), int(0)], &[int(6), int(5), int(1)]),
+            Some((int(0), int(3)))
+        );
+        // Scores in [10, 11] and [2, 3]: Δ ∈ [7, 9].
+        assert_eq!(
+            margin_bounds(&[int(10), int(2)], &[int(11), int(3)]),
+            Some((int(7), int(9)))
+        );
+    }
+
+    #[test]
+    fn interval_margins_count_open_prefixes_as_undecided() {
+        // Three prefixes: Δ = 1 exactly, Δ ∈ [1/2, 2], Δ ∈ [3, 4].
+        let path = format!(
+            "{}/constructions/running_example.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let ts = TaskSet::from_spec(&crate::spec::load(Path::new(&path)).unwrap());
+        let mut margins: Vec<Option<(Rat, Rat)>> = vec![None; ts.prefixes.len()];
+        margins[0] = Some((int(1), int(1)));
+        margins[1] = Some((crate::scalar::rat(1, 2), int(2)));
+        margins[2] = Some((int(3), int(4)));
+        let c = from_margins("x", &ts, 2, "interval", &margins);
+        let at = |d: &str| c.curve.iter().find(|p| p.delta == d).unwrap();
+        // At 1/2 only the open one may be below; at 1 one is proved and
+        // one still open; at 2 both; at 3 the third opens; at 4 all three.
+        assert_eq!((at("1/2").all_le, at("1/2").undecided_le), (0, 1));
+        assert_eq!((at("1").all_le, at("1").undecided_le), (1, 1));
+        assert_eq!((at("2").all_le, at("2").undecided_le), (2, 0));
+        assert_eq!((at("3").all_le, at("3").undecided_le), (2, 1));
+        assert_eq!((at("4").all_le, at("4").undecided_le), (3, 0));
+        assert_eq!(c.interval_margins, 2);
+        assert_eq!(c.without_margin, ts.prefixes.len() - 3);
+        assert_eq!(c.smallest[0].delta, "1");
+        assert_eq!(c.smallest[1].delta, "[1/2, 2]");
+    }
+
+    #[test]
+    fn float_weights_give_intervals_around_the_exact_margins() {
+        let path = format!(
+            "{}/constructions/running_example.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let ts = TaskSet::from_spec(&crate::spec::load(Path::new(&path)).unwrap());
+        let exact = crate::construct::build(&ts, &Options::default(), ModelKind::Moe);
+        let float = crate::interval::float_image::float_image(&exact);
+        let views = router_views(&ts, &exact.map(FastRat::from_rat));
+        let ivs = interval_views(&ts, &float);
+        let mut widths = 0;
+        for (e, v) in views.iter().zip(&ivs) {
+            let (d, _) = e.as_ref().unwrap().margin.clone().unwrap();
+            let d = d.to_rat();
+            let (lo, hi) = v.as_ref().unwrap().margin.clone().unwrap();
+            // W_Q·ln 2 rounded to f64 moves the attention weights, and so
+            // the margin, by ~1e-16 relative: the intervals sit on the
+            // exact margin to well within 1e-6, and are that tight.
+            let tol = crate::scalar::rat(1, 1_000_000);
+            assert!(
+                lo.clone() - tol.clone() <= d && d <= hi.clone() + tol,
+                "{lo} {d} {hi}"
+            );
+            assert!(hi.clone() - lo.clone() < crate::scalar::rat(1, 1_000_000));
+            if lo != hi {
+                widths += 1;
+            }
+            assert!(v.as_ref().unwrap().gaps.is_some());
+        }
+        let c = curve("float", &ts, 2, "interval", &ivs);
+        assert_eq!(c.interval_margins, widths);
+        assert_eq!(c.curve.last().unwrap().all_le, ts.prefixes.len());
+    }
 }

@@ -4,10 +4,61 @@
 
 use super::deviation::Deviation;
 use super::margins::MarginCurve;
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::colors::colormaps::ViridisRGB;
 
 const SIZE: (u32, u32) = (960, 640);
+
+type Error = Box<dyn std::error::Error>;
+type LogChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<LogCoord<f64>, RangedCoordf64>>;
+
+/// A chart with a log x axis over `x` and a fraction (0 to 1) on y.
+fn log_chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+    font: u32,
+    x: (f64, f64),
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<LogChart<'a, 'b>, Error> {
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", font))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d((x.0..x.1).log_scale(), 0.0..1.05)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&|x| format!("{x:.2e}"))
+        .draw()?;
+    Ok(chart)
+}
+
+/// The legend, and the file finished.
+fn finish<'a, 'b>(
+    mut chart: LogChart<'a, 'b>,
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+) -> Result<(), Error> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// A legend entry: a short line in the series' colour.
+fn swatch(colour: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x - 8, y), (x + 8, y)], colour.stroke_width(2))
+}
 
 fn colour(i: usize, n: usize) -> RGBColor {
     ViridisRGB::get_color(if n > 1 {
@@ -39,28 +90,17 @@ pub fn margins_svg(curves: &[MarginCurve]) -> Result<String, String> {
     Ok(out)
 }
 
-fn draw_margins(
-    curves: &[MarginCurve],
-    out: &mut String,
-) -> Result<(), Box<dyn std::error::Error>> {
+fn draw_margins(curves: &[MarginCurve], out: &mut String) -> Result<(), Error> {
     let (lo, hi) = log_range(curves.iter().flat_map(|c| c.curve.iter().map(|p| p.approx)));
     let root = SVGBackend::with_string(out, SIZE).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Boundary mass m(w) = #{Δ(x) ≤ w} / #prefixes",
-            ("sans-serif", 20),
-        )
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(64)
-        .build_cartesian_2d((lo..hi).log_scale(), 0.0..1.05)?;
-    chart
-        .configure_mesh()
-        .x_desc("w (top-two router margin, log scale)")
-        .y_desc("m(w)")
-        .x_label_formatter(&|x| format!("{x:.2e}"))
-        .draw()?;
+    let mut chart = log_chart(
+        &root,
+        "Boundary mass m(w) = #{Δ(x) ≤ w} / #prefixes",
+        20,
+        (lo, hi),
+        "w (top-two router margin, log scale)",
+        "m(w)",
+    )?;
     let n = curves.len();
     for (i, c) in curves.iter().enumerate() {
         let colour = colour(i, n);
@@ -80,18 +120,9 @@ fn draw_margins(
                 "{} ({} prefixes, {} ties)",
                 c.model, c.prefixes, c.ties
             ))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x - 8, y), (x + 8, y)], colour.stroke_width(2))
-            });
+            .legend(swatch(colour));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    finish(chart, &root)
 }
 
 /// The straying fraction (solid) and m(T·ln((K−1)/δ)) (dashed) against T.
@@ -101,29 +132,20 @@ pub fn deviation_svg(tables: &[Deviation]) -> Result<String, String> {
     Ok(out)
 }
 
-fn draw_deviation(
-    tables: &[Deviation],
-    out: &mut String,
-) -> Result<(), Box<dyn std::error::Error>> {
+fn draw_deviation(tables: &[Deviation], out: &mut String) -> Result<(), Error> {
     let (lo, hi) = log_range(tables.iter().flat_map(|d| d.rows.iter().map(|r| r.approx)));
     let root = SVGBackend::with_string(out, SIZE).into_drawing_area();
-    root.fill(&WHITE)?;
     let delta = tables.first().map_or_else(String::new, |d| d.delta.clone());
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Prefixes with 1 − g_top > δ = {delta} (solid) and the boundary mass at T·ln((K−1)/δ) (dashed)"),
-            ("sans-serif", 18),
-        )
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(64)
-        .build_cartesian_2d((lo..hi).log_scale(), 0.0..1.05)?;
-    chart
-        .configure_mesh()
-        .x_desc("temperature T (log scale)")
-        .y_desc("fraction of prefixes")
-        .x_label_formatter(&|x| format!("{x:.2e}"))
-        .draw()?;
+    let mut chart = log_chart(
+        &root,
+        &format!(
+            "Prefixes with 1 − g_top > δ = {delta} (solid) and the boundary mass at T·ln((K−1)/δ) (dashed)"
+        ),
+        18,
+        (lo, hi),
+        "temperature T (log scale)",
+        "fraction of prefixes",
+    )?;
     let n = tables.len();
     for (i, d) in tables.iter().enumerate() {
         let colour = colour(i, n);
@@ -141,17 +163,8 @@ fn draw_deviation(
         chart
             .draw_series(LineSeries::new(straying, colour.stroke_width(2)))?
             .label(d.model.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x - 8, y), (x + 8, y)], colour.stroke_width(2))
-            });
+            .legend(swatch(colour));
         chart.draw_series(DashedLineSeries::new(mass, 6, 4, colour.stroke_width(1)))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
-    root.present()?;
-    Ok(())
+    finish(chart, &root)
 }

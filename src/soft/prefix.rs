@@ -201,6 +201,7 @@ impl<S: GateArith> SoftPrefix<S> {
     /// R, P and A with the gate mass off e* at most `eta_hat` (and R's
     /// tolerance `eta`).
     pub fn check(&self, eta_hat: &S, eta: &S, epsilon: &S, cache: &mut S::Cache) -> Outcome<S> {
+        // Valid logits at their lowest, invalid at their highest.
         let shifted = self.tokens.iter().map(|(t, z, lo, hi)| {
             let d = if self.valid.contains(t) { lo } else { hi };
             (*t, z.clone() + eta_hat.clone() * d.clone())

@@ -107,31 +107,46 @@ pub fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")) + "\n"
 }
 
-/// The margin curves as CSV, one row per (model, distinct Δ).
-pub fn margins_csv(curves: &[MarginCurve]) -> String {
-    let mut out = String::from(
-        "model,delta,delta_approx,one_task,ambiguous,one_task_le,ambiguous_le,all_le,mass,mass_one_task,mass_ambiguous\n",
-    );
-    for c in curves {
-        for p in &c.curve {
-            let _ = writeln!(
-                out,
-                "\"{}\",{},{},{},{},{},{},{},{},{},{}",
-                c.model.replace('"', "\"\""),
-                p.delta,
-                p.approx,
-                p.one_task,
-                p.ambiguous,
-                p.one_task_le,
-                p.ambiguous_le,
-                p.all_le,
-                p.mass,
-                p.mass_one_task,
-                p.mass_ambiguous
-            );
-        }
+/// CSV under `header`: a quoted model column, then the fields.
+fn csv(header: &str, rows: impl Iterator<Item = (String, Vec<String>)>) -> String {
+    let mut out = format!("{header}\n");
+    for (model, fields) in rows {
+        let _ = writeln!(
+            out,
+            "\"{}\",{}",
+            model.replace('"', "\"\""),
+            fields.join(",")
+        );
     }
     out
+}
+
+/// The margin curves as CSV, one row per (model, distinct Δ).
+pub fn margins_csv(curves: &[MarginCurve]) -> String {
+    csv(
+        "model,arith,delta,delta_approx,one_task,ambiguous,one_task_le,ambiguous_le,all_le,undecided_le,mass,mass_one_task,mass_ambiguous",
+        curves.iter().flat_map(|c| {
+            c.curve.iter().map(|p| {
+                (
+                    c.model.clone(),
+                    vec![
+                        c.arith.clone(),
+                        p.delta.clone(),
+                        p.approx.to_string(),
+                        p.one_task.to_string(),
+                        p.ambiguous.to_string(),
+                        p.one_task_le.to_string(),
+                        p.ambiguous_le.to_string(),
+                        p.all_le.to_string(),
+                        p.undecided_le.to_string(),
+                        p.mass.clone(),
+                        p.mass_one_task.clone(),
+                        p.mass_ambiguous.clone(),
+                    ],
+                )
+            })
+        }),
+    )
 }
 
 fn md(s: &str) -> String {
@@ -144,13 +159,15 @@ pub fn margins_markdown(curves: &[MarginCurve]) -> String {
     for c in curves {
         let _ = writeln!(
             out,
-            "### {}\n\n{} prefixes ({} of one task, {} ambiguous), {} experts, {} router ties, {} without a margin; smallest: {}\n",
+            "### {}\n\n{} prefixes ({} of one task, {} ambiguous), {} experts, {} margins, {} router ties, {} interval margins, {} without a margin; smallest: {}\n",
             md(&c.model),
             c.prefixes,
             c.one_task,
             c.ambiguous,
             c.experts,
+            c.arith,
             c.ties,
+            c.interval_margins,
             c.without_margin,
             c.smallest
                 .iter()
@@ -158,22 +175,24 @@ pub fn margins_markdown(curves: &[MarginCurve]) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        out.push_str("| Δ | ≈ | one task at Δ | ambiguous at Δ | Δ(w) ≤ Δ: one task | ambiguous | m(Δ) |\n|---|---|---|---|---|---|---|\n");
+        out.push_str("| Δ | ≈ | one task at Δ | ambiguous at Δ | Δ(w) ≤ Δ: one task | ambiguous | undecided | m(Δ) |\n|---|---|---|---|---|---|---|---|\n");
         for p in &c.curve {
             let _ = writeln!(
                 out,
-                "| {} | {:.4e} | {} | {} | {} | {} | {} |",
-                p.delta, p.approx, p.one_task, p.ambiguous, p.one_task_le, p.ambiguous_le, p.mass
+                "| {} | {:.4e} | {} | {} | {} | {} | {} | {} |",
+                p.delta,
+                p.approx,
+                p.one_task,
+                p.ambiguous,
+                p.one_task_le,
+                p.ambiguous_le,
+                p.undecided_le,
+                p.mass
             );
         }
         out.push('\n');
     }
     out
-}
-
-/// The margin curves as text: a summary per model and a few quantiles.
-pub fn margins_text(curves: &[MarginCurve]) -> String {
-    margins_markdown(curves)
 }
 
 /// The deviation tables as Markdown.
@@ -212,27 +231,27 @@ pub fn deviation_markdown(tables: &[Deviation]) -> String {
 
 /// The deviation tables as CSV.
 pub fn deviation_csv(tables: &[Deviation]) -> String {
-    let mut out = String::from(
-        "model,delta,temperature,deviating,within,undecided,fraction,w_approx,boundary,boundary_undecided,boundary_mass\n",
-    );
-    for d in tables {
-        for r in &d.rows {
-            let _ = writeln!(
-                out,
-                "\"{}\",{},{},{},{},{},{},{},{},{},{}",
-                d.model.replace('"', "\"\""),
-                d.delta,
-                r.temperature,
-                r.deviating,
-                r.within,
-                r.undecided,
-                r.fraction,
-                r.w_approx,
-                r.boundary,
-                r.boundary_undecided,
-                r.boundary_mass
-            );
-        }
-    }
-    out
+    csv(
+        "model,arith,delta,temperature,deviating,within,undecided,fraction,w_approx,boundary,boundary_undecided,boundary_mass",
+        tables.iter().flat_map(|d| {
+            d.rows.iter().map(|r| {
+                (
+                    d.model.clone(),
+                    vec![
+                        d.arith.clone(),
+                        d.delta.clone(),
+                        r.temperature.clone(),
+                        r.deviating.to_string(),
+                        r.within.to_string(),
+                        r.undecided.to_string(),
+                        r.fraction.clone(),
+                        r.w_approx.to_string(),
+                        r.boundary.to_string(),
+                        r.boundary_undecided.to_string(),
+                        r.boundary_mass.clone(),
+                    ],
+                )
+            })
+        }),
+    )
 }
