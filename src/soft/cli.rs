@@ -363,7 +363,7 @@ fn one_model(
                 ts,
                 k,
                 "f64",
-                &router_views(ts, &m),
+                &router_views(ts, &m, !temperatures.is_empty()),
                 delta,
                 temperatures,
             )
@@ -373,7 +373,7 @@ fn one_model(
             ts,
             k,
             "interval",
-            &interval_views(ts, model),
+            &interval_views(ts, model, !temperatures.is_empty()),
             delta,
             temperatures,
         ),
@@ -384,7 +384,7 @@ fn one_model(
                 ts,
                 k,
                 "exact",
-                &router_views(ts, &m),
+                &router_views(ts, &m, !temperatures.is_empty()),
                 delta,
                 temperatures,
             )

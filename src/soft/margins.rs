@@ -28,27 +28,52 @@ pub struct RouterView<S> {
     pub margin: Option<(S, S)>,
     /// G_{e*} − G_e for every e ≠ e*, each in [gaps.0[k], gaps.1[k]] (≥ 0),
     /// when the top expert e* is decided; None when the intervals leave two
-    /// or more experts possibly on top.
+    /// or more experts possibly on top, and when the view was made without
+    /// gaps.
     pub gaps: Option<(Vec<S>, Vec<S>)>,
 }
 
-fn exact_view<S: Scalar>(scores: &[S], top: usize) -> RouterView<S> {
-    let gaps: Vec<S> = (0..scores.len())
-        .filter(|&e| e != top)
-        .map(|e| scores[top].clone() - scores[e].clone())
-        .collect();
+fn exact_view<S: Scalar>(scores: &[S], top: usize, with_gaps: bool) -> RouterView<S> {
+    let gaps = with_gaps.then(|| {
+        let gaps: Vec<S> = (0..scores.len())
+            .filter(|&e| e != top)
+            .map(|e| scores[top].clone() - scores[e].clone())
+            .collect();
+        (gaps.clone(), gaps)
+    });
     RouterView {
         margin: margin_bounds(scores, scores),
-        gaps: Some((gaps.clone(), gaps)),
+        gaps,
     }
 }
 
 /// Every prefix's router view from exact or f64 weights (ln 2 units, or
-/// f64 in any unit), or why its forward pass failed.
+/// natural units in f64). The gaps are kept only `with_gaps` (the
+/// deviation table needs them; the margin curve does not, and at K experts
+/// they are 2(K − 1) numbers a prefix).
 pub fn router_views<S: GateArith>(
     ts: &TaskSet,
     model: &Model<S>,
+    with_gaps: bool,
 ) -> Vec<Result<RouterView<S>, String>> {
+    per_prefix_scores(ts, model, |scores| {
+        let mut top = 0;
+        for (e, s) in scores.iter().enumerate() {
+            if *s > scores[top] {
+                top = e;
+            }
+        }
+        exact_view(scores, top, with_gaps)
+    })
+}
+
+/// `f` of every prefix's exact or f64 router scores (router-only passes,
+/// in parallel); only what `f` keeps stays in memory, not the scores.
+fn per_prefix_scores<S: GateArith, T: Send>(
+    ts: &TaskSet,
+    model: &Model<S>,
+    f: impl Fn(&[S]) -> T + Sync,
+) -> Vec<Result<T, String>> {
     let engine = Evaluator::new(model).without_preactivations();
     let tokens = token_map(ts, model);
     ts.prefixes
@@ -56,20 +81,18 @@ pub fn router_views<S: GateArith>(
         .map(|p| {
             let input = model_tokens(p, &tokens)?;
             let (_, scores) = engine.route(&input).map_err(|e| e.to_string())?;
-            let mut top = 0;
-            for (e, s) in scores.iter().enumerate() {
-                if *s > scores[top] {
-                    top = e;
-                }
-            }
-            Ok(exact_view(&scores, top))
+            Ok(f(&scores))
         })
         .collect()
 }
 
 /// Every prefix's router view from rigorous intervals (float weights in
 /// natural units), endpoints as the exact dyadics they are.
-pub fn interval_views(ts: &TaskSet, model: &Model<Rat>) -> Vec<Result<RouterView<Rat>, String>> {
+pub fn interval_views(
+    ts: &TaskSet,
+    model: &Model<Rat>,
+    with_gaps: bool,
+) -> Vec<Result<RouterView<Rat>, String>> {
     let ivs = model.map(Iv::enclose);
     let engine = IntervalEvaluator::new(&ivs);
     let tokens = token_map(ts, &ivs);
@@ -91,7 +114,7 @@ pub fn interval_views(ts: &TaskSet, model: &Model<Rat>) -> Vec<Result<RouterView
                 .collect::<Result<_, _>>()?;
             let gaps = match trace.candidates.as_slice() {
                 // e* is the argmax, so every true gap is ≥ 0.
-                &[top] => {
+                &[top] if with_gaps => {
                     let others = (0..lo.len()).filter(|&e| e != top);
                     let low = others
                         .clone()
@@ -120,17 +143,19 @@ pub fn margin_texts(
     model: &Model<Rat>,
     arith: crate::verify::Arith,
 ) -> Vec<Option<String>> {
-    fn texts<S: GateArith>(v: Vec<Result<RouterView<S>, String>>) -> Vec<Option<String>> {
-        v.into_iter()
-            .map(|v| v.ok().and_then(|v| v.margin).map(|m| m.0.text()))
-            .collect()
+    // Only the margin's text is kept per prefix (the gaps of a full
+    // router view would be K − 1 numbers more for every prefix).
+    fn texts<S: GateArith>(ts: &TaskSet, model: &Model<S>) -> Vec<Option<String>> {
+        per_prefix_scores(ts, model, |scores| {
+            margin_bounds(scores, scores).map(|m| m.0.text())
+        })
+        .into_iter()
+        .map(|t| t.ok().flatten())
+        .collect()
     }
     match arith {
-        crate::verify::Arith::F64 => texts(router_views(ts, &model.to_f64())),
-        _ => texts(router_views(
-            ts,
-            &model.map(crate::scalar::FastRat::from_rat),
-        )),
+        crate::verify::Arith::F64 => texts(ts, &model.to_f64()),
+        _ => texts(ts, &model.map(crate::scalar::FastRat::from_rat)),
     }
 }
 
@@ -339,7 +364,7 @@ mod tests {
         let ts = TaskSet::from_spec(&crate::spec::load(Path::new(&path)).unwrap());
         let m = crate::construct::build(&ts, &Options::default(), ModelKind::Moe)
             .map(FastRat::from_rat);
-        let views = router_views(&ts, &m);
+        let views = router_views(&ts, &m, true);
         let c = curve("shared_keys", &ts, m.experts.len(), "exact", &views);
         let last = c.curve.last().unwrap();
         assert_eq!(last.all_le, ts.prefixes.len());
@@ -433,8 +458,8 @@ mod tests {
         let ts = TaskSet::from_spec(&crate::spec::load(Path::new(&path)).unwrap());
         let exact = crate::construct::build(&ts, &Options::default(), ModelKind::Moe);
         let float = crate::interval::float_image::float_image(&exact);
-        let views = router_views(&ts, &exact.map(FastRat::from_rat));
-        let ivs = interval_views(&ts, &float);
+        let views = router_views(&ts, &exact.map(FastRat::from_rat), true);
+        let ivs = interval_views(&ts, &float, true);
         let mut widths = 0;
         for (e, v) in views.iter().zip(&ivs) {
             let (d, _) = e.as_ref().unwrap().margin.clone().unwrap();
