@@ -249,7 +249,7 @@ fn bad_flags() {
             .contains("invalid value 'semantic' for '--router")
             && run
                 .stderr
-                .contains("[possible values: syntactic, syntactic+key]"),
+                .contains("[possible values: syntactic, syntactic+key, star]"),
         "{}",
         run.stderr
     );
