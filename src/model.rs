@@ -8,9 +8,11 @@
 //! names, never the spec.
 
 mod direction;
+mod error;
 mod view;
 
 pub use direction::{Direction, ENTITY_SYMBOL, EntityFeature};
+pub use error::EvalError;
 pub use view::{LookupError, NeuronGroup, NeuronView};
 
 use crate::scalar::{Rat, Scalar};
