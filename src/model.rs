@@ -335,6 +335,32 @@ pub struct Synthesis {
     pub reads: String,
 }
 
+impl Synthesis {
+    /// The record of a router found by training: whether it converged, in
+    /// how many epochs, and what it still misroutes (of which `forced`).
+    pub fn trained(
+        converged: bool,
+        epochs: usize,
+        misrouted: usize,
+        forced: usize,
+        reads: impl Into<String>,
+    ) -> Synthesis {
+        Synthesis {
+            converged,
+            epochs,
+            misrouted,
+            forced,
+            reads: reads.into(),
+        }
+    }
+
+    /// The record of router weights given rather than trained (a closed
+    /// form, an LP's solution, a file): no epochs, nothing counted misrouted.
+    pub fn given(converged: bool, reads: impl Into<String>) -> Synthesis {
+        Synthesis::trained(converged, 0, 0, 0, reads)
+    }
+}
+
 /// The linear top-1 router G(x) = W_G x + b.
 #[derive(Debug, Clone)]
 pub struct Router<S> {
