@@ -8,25 +8,11 @@
 pub mod dense;
 pub mod float;
 
+pub use crate::model::EvalError;
 use crate::model::{Head, LinearMap, Model, ScoreUnit, SparseVec};
-use crate::scalar::{ArithError, Scalar};
+use crate::scalar::Scalar;
 use std::collections::HashMap;
 use std::sync::OnceLock;
-
-/// Why a forward pass could not run.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EvalError {
-    #[error("empty input: a prefix has at least one token")]
-    Empty,
-    #[error("input of {len} tokens exceeds the model's {max} positions")]
-    TooLong { len: usize, max: usize },
-    #[error("token id {0} is outside the vocabulary")]
-    UnknownToken(usize),
-    #[error("the model has no experts")]
-    NoExperts,
-    #[error(transparent)]
-    Arith(#[from] ArithError),
-}
 
 /// Logits over the whole vocabulary, stored sparsely: every token not listed
 /// has logit exactly zero (W_U has no bias, and those tokens' rows met no
@@ -660,7 +646,7 @@ impl<S: Scalar> Evaluator<'_, S> {
 mod tests {
     use super::*;
     use crate::model::{Basis, Expert, Head, LinearMap, Neuron, NeuronRole, Router, Synthesis};
-    use crate::scalar::{Rat, int, rat};
+    use crate::scalar::{ArithError, Rat, int, rat};
 
     /// A hand-written 2-token model: one head attending by position
     /// (score = j), two experts routed on the head's output, one neuron each.
@@ -725,13 +711,7 @@ mod tests {
                 inputs: vec![h],
                 weights,
                 bias: vec![int(1), int(0)],
-                synthesis: Synthesis {
-                    converged: true,
-                    epochs: 0,
-                    misrouted: 0,
-                    forced: 0,
-                    reads: "h".into(),
-                },
+                synthesis: Synthesis::given(true, "h"),
             },
             experts: vec![expert("first", out_a), expert("second", out_b)],
             unembed,

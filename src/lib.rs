@@ -20,8 +20,15 @@
 //! decision on every prefix beside the weights);
 //! weights that are not on routecert's grid are verified by [`interval`].
 //! [`soft`] and [`star`] sit beside [`verify`] like [`routability`]: they
-//! read a built model, never the reverse. (One tie runs back: `soft::cli`
-//! takes the command line's argument and error types from [`cli`].)
+//! read a built model, never the reverse; their command-line hooks live in
+//! [`cli`] (`cli::soft`), which alone knows clap and exit codes.
+//!
+//! No module imports one that imports it back. The shared pieces sit below
+//! their users: the prefix grouping by router input that synthesis and
+//! routability share is [`construct::router::inputs`]; the forward pass's
+//! error ([`model::EvalError`]) lives with the model, so [`interval`]
+//! (which [`eval`]'s dense pass uses for its enclosures) needs nothing from
+//! [`eval`]; `cli::input` holds the flags and loaders every command shares.
 //!
 //! Around the pipeline: [`generate`] writes random task sets, [`sweep`]
 //! varies one of their parameters, [`table`] measures expert size against

@@ -8,9 +8,11 @@
 //! names, never the spec.
 
 mod direction;
+mod error;
 mod view;
 
 pub use direction::{Direction, ENTITY_SYMBOL, EntityFeature};
+pub use error::EvalError;
 pub use view::{LookupError, NeuronGroup, NeuronView};
 
 use crate::scalar::{Rat, Scalar};
@@ -331,6 +333,32 @@ pub struct Synthesis {
     pub forced: usize,
     /// The residual directions the router may read, as a phrase.
     pub reads: String,
+}
+
+impl Synthesis {
+    /// The record of a router found by training: whether it converged, in
+    /// how many epochs, and what it still misroutes (of which `forced`).
+    pub fn trained(
+        converged: bool,
+        epochs: usize,
+        misrouted: usize,
+        forced: usize,
+        reads: impl Into<String>,
+    ) -> Synthesis {
+        Synthesis {
+            converged,
+            epochs,
+            misrouted,
+            forced,
+            reads: reads.into(),
+        }
+    }
+
+    /// The record of router weights given rather than trained (a closed
+    /// form, an LP's solution, a file): no epochs, nothing counted misrouted.
+    pub fn given(converged: bool, reads: impl Into<String>) -> Synthesis {
+        Synthesis::trained(converged, 0, 0, 0, reads)
+    }
 }
 
 /// The linear top-1 router G(x) = W_G x + b.

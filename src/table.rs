@@ -7,7 +7,7 @@
 //! claim counts them. A row says whether every claim held on its point's
 //! construction: a failing construction stays in the table, marked.
 
-use crate::construct::{self, Options};
+use crate::construct::{self, ModelKind, Options};
 use crate::spec::Spec;
 use crate::taskset::{Slot, Task, TaskSet, TokenId};
 use crate::verify::{self, ClaimResult, ExpertSize, Verdict};
@@ -153,8 +153,8 @@ fn failed_claims(v: &Verdict) -> String {
 pub fn measure(sweep: &str, value: &str, spec: &Spec, options: &Options) -> (Point, Vec<Row>) {
     let ts = TaskSet::from_spec(spec);
     let start = Instant::now();
-    let model = construct::build_moe(&ts, options);
-    let dense_model = construct::build_dense(&ts, options);
+    let model = construct::build(&ts, options, ModelKind::Moe);
+    let dense_model = construct::build(&ts, options, ModelKind::Dense);
     let build_seconds = seconds(start);
     let start = Instant::now();
     let config = verify::Config::new(&options.epsilon).router(options.router);

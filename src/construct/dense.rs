@@ -462,13 +462,7 @@ fn no_router(width: usize) -> Router<Rat> {
         inputs: vec![],
         weights: LinearMap::zero(width, 1),
         bias: vec![Rat::zero()],
-        synthesis: Synthesis {
-            converged: true,
-            epochs: 0,
-            misrouted: 0,
-            forced: 0,
-            reads: "nothing (the dense model has one FFN)".into(),
-        },
+        synthesis: Synthesis::given(true, "nothing (the dense model has one FFN)"),
     }
 }
 

@@ -1,5 +1,5 @@
-//! Stage 3: build the weights of the paper's MoE model (Theorem 4.2) for a
-//! task set, on named bases.
+//! Stage 3: build the weights of the paper's models for a task set, on named
+//! bases: the MoE model of Theorem 4.2 and the dense model of Theorem 4.1.
 //!
 //! The compiler is a chain of small stages, each in its own module:
 //! - [`residual`]: name every residual direction;
@@ -7,7 +7,9 @@
 //! - [`head1`]: head 1's scores, positional or content-aware;
 //! - [`pattern`]: the syntactic patterns of each task's templates;
 //! - [`expert`]: syntactic (interpolation) and semantic (recall) neurons;
-//! - [`router`]: synthesise a linear top-1 router over exact features;
+//! - [`router`]: synthesise a linear top-1 router over exact features
+//!   (grouping by router input, perceptron, closed form, exact LP fallback,
+//!   each in its own submodule);
 //! - [`scale`]: an exact post-pass that re-centres and rescales a router
 //!   without changing a decision (`export --scale-router`);
 //! - [`dense`]: the dense model of Theorem 4.1, one FFN split into gated

@@ -161,13 +161,7 @@ mod tests {
             inputs: (0..dim).collect(),
             weights: w,
             bias: bias.iter().map(|b| int(*b)).collect(),
-            synthesis: Synthesis {
-                converged: true,
-                epochs: 0,
-                misrouted: 0,
-                forced: 0,
-                reads: String::new(),
-            },
+            synthesis: Synthesis::given(true, String::new()),
         }
     }
 

@@ -7,9 +7,10 @@
 //! error is recovered exactly (TwoSum for sums, an FMA for products and
 //! quotients), so an endpoint moves one ulp outward only when the result
 //! was inexact. The true real number always lies in [lo, hi]. No libm
-//! function is used; e^x is in [`super::exp`].
+//! function is used; e^x is in [`super::exp`], and `Iv` as a
+//! [`Scalar`] in [`super::arith`].
 
-use crate::scalar::{ArithError, Rat, Scalar};
+use crate::scalar::Rat;
 use num_traits::{One, ToPrimitive, Zero};
 use std::cmp::Ordering;
 use std::ops::{Add, Div, Mul, Neg, Sub};
@@ -343,34 +344,6 @@ impl Zero for Iv {
 impl One for Iv {
     fn one() -> Iv {
         Iv::point(1.0)
-    }
-}
-
-/// Intervals run the same sparse algebra as the other arithmetics
-/// ([`crate::model::LinearMap`], [`crate::model::SparseVec`]); the interval
-/// forward pass ([`super::forward`]) decides routing and ReLU itself, since
-/// an interval may not decide them.
-impl Scalar for Iv {
-    const NAME: &'static str = "interval";
-
-    fn from_rat(r: &Rat) -> Iv {
-        Iv::enclose(r)
-    }
-
-    fn exp2(&self) -> Result<Iv, ArithError> {
-        Ok(super::exp::exp(&(*self * super::exp::LN2)))
-    }
-
-    fn exp(&self) -> Result<Iv, ArithError> {
-        Ok(super::exp::exp(self))
-    }
-
-    fn show(&self) -> String {
-        if self.is_point() {
-            format!("{}", self.lo)
-        } else {
-            format!("[{}, {}]", self.lo, self.hi)
-        }
     }
 }
 

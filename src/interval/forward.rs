@@ -10,7 +10,7 @@
 //! interval. The verifier reads these as undecided, never as holding.
 
 use super::bound::Iv;
-use crate::eval::EvalError;
+use crate::model::EvalError;
 use crate::model::{Head, LinearMap, Model, ScoreUnit, SparseVec};
 use crate::scalar::Scalar;
 use num_traits::{One, Zero};

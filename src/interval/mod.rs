@@ -9,6 +9,7 @@
 //! (which experts may be chosen, which neurons surely or possibly fire).
 //! The claims are decided from these in [`crate::verify::interval`].
 
+pub mod arith;
 pub mod bound;
 pub mod exp;
 pub mod float_image;

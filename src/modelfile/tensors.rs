@@ -420,13 +420,13 @@ pub fn to_model(t: &Tensors, p: Parts<'_>) -> Result<Model<Rat>, ModelFileError>
             inputs: r.inputs.clone(),
             weights,
             bias,
-            synthesis: Synthesis {
-                converged: r.converged,
-                epochs: r.epochs,
-                misrouted: r.misrouted,
-                forced: r.forced,
-                reads: r.reads.clone(),
-            },
+            synthesis: Synthesis::trained(
+                r.converged,
+                r.epochs,
+                r.misrouted,
+                r.forced,
+                r.reads.clone(),
+            ),
         },
         None => {
             // Not a routecert export: the inputs are where the weights are.
@@ -435,13 +435,10 @@ pub fn to_model(t: &Tensors, p: Parts<'_>) -> Result<Model<Rat>, ModelFileError>
                 inputs,
                 weights,
                 bias,
-                synthesis: Synthesis {
-                    converged: true,
-                    epochs: 0,
-                    misrouted: 0,
-                    forced: 0,
-                    reads: "the coordinates its weights read (read from a file)".into(),
-                },
+                synthesis: Synthesis::given(
+                    true,
+                    "the coordinates its weights read (read from a file)",
+                ),
             }
         }
     };

@@ -21,9 +21,10 @@ pub mod certificate;
 
 pub use crate::construct::router::system;
 
-use crate::construct::attention::hidden_state_with;
+use crate::construct::router::inputs::{self, common};
+
 use crate::construct::residual::Residual;
-use crate::construct::{self, Head1, Options};
+use crate::construct::{self, Options};
 use crate::model::{Model, Synthesis};
 use crate::scalar::Rat;
 use crate::taskset::{TaskId, TaskSet};
@@ -31,7 +32,7 @@ use crate::verify::{self, ClaimResult};
 use certificate::{BIAS, Case, Certificate, Proof, Row, Tokens};
 use num_traits::{One, Zero};
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use system::{Group, Refutation, Solution, Stats, System};
 
 pub use system::DEFAULT_BUDGET;
@@ -67,50 +68,31 @@ struct Inputs {
 }
 
 fn router_inputs(ts: &TaskSet, options: &Options) -> (Inputs, Vec<String>) {
-    let r = Residual::new(ts);
-    let head1 = Head1::design(ts, options.head1);
+    let (r, head1) = construct::residual_and_head1(ts, options);
     let reads = options.router.reads(&r);
-    let column: HashMap<usize, usize> = reads.iter().enumerate().map(|(c, &d)| (d, c)).collect();
     let bias = reads.len();
-    let mut index: HashMap<Vec<(usize, Rat)>, usize> = HashMap::new();
-    let mut inputs = Inputs {
-        x: Vec::new(),
-        members: Vec::new(),
-    };
-    for (i, p) in ts.prefixes.iter().enumerate() {
-        // The closed form equals the forward pass (a unit test of
-        // `construct` checks it); the certificate checker uses the latter.
-        let h = hidden_state_with(&r, &head1, &p.tokens);
-        let mut x: Vec<(usize, Rat)> = h
-            .entries()
+    // The same grouping as synthesis's training data; each input exact, with
+    // the bias feature (sorted by column already, the bias last).
+    let grouped = inputs::Inputs::group(ts, &r, &head1, &reads);
+    let inputs = Inputs {
+        x: grouped
+            .x
             .iter()
-            .filter_map(|(d, v)| column.get(d).map(|&c| (c, v.clone())))
-            .collect();
-        x.push((bias, Rat::one()));
-        x.sort_by_key(|(c, _)| *c);
-        let at = *index.entry(x.clone()).or_insert_with(|| {
-            inputs.x.push(x);
-            inputs.members.push(Vec::new());
-            inputs.x.len() - 1
-        });
-        inputs.members[at].push(i);
-    }
+            .map(|x| {
+                x.iter()
+                    .map(|(c, v)| (*c, v.to_rat()))
+                    .chain([(bias, Rat::one())])
+                    .collect()
+            })
+            .collect(),
+        members: grouped.members,
+    };
     let names = reads
         .iter()
         .map(|&d| r.basis.name(d).to_string())
         .chain([BIAS.to_string()])
         .collect();
     (inputs, names)
-}
-
-/// C(w) ∩ … over some prefixes.
-fn common(ts: &TaskSet, members: &[usize]) -> BTreeSet<TaskId> {
-    members
-        .iter()
-        .skip(1)
-        .fold(ts.prefixes[members[0]].tasks.clone(), |acc, &m| {
-            acc.intersection(&ts.prefixes[m].tasks).copied().collect()
-        })
 }
 
 /// Drop members while the intersection of C(w) stays `target`: what is
@@ -317,13 +299,7 @@ impl Report {
 fn model_for_checking(ts: &TaskSet, options: &Options) -> Model<Rat> {
     let features = options.router.reads(&Residual::new(ts)).len() + 1;
     let zero = vec![vec![Rat::zero(); features]; ts.tasks.len()];
-    let synthesis = Synthesis {
-        converged: false,
-        epochs: 0,
-        misrouted: 0,
-        forced: 0,
-        reads: options.router.describe().into(),
-    };
+    let synthesis = Synthesis::given(false, options.router.describe());
     construct::build_moe_routed_by(ts, options, &zero, synthesis)
 }
 
@@ -370,13 +346,7 @@ pub fn run_within(
     };
     match decided.decision {
         Decision::Routable(rows) => {
-            let synthesis = Synthesis {
-                converged: true,
-                epochs: 0,
-                misrouted: 0,
-                forced: 0,
-                reads: reads.into(),
-            };
+            let synthesis = Synthesis::given(true, reads);
             let model = construct::build_moe_routed_by(ts, options, &rows, synthesis);
             let config = verify::Config::new(&options.epsilon).router(options.router);
             let verdict = verify::verify(ts, &model, &config);

@@ -10,9 +10,11 @@
 //! - [`deviation`]: how many prefixes' soft gates stray by more than δ,
 //!   beside the boundary mass at T·ln((K−1)/δ);
 //! - [`render`] and [`plot`]: text, JSON, Markdown, CSV and SVG.
+//!
+//! The command-line hooks (`verify --gate softmax`, `margins`) live in
+//! [`crate::cli::soft`], above everything here.
 
 pub mod certify;
-pub mod cli;
 pub mod deviation;
 pub mod gate;
 pub mod margins;

@@ -452,18 +452,15 @@ fn mixed(s: &Rat, w_g: &[Vec<Rat>], w_s: &[Vec<Rat>]) -> Vec<Vec<Rat>> {
 /// router-installation hook, [`construct::build_moe_routed_by`]).
 pub fn model(ts: &TaskSet, options: &Options, gate: &Gate) -> Model<Rat> {
     let r = &gate.report;
-    let synthesis = Synthesis {
-        converged: r.interpolated.decision == "routable",
-        epochs: 0,
-        misrouted: 0,
-        forced: 0,
-        reads: format!(
+    let synthesis = Synthesis::given(
+        r.interpolated.decision == "routable",
+        format!(
             "{} through the STAR gate (K = {}, s = sigma(alpha) = {})",
             options.router.describe(),
             r.rank,
             gate.mix
         ),
-    };
+    );
     construct::build_moe_routed_by(ts, options, &gate.rows, synthesis)
 }
 

@@ -2,9 +2,12 @@
 //! errors into messages and exit codes: 0 every claim holds, 1 a claim
 //! fails, 2 bad input.
 
+mod input;
+pub mod soft;
+
 use crate::construct::{self, Head1Mode, ModelKind, Options, RouterMode};
 use crate::eval::{self, float::FloatModel};
-use crate::generate::{self, GenerateError, Params};
+use crate::generate::{self, Params};
 use crate::hypotheses::Hypotheses;
 use crate::model::{Model, ScoreUnit};
 use crate::modelfile;
@@ -12,12 +15,14 @@ use crate::progress;
 use crate::report::{self, Format};
 use crate::routability;
 use crate::scalar::Rat;
-use crate::spec::{self, SpecError};
+use crate::spec;
 use crate::sweep::{self, Param, Sweep};
 use crate::table::{self, Table};
 use crate::taskset::TaskSet;
 use crate::verify::{self, Arith, oracle_facts};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use input::{CliError, FileError, GhaArgs, ModelArgs, RouterChoice};
+use input::{epsilon, flag, load, read_weights};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -55,7 +60,7 @@ pub enum Command {
     Table(TableArgs),
     /// Every prefix's exact top-two router margin Δ(w) and the boundary
     /// mass m(w) = #{Δ ≤ w} / #prefixes (docs/soft-routing.md).
-    Margins(crate::soft::cli::MarginsArgs),
+    Margins(soft::MarginsArgs),
     /// Write the model as a directory PyTorch and TransformerLens load
     /// (docs/model-file.md): safetensors, config, names, exact weights and
     /// routecert's decision on every prefix.
@@ -102,40 +107,6 @@ pub struct ExportArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct ModelArgs {
-    /// Task specification (TOML, or JSON by extension).
-    pub spec: PathBuf,
-    /// What the router reads: only head 1's syntactic block (the paper's
-    /// statement), or also the key, position and current token; star: the
-    /// latter through STAR's structure-aware gate (docs/routing.md).
-    #[arg(long, value_enum, default_value_t = RouterChoice::SyntacticKey)]
-    pub router: RouterChoice,
-    /// With --router star: K, the dimension of STAR's subspace V (default:
-    /// the number of experts).
-    #[arg(long)]
-    pub star_rank: Option<usize>,
-    #[command(flatten)]
-    pub gha: GhaArgs,
-    /// Target ε of the probability claim: decimal, scientific or a/b.
-    #[arg(long, default_value = "1e-6")]
-    pub epsilon: String,
-    /// Head 1's attention scores: by position only (score j), or also by
-    /// the current and the attended token (exact powers of two either way).
-    #[arg(long, value_enum, default_value_t = Head1Mode::Positional)]
-    pub head1: Head1Mode,
-    /// Which construction: the MoE model of Theorem 4.2 (a router and one
-    /// expert per task) or the dense model of Theorem 4.1 (one FFN split
-    /// into gated circuits, one per task).
-    #[arg(long, value_enum, default_value_t = ModelKind::Moe)]
-    pub model: ModelKind,
-    /// Arithmetic: exact rationals (P is a certificate), f64 on nalgebra
-    /// (fast, not a proof), or both (exact decides; every decision on which
-    /// f64 differs is listed).
-    #[arg(long, value_enum, default_value_t = Arith::Exact)]
-    pub arith: Arith,
-}
-
-#[derive(Args, Debug)]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -156,7 +127,7 @@ pub struct VerifyArgs {
     #[arg(long, short)]
     pub quiet: bool,
     #[command(flatten)]
-    pub soft: crate::soft::cli::GateArgs,
+    pub soft: soft::GateArgs,
 }
 
 #[derive(Args, Debug)]
@@ -176,39 +147,6 @@ pub struct InspectArgs {
     /// Instead, every neuron of an expert (or a dense circuit), by task name.
     #[arg(long, conflicts_with = "prefix")]
     pub expert: Option<String>,
-}
-
-/// `--router` of verify, inspect and routability: a linear router over one
-/// of the two input families, or STAR's gate over the second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RouterChoice {
-    /// Only head 1's block, as Theorem 4.2 states.
-    Syntactic,
-    /// Head 1, head 2 (the key), the position and the current token.
-    #[value(name = "syntactic+key")]
-    SyntacticKey,
-    /// STAR (arXiv:2606.08814): σ(α)·W_g + (1 − σ(α))·R·V over what
-    /// syntactic+key reads, V from GHA, decided exactly (docs/routing.md).
-    Star,
-}
-
-impl RouterChoice {
-    /// The input family the router reads.
-    pub fn mode(self) -> RouterMode {
-        match self {
-            RouterChoice::Syntactic => RouterMode::Syntactic,
-            RouterChoice::SyntacticKey | RouterChoice::Star => RouterMode::SyntacticKey,
-        }
-    }
-}
-
-impl From<RouterMode> for RouterChoice {
-    fn from(m: RouterMode) -> Self {
-        match m {
-            RouterMode::Syntactic => RouterChoice::Syntactic,
-            RouterMode::SyntacticKey => RouterChoice::SyntacticKey,
-        }
-    }
 }
 
 /// `routability` decides the MoE router's existence exactly: it takes no
@@ -272,67 +210,6 @@ pub struct StarArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// The GHA run that proposes STAR's V (docs/routing.md states the defaults).
-#[derive(Args, Debug, Clone)]
-pub struct GhaArgs {
-    /// GHA's random seed (initial rows and the order of inputs).
-    #[arg(long, default_value_t = crate::star::gha::Params::default().seed)]
-    pub gha_seed: u64,
-    /// GHA's number of updates (one router input each).
-    #[arg(long, default_value_t = crate::star::gha::Params::default().steps)]
-    pub gha_steps: usize,
-    /// GHA's initial learning rate times max‖x‖².
-    #[arg(long, default_value_t = crate::star::gha::Params::default().rate)]
-    pub gha_rate: f64,
-    /// GHA's rate decays to rate/decay by the last update.
-    #[arg(long, default_value_t = crate::star::gha::Params::default().decay)]
-    pub gha_decay: f64,
-    /// Normalise GHA's rows after every update, not only at the end.
-    #[arg(long)]
-    pub gha_normalise: bool,
-}
-
-impl Default for GhaArgs {
-    fn default() -> Self {
-        let p = crate::star::gha::Params::default();
-        GhaArgs {
-            gha_seed: p.seed,
-            gha_steps: p.steps,
-            gha_rate: p.rate,
-            gha_decay: p.decay,
-            gha_normalise: false,
-        }
-    }
-}
-
-impl GhaArgs {
-    fn params(&self) -> Result<crate::star::gha::Params, CliError> {
-        if !(self.gha_rate > 0.0 && self.gha_rate <= 1.0) {
-            return Err(CliError::Input(format!(
-                "--gha-rate {}: expected a number in (0, 1]",
-                self.gha_rate
-            )));
-        }
-        if !(self.gha_decay >= 1.0 && self.gha_decay.is_finite()) {
-            return Err(CliError::Input(format!(
-                "--gha-decay {}: expected a number of at least 1",
-                self.gha_decay
-            )));
-        }
-        if self.gha_steps == 0 {
-            return Err(CliError::Input("--gha-steps: expected at least 1".into()));
-        }
-        Ok(crate::star::gha::Params {
-            seed: self.gha_seed,
-            steps: self.gha_steps,
-            rate: self.gha_rate,
-            decay: self.gha_decay,
-            normalise: self.gha_normalise || crate::star::gha::Params::default().normalise,
-            ..crate::star::gha::Params::default()
-        })
-    }
 }
 
 /// Parameters of a generated task set. Unset flags keep the preset's value:
@@ -494,88 +371,6 @@ fn parse_layout(s: &str) -> Result<modelfile::Layout, String> {
     s.parse()
 }
 
-/// A failure to run: bad input (exit 2). The variants are types; the
-/// binary turns one into its message (`Display`) at the edge.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// The spec file: unreadable, too large, or invalid (file, line, task).
-    #[error(transparent)]
-    Spec(Box<SpecError>),
-    /// Another file a command reads or writes, named by its path.
-    #[error(transparent)]
-    File(#[from] FileError),
-    /// A flag whose value cannot be used: the flag and why.
-    #[error("{flag}: {reason}")]
-    Flag { flag: &'static str, reason: String },
-    /// Any other refused input, as its message.
-    #[error("{0}")]
-    Input(String),
-    /// A model file (export or import).
-    #[error(transparent)]
-    ModelFile(#[from] modelfile::ModelFileError),
-}
-
-/// A file other than the spec that a command could not read, write or
-/// understand; the message starts with its path.
-#[derive(Debug, thiserror::Error)]
-pub enum FileError {
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: cannot write: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: not JSON: {source}")]
-    NotJson {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-    #[error("{path}: not a routability certificate: {source}")]
-    NotCertificate {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
-}
-
-impl FileError {
-    fn write(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
-        move |source| {
-            FileError::Write {
-                path: path.to_path_buf(),
-                source,
-            }
-            .into()
-        }
-    }
-}
-
-/// A flag's value refused: `--flag: reason`.
-fn flag(flag: &'static str, reason: impl std::fmt::Display) -> CliError {
-    CliError::Flag {
-        flag,
-        reason: reason.to_string(),
-    }
-}
-
-impl From<SpecError> for CliError {
-    fn from(e: SpecError) -> Self {
-        CliError::Spec(Box::new(e))
-    }
-}
-
-impl From<GenerateError> for CliError {
-    fn from(e: GenerateError) -> Self {
-        match e {
-            GenerateError::Spec(e) => e.into(),
-            GenerateError::Params(m) => CliError::Input(format!("generate: {m}")),
-        }
-    }
-}
-
 /// Run a parsed command line; the binary prints errors and exits 2.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
@@ -585,55 +380,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Routability(args) => routability_command(args),
         Command::Star(args) => star_command(args),
         Command::Table(args) => table_command(args),
-        Command::Margins(args) => crate::soft::cli::margins_command(args),
+        Command::Margins(args) => soft::margins_command(args),
         Command::Export(args) => export_command(args),
     }
-}
-
-fn epsilon(text: &str) -> Result<Rat, CliError> {
-    crate::scalar::parse_epsilon(text).map_err(|e| CliError::Input(e.to_string()))
-}
-
-pub(crate) fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
-    if args.model == ModelKind::Dense && args.head1 == Head1Mode::Content {
-        return Err(CliError::Input(
-            "--head1 content applies to the MoE model only: the dense model's gates are built on the positional head 1".into(),
-        ));
-    }
-    if args.router == RouterChoice::Star && args.model == ModelKind::Dense {
-        return Err(CliError::Input(
-            "--router star applies to the MoE model only: the dense model has no router".into(),
-        ));
-    }
-    if args.router != RouterChoice::Star && args.star_rank.is_some() {
-        return Err(CliError::Input(
-            "--star-rank applies to --router star only".into(),
-        ));
-    }
-    if args.star_rank == Some(0) {
-        return Err(CliError::Input("--star-rank: expected at least 1".into()));
-    }
-    args.gha.params()?;
-    let options = Options {
-        router: args.router.mode(),
-        head1: args.head1,
-        epsilon: epsilon(&args.epsilon)?,
-        ..Options::default()
-    };
-    let spec = spec::load(&args.spec)?;
-    let ts = TaskSet::try_from_spec(&spec).map_err(CliError::Input)?;
-    if args.model == ModelKind::Dense
-        && args.arith == Arith::F64
-        && ts.max_len > crate::scalar::F64_DENSE_MAX_LEN
-    {
-        return Err(CliError::Input(format!(
-            "{}: --arith f64 cannot represent the dense model at L = {}: head 1's weights 2^j/Σ2^l need more than f64's 53-bit mantissa beyond L = {} (use --arith exact or both)",
-            spec.file,
-            ts.max_len,
-            crate::scalar::F64_DENSE_MAX_LEN
-        )));
-    }
-    Ok((ts, options))
 }
 
 /// The model verify and inspect run: the construction, or with `--router
@@ -671,7 +420,7 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
         ));
     }
     if args.soft.wanted() {
-        return crate::soft::cli::verify_soft(
+        return soft::verify_soft(
             &args.model,
             &args.soft,
             args.weights.as_deref(),
@@ -826,47 +575,6 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
         println!("hypothesis H-R: {}", h.explain(&ts, i));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `--weights DIR`: the model read from DIR and the router mode to report.
-/// Natural-unit weights (no usable exact.json) have irrational attention
-/// weights: exact arithmetic cannot evaluate them and no float may decide
-/// them, so `verify` decides them with rigorous intervals
-/// ([`verify::interval`]; `interval_ok`), `--arith f64` runs an f64 check,
-/// and what needs exact values (`inspect`, `--arith both`) is refused.
-pub(crate) fn read_weights(
-    dir: &Path,
-    ts: &TaskSet,
-    arith: Arith,
-    interval_ok: bool,
-) -> Result<(Model<Rat>, RouterMode), CliError> {
-    let read = modelfile::read(dir)?;
-    modelfile::read::check_against(dir, &read.model, ts)?;
-    let served = arith == Arith::F64 || (interval_ok && arith == Arith::Exact);
-    if read.model.score_unit == ScoreUnit::Natural && !served {
-        return Err(CliError::Input(format!(
-            "{}: {}, so its weights are floats with natural-exp attention: {}",
-            dir.display(),
-            read.floats_because
-                .as_deref()
-                .unwrap_or("exact weights unusable"),
-            if interval_ok {
-                "`--arith both` needs exact values; `verify --weights` (exact, by rigorous intervals) or `--arith f64` (proves nothing) run on it"
-            } else {
-                "exact inspection needs exact values; --arith f64 traces it in floats"
-            }
-        )));
-    }
-    // The verdict names the router mode the file was exported with; a
-    // foreign file names none and is reported as the default mode's reads.
-    let router = read
-        .config
-        .router
-        .as_ref()
-        .and_then(|r| r.mode.as_deref())
-        .and_then(|m| m.parse().ok())
-        .unwrap_or_default();
-    Ok((read.model, router))
 }
 
 /// `verify --weights` on float weights: every claim decided by rigorous

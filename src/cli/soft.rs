@@ -3,16 +3,16 @@
 //! [--weights DIR]...`. Errors are [`CliError`]s (exit 2), turned into
 //! messages by the binary.
 
-use super::certify::{Prepared, SoftOptions};
-use super::deviation::{Deviation, deviation};
-use super::gate::GateArith;
-use super::margins::{MarginCurve, curve, interval_views, router_views};
-use super::render;
-use crate::cli::{CliError, ModelArgs, load, read_weights};
+use super::input::{CliError, ModelArgs, load, read_weights};
 use crate::construct::{self, ModelKind};
 use crate::model::{Model, ScoreUnit};
 use crate::report::Format;
 use crate::scalar::{FastRat, Rat, Scalar, parse_rational};
+use crate::soft::certify::{Prepared, SoftOptions};
+use crate::soft::deviation::{Deviation, deviation};
+use crate::soft::gate::GateArith;
+use crate::soft::margins::{MarginCurve, curve, interval_views, router_views};
+use crate::soft::render;
 use crate::spec;
 use crate::taskset::TaskSet;
 use crate::verify::Arith;
@@ -321,10 +321,10 @@ pub fn margins_command(args: MarginsArgs) -> Result<ExitCode, CliError> {
             .map_err(|e| CliError::Input(format!("{}: cannot write: {e}", path.display())))
     };
     if let Some(path) = &args.plot {
-        write(path, super::plot::margins_svg(&curves))?;
+        write(path, crate::soft::plot::margins_svg(&curves))?;
     }
     if let Some(path) = &args.deviation_plot {
-        write(path, super::plot::deviation_svg(&tables))?;
+        write(path, crate::soft::plot::deviation_svg(&tables))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -345,7 +345,7 @@ fn one_model(
         ts: &TaskSet,
         experts: usize,
         arith: &str,
-        views: &[Result<super::margins::RouterView<S>, String>],
+        views: &[Result<crate::soft::margins::RouterView<S>, String>],
         delta: &Rat,
         temperatures: &[Rat],
     ) -> (MarginCurve, Option<Deviation>) {
