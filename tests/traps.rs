@@ -61,6 +61,8 @@ fn margins_plots_refuse_names_that_are_not_svg() {
         let run = routecert(&[
             "margins",
             spec.to_str().unwrap(),
+            "--temperatures",
+            "1/10",
             flag,
             png.to_str().unwrap(),
         ]);
