@@ -224,14 +224,19 @@ impl<S: Scalar> LinearMap<S> {
     /// W x as a dense vector of `out_dim` values: for maps into a small
     /// space (the router's one score per expert), accumulating in place
     /// beats sorting a list of products.
+    /// Each output is one [`Scalar::sum_of_products`] over its terms, in
+    /// the order of x's coordinates (so f64 sums in the same order as
+    /// before; exact sums need no gcd per term).
     pub fn apply_dense(&self, x: &SparseVec<S>) -> Vec<S> {
-        let mut out = vec![S::zero(); self.out_dim];
+        let mut rows: Vec<Vec<(&S, &S)>> = vec![Vec::new(); self.out_dim];
         for (c, xc) in x.entries() {
             for (r, w) in self.columns[*c].entries() {
-                out[*r] = out[*r].clone() + w.clone() * xc.clone();
+                rows[*r].push((w, xc));
             }
         }
-        out
+        rows.into_iter()
+            .map(|terms| S::sum_of_products(terms.into_iter()))
+            .collect()
     }
 
     pub fn apply(&self, x: &SparseVec<S>) -> SparseVec<S> {

@@ -144,25 +144,32 @@ impl Scalar for Rat {
     /// to the numerator directly), and reduced early only if the
     /// denominator grows past a few hundred bits.
     fn sum_of_products<'a>(terms: impl Iterator<Item = (&'a Rat, &'a Rat)>) -> Rat {
-        let mut num = BigInt::zero();
-        let mut den = BigInt::one();
-        for (a, b) in terms {
-            let n = a.numer() * b.numer();
-            let d = a.denom() * b.denom();
-            if d == den {
-                num += n;
-            } else {
-                num = num * &d + n * &den;
-                den *= d;
-                if den.bits() > 512 {
-                    let r = Rat::new(num, den);
-                    num = r.numer().clone();
-                    den = r.denom().clone();
-                }
+        lazy_sum(
+            Rat::zero(),
+            terms.map(|(a, b)| (a.numer() * b.numer(), a.denom() * b.denom())),
+        )
+    }
+}
+
+/// `start` + Σ n/d over the terms, exact, with one gcd at the end instead
+/// of one per term: the sum is kept as an unreduced fraction (terms that
+/// share its denominator add to the numerator directly), and reduced early
+/// only if the denominator grows past a few hundred bits.
+pub(crate) fn lazy_sum(start: Rat, terms: impl Iterator<Item = (BigInt, BigInt)>) -> Rat {
+    let (mut num, mut den) = start.into_raw();
+    for (n, d) in terms {
+        if d == den {
+            num += n;
+        } else {
+            num = num * &d + n * &den;
+            den *= d;
+            if den.bits() > 512 {
+                let r = Rat::new(num, den);
+                (num, den) = r.into_raw();
             }
         }
-        Rat::new(num, den)
     }
+    Rat::new(num, den)
 }
 
 impl Scalar for f64 {

@@ -460,15 +460,28 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
         .arith(args.model.arith)
         .router(router)
         .progress(&progress);
-    let verdict = verify::verify(&ts, &model, &config);
+    let mut verdict = verify::verify(&ts, &model, &config);
     bar.finish();
+    // f64 never reports a failure exact arithmetic would not: rounding
+    // (head 1's weights 2^j/Σ2^l against routers of 10^15 and more) can
+    // turn a holding claim into a false failure at any L. When the f64 run
+    // finds one and the weights are exact, every claim is re-decided
+    // exactly, the f64 decisions compared (as `--arith both`).
+    if args.model.arith == Arith::F64 && !verdict.all_hold() && model.score_unit == ScoreUnit::Ln2 {
+        eprintln!(
+            "routecert: --arith f64 found failing claims; f64 is not a certificate, so they were re-decided in exact arithmetic (the report is --arith both's: exact decides, f64's disagreements listed)"
+        );
+        let config = verify::Config::new(&options.epsilon)
+            .arith(Arith::Both)
+            .router(router);
+        verdict = verify::verify(&ts, &model, &config);
+    }
     let verified = clock.elapsed();
-    let mut verdict = verdict;
     if args.format == Format::Json && args.model.model == ModelKind::Moe {
         verdict.router_margins = Some(crate::soft::margins::margin_texts(
             &ts,
             &model,
-            args.model.arith,
+            verdict.arith,
         ));
     }
     let format = args.format;
@@ -981,6 +994,21 @@ fn write_output(path: Option<&Path>, text: &str) -> Result<(), CliError> {
     }
 }
 
+/// Refused before any work: every plot is SVG, whatever the name says, so
+/// a name that says otherwise (`x.png`) is an error (table, margins).
+pub(crate) fn svg_path(flag: &str, path: &Path) -> Result<(), CliError> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+    {
+        return Ok(());
+    }
+    Err(CliError::Input(format!(
+        "{flag} {}: the plot is written as SVG; give a file name ending in .svg",
+        path.display()
+    )))
+}
+
 fn table_command(args: TableArgs) -> Result<ExitCode, CliError> {
     let options = Options {
         router: args.router,
@@ -989,16 +1017,8 @@ fn table_command(args: TableArgs) -> Result<ExitCode, CliError> {
     };
     // The bar is for a person watching: not when stdout is piped or captured.
     let show = !args.quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
-    // Refused before any work: the plot is SVG, whatever the name says.
-    if let Some(path) = &args.plot
-        && !path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
-    {
-        return Err(CliError::Input(format!(
-            "--plot {}: the plot is written as SVG; give a file name ending in .svg",
-            path.display()
-        )));
+    if let Some(path) = &args.plot {
+        svg_path("--plot", path)?;
     }
     let table = match (args.sweep, args.specs.is_empty()) {
         (Some(param), true) => {

@@ -250,6 +250,12 @@ pub fn margins_command(args: MarginsArgs) -> Result<ExitCode, CliError> {
             "margins takes --arith exact or --arith f64, not both".into(),
         ));
     }
+    if let Some(path) = &args.plot {
+        crate::cli::svg_path("--plot", path)?;
+    }
+    if let Some(path) = &args.deviation_plot {
+        crate::cli::svg_path("--deviation-plot", path)?;
+    }
     if !args.weights.is_empty() && args.specs.len() != 1 {
         return Err(CliError::Input(format!(
             "--weights measures model files on one task set: give one SPEC, not {}",

@@ -281,6 +281,45 @@ impl Scalar for FastRat {
         self.to_rat().exp2().map(FastRat::from_big)
     }
 
+    /// In machine words while every operand and partial sum fits (the
+    /// checked operations); from the first big operand or result on, the
+    /// rest is summed as one unreduced BigInt fraction and reduced once
+    /// ([`crate::scalar::lazy_sum`]): a gcd per term of numbers of
+    /// hundreds of bits was most of the cost of long templates' router
+    /// scores.
+    fn sum_of_products<'a>(terms: impl Iterator<Item = (&'a FastRat, &'a FastRat)>) -> FastRat {
+        let mut acc = FastRat::zero();
+        let mut terms = terms.peekable();
+        while let Some((a, b)) = terms.peek() {
+            if matches!(a, FastRat::Big(_)) || matches!(b, FastRat::Big(_)) {
+                break;
+            }
+            let next = acc.clone() + (*a).clone() * (*b).clone();
+            if matches!(next, FastRat::Big(_)) {
+                break;
+            }
+            acc = next;
+            terms.next();
+        }
+        if terms.peek().is_none() {
+            return acc;
+        }
+        let parts = |x: &FastRat| -> (BigInt, BigInt) {
+            match x {
+                FastRat::Small(q) => (BigInt::from(*q.numer()), BigInt::from(*q.denom())),
+                FastRat::Wide(q) => (BigInt::from(*q.numer()), BigInt::from(*q.denom())),
+                FastRat::Big(r) => (r.numer().clone(), r.denom().clone()),
+            }
+        };
+        FastRat::from_big(crate::scalar::lazy_sum(
+            acc.to_rat(),
+            terms.map(|(a, b)| {
+                let ((an, ad), (bn, bd)) = (parts(a), parts(b));
+                (an * bn, ad * bd)
+            }),
+        ))
+    }
+
     fn is_positive(&self) -> bool {
         match self {
             FastRat::Small(q) => *q.numer() > 0,
@@ -431,6 +470,23 @@ mod tests {
             };
             proptest::prop_assert_eq!(hash(&through), hash(&x));
             proptest::prop_assert!(through == x);
+        }
+
+        /// `sum_of_products` (machine words, then one unreduced BigInt
+        /// fraction) is exactly the term-by-term BigRational sum, in its
+        /// canonical tier, whichever tier the terms start and end in.
+        #[test]
+        fn sum_of_products_agrees_with_bigrational(
+            terms in proptest::collection::vec((any_rat(), any_rat()), 0..12)
+        ) {
+            let fast: Vec<(FastRat, FastRat)> = terms
+                .iter()
+                .map(|(a, b)| (FastRat::from_rat(a), FastRat::from_rat(b)))
+                .collect();
+            let sum = FastRat::sum_of_products(fast.iter().map(|(a, b)| (a, b)));
+            let exact = terms.iter().fold(Rat::zero(), |acc, (a, b)| acc + a * b);
+            proptest::prop_assert_eq!(sum.to_rat(), exact.clone());
+            proptest::prop_assert_eq!(sum.tier(), canonical_tier(&exact));
         }
     }
 
