@@ -2,7 +2,7 @@
 //! errors into messages and exit codes: 0 every claim holds, 1 a claim
 //! fails, 2 bad input.
 
-use crate::construct::{self, Head1Mode, ModelKind, Options, RouterMode};
+use crate::construct::{self, CircuitForm, Head1Mode, ModelKind, Options, RouterMode};
 use crate::eval::{self, float::FloatModel};
 use crate::generate::{self, GenerateError, Params};
 use crate::hypotheses::Hypotheses;
@@ -78,6 +78,11 @@ pub struct ExportArgs {
     /// Head 1's attention scores (as for verify).
     #[arg(long, value_enum, default_value_t = Head1Mode::Positional)]
     pub head1: Head1Mode,
+    /// The dense model's circuit form: ramp (one interpolation per task, a
+    /// neuron on at all of its prefixes) or split (ramp where it isolates,
+    /// else one indicator neuron per pattern; docs/construction.md).
+    #[arg(long, value_enum, default_value_t = CircuitForm::default())]
+    pub circuit: CircuitForm,
     /// Target ε of the probability claim (as for verify).
     #[arg(long, default_value = "1e-6")]
     pub epsilon: String,
@@ -128,6 +133,11 @@ pub struct ModelArgs {
     /// into gated circuits, one per task).
     #[arg(long, value_enum, default_value_t = ModelKind::Moe)]
     pub model: ModelKind,
+    /// The dense model's circuit form: ramp (one interpolation per task, a
+    /// neuron on at all of its prefixes) or split (ramp where it isolates,
+    /// else one indicator neuron per pattern; docs/construction.md).
+    #[arg(long, value_enum, default_value_t = CircuitForm::default())]
+    pub circuit: CircuitForm,
     /// Arithmetic: exact rationals (P is a certificate), f64 on nalgebra
     /// (fast, not a proof), or both (exact decides; every decision on which
     /// f64 differs is listed).
@@ -465,6 +475,11 @@ pub struct TableArgs {
     /// Target ε of the probability claim (as for verify).
     #[arg(long, default_value = "1e-6")]
     pub epsilon: String,
+    /// The dense model's circuit form: ramp (one interpolation per task, a
+    /// neuron on at all of its prefixes) or split (ramp where it isolates,
+    /// else one indicator neuron per pattern; docs/construction.md).
+    #[arg(long, value_enum, default_value_t = CircuitForm::default())]
+    pub circuit: CircuitForm,
     /// Output format: csv (for pandas), markdown or json.
     #[arg(long, value_enum, default_value_t = TableFormat::Markdown)]
     pub format: TableFormat,
@@ -618,6 +633,7 @@ pub(crate) fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
         router: args.router.mode(),
         head1: args.head1,
         epsilon: epsilon(&args.epsilon)?,
+        circuit: args.circuit,
         ..Options::default()
     };
     let spec = spec::load(&args.spec)?;
@@ -910,6 +926,7 @@ fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
         gha: GhaArgs::default(),
         epsilon: args.epsilon.clone(),
         head1: args.head1,
+        circuit: args.circuit,
         model: args.model,
         arith: Arith::Exact,
     };
@@ -1277,6 +1294,7 @@ fn table_command(args: TableArgs) -> Result<ExitCode, CliError> {
     let options = Options {
         router: args.router,
         epsilon: epsilon(&args.epsilon)?,
+        circuit: args.circuit,
         ..Options::default()
     };
     // The bar is for a person watching: not when stdout is piped or captured.

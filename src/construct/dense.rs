@@ -28,10 +28,11 @@
 use super::attention;
 use super::expert;
 use super::gate::{self, EntityDirs, GiveUp};
+use super::indicator;
 use super::pattern;
 use super::residual::Residual;
 use super::separate;
-use super::{Margins, Options};
+use super::{CircuitForm, Margins, Options};
 use crate::model::{
     Basis, Circuit, Direction, EntityFeature, Expert, Head, LinearMap, Model, Neuron, NeuronRole,
     Router, SparseVec, Synthesis,
@@ -297,12 +298,22 @@ fn circuit(
     d: &DenseResidual,
     margins: &Margins,
     states: &[SparseVec<Rat>],
+    form: CircuitForm,
     neurons: &mut Vec<Neuron<Rat>>,
 ) -> Circuit<Rat> {
     let r = &d.residual;
     let task = &ts.tasks[k];
     let word = |t: usize| ts.vocab.name(t).to_string();
     let (gate, proj, points, correction) = gate_and_projection(ts, k, d, margins, states);
+    // The split form where the ramp form leaves a lookalike open: indicator
+    // neurons per pattern, and the gate that keeps Ψ_k ≥ 0 on what it cannot
+    // close for the semantic neurons (they read no key of k there).
+    let split = form == CircuitForm::Split && !gate.unexcluded.is_empty();
+    let gate = if split {
+        gate::synthesize(ts, k, r, &d.entities, states, &GiveUp::Relax(Rat::zero()))
+    } else {
+        gate
+    };
     let gate = &gate;
     // s_k − c: c vanishes on k's prefixes (see `separate`).
     let s_read = proj.read(r).add_scaled(
@@ -359,7 +370,47 @@ fn circuit(
             .map(|(t, p, y)| (t.clone(), Some(p), y.clone())),
     );
     let mut previous_slope = SparseVec::default();
-    for m in 0..knots.len() - 1 {
+    let mut unexcluded: Vec<(String, String)> = Vec::new();
+    if split {
+        let interpolation_points = expert::interpolation(ts, k, r, margins).1;
+        let shown = indicator::indicators(ts, k, r, &d.entities, states, &interpolation_points);
+        for (m, ind) in shown.into_iter().enumerate() {
+            members.push(neurons.len());
+            gate_weight.push(Rat::zero());
+            neurons.push(Neuron {
+                name: format!(
+                    "{}/syn{m}: pattern \"{}\", indicator",
+                    task.name,
+                    pattern::render(&ind.pattern, word)
+                ),
+                role: NeuronRole::Syntactic,
+                read: ind.read,
+                bias: ind.bias,
+                write: ind.write,
+            });
+            unexcluded.extend(
+                ind.open
+                    .into_iter()
+                    .map(|(q, why)| (ts.render(&ts.prefixes[q].tokens), why)),
+            );
+        }
+        // A semantic neuron reads its key besides the gate: where Γ_k = 0
+        // off D(k) it fires only if that key is there.
+        let keys: Vec<TokenId> = task.pairs.iter().map(|&(a, _)| a).collect();
+        for u in &gate.unexcluded {
+            let tokens = &ts.prefixes[u.prefix].tokens;
+            if tokens.iter().any(|t| keys.contains(t)) {
+                unexcluded.push((
+                    ts.render(tokens),
+                    format!(
+                        "{}; it holds a key of {}, so that key's semantic neuron is not kept off it",
+                        u.reason, task.name
+                    ),
+                ));
+            }
+        }
+    }
+    for m in 0..if split { 0 } else { knots.len() - 1 } {
         let (t_m, p_m, y_m) = &knots[m];
         let (t_next, _, y_next) = &knots[m + 1];
         let slope = y_next.add_scaled(&int(-1), y_m).map(|v| v / (t_next - t_m));
@@ -401,11 +452,13 @@ fn circuit(
             write: SparseVec::from_entries([(r.out[value], margins.semantic.clone())]),
         });
     }
-    let unexcluded = gate
-        .unexcluded
-        .iter()
-        .map(|u| (ts.render(&ts.prefixes[u.prefix].tokens), u.reason.clone()))
-        .collect();
+    if !split {
+        unexcluded = gate
+            .unexcluded
+            .iter()
+            .map(|u| (ts.render(&ts.prefixes[u.prefix].tokens), u.reason.clone()))
+            .collect();
+    }
     Circuit {
         name: task.name.clone(),
         neurons: members,
@@ -430,7 +483,7 @@ pub fn build_dense(ts: &TaskSet, options: &Options) -> Model<Rat> {
         .into_par_iter()
         .map(|k| {
             let mut own = Vec::new();
-            let c = circuit(ts, k, &d, &margins, &states, &mut own);
+            let c = circuit(ts, k, &d, &margins, &states, options.circuit, &mut own);
             (own, c)
         })
         .collect();
