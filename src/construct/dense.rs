@@ -657,7 +657,11 @@ mod tests {
     #[test]
     fn xor_like_openings_cannot_be_gated() {
         let ts = load("xor_expected_failure.toml");
-        let model = build_dense(&ts, &Options::default());
+        let ramp = Options {
+            circuit: CircuitForm::Ramp,
+            ..Options::default()
+        };
+        let model = build_dense(&ts, &ramp);
         let unexcluded: Vec<(&str, Vec<&str>)> = model
             .circuits
             .iter()
@@ -683,6 +687,59 @@ mod tests {
             reason.contains("nor can alpha's syntactic neurons be moved off it"),
             "{reason}"
         );
+    }
+
+    /// The split form on the XOR-like set: each circuit's syntactic part is
+    /// one indicator per pattern with a nonzero target, and on every prefix
+    /// exactly the indicator of its own pattern (per task it belongs to)
+    /// fires, with pre-activation 1; no gate is left open.
+    #[test]
+    fn split_circuits_fire_one_indicator_per_prefix_on_the_xor_set() {
+        let ts = load("xor_expected_failure.toml");
+        let model = build_dense(&ts, &Options::default());
+        let ffn = &model.experts[0];
+        for c in &model.circuits {
+            assert!(c.unexcluded.is_empty(), "{}: {:?}", c.name, c.unexcluded);
+            let syn = c
+                .neurons
+                .iter()
+                .filter(|&&n| ffn.neurons[n].role == NeuronRole::Syntactic)
+                .count();
+            // 12 patterns each, 2 of them with ⋆2 next (target 0).
+            assert_eq!(syn, 10, "{}", c.name);
+            assert!(ffn.neurons[c.neurons[0]].name.ends_with(", indicator"));
+        }
+        for p in &ts.prefixes {
+            let trace = forward(&model, &p.tokens).unwrap();
+            let pattern = indicator::pattern_of(&ts, &p.tokens);
+            let shown = pattern::render(&pattern, |t| ts.vocab.name(t).to_string());
+            let mut fired_tasks = Vec::new();
+            for (n, a) in &trace.firing {
+                let k = model.circuit_of(*n).unwrap();
+                assert!(
+                    p.tasks.contains(&k),
+                    "{}: {}",
+                    ts.render(&p.tokens),
+                    ffn.neurons[*n].name
+                );
+                if ffn.neurons[*n].role == NeuronRole::Syntactic {
+                    assert!(a.is_one());
+                    assert!(
+                        ffn.neurons[*n]
+                            .name
+                            .contains(&format!("pattern \"{shown}\""))
+                    );
+                    fired_tasks.push(k);
+                }
+            }
+            // ⋆2 next: no indicator; otherwise one per task of the prefix.
+            let next_value = ts.render(&p.tokens).ends_with("to");
+            if !next_value {
+                fired_tasks.sort();
+                let tasks: Vec<usize> = p.tasks.iter().copied().collect();
+                assert_eq!(fired_tasks, tasks, "{}", ts.render(&p.tokens));
+            }
+        }
     }
 
     /// Where one task claims a prefix, only its circuit fires, and it

@@ -100,11 +100,12 @@ pub struct Options {
 pub enum CircuitForm {
     /// One interpolation along a projection s_k, from a ramp neuron that is
     /// on at every prefix of the task (docs/construction.md).
-    #[default]
     Ramp,
     /// The ramp form where its gate closes every lookalike; elsewhere one
     /// indicator neuron per pattern, on at that pattern's prefixes only
-    /// (src/construct/indicator.rs).
+    /// (src/construct/indicator.rs). The default: it is the ramp form on
+    /// every task set where the ramp form isolates.
+    #[default]
     Split,
 }
 
