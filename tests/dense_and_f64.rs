@@ -451,7 +451,7 @@ fn dense_words8_sweep_point_verifies_with_split_circuits() {
 /// The words = 8 point shrunk to 3 tasks (tests/regressions/): the ramp
 /// form cannot keep task8's ramp neuron off task7's "was by", by the
 /// identity h("of for") + h("was by") = h("of by") + h("was for"), and says
-/// so; the split form replaces task8's interpolation by indicators (16 for
+/// so (the witness names "was by" first); the split form replaces task8's interpolation by indicators (16 for
 /// its 19 patterns: 3 have ⋆2 next) and verifies.
 #[test]
 fn the_ramp_certificate_is_escaped_by_split_circuits() {
@@ -479,7 +479,7 @@ fn the_ramp_certificate_is_escaped_by_split_circuits() {
         "{reason}"
     );
     assert!(
-        reason.contains("h(\"of for\") + h(\"was by\") = h(\"of by\") + h(\"was for\")"),
+        reason.contains("h(\"was by\") + h(\"of for\") = h(\"was for\") + h(\"of by\")"),
         "{reason}"
     );
     let (code, v) = verify_json(&path, &["--model", "dense"]);
