@@ -18,7 +18,12 @@
 //!
 //! - where the gate cannot close a lookalike, the syntactic neurons read a
 //!   projection s_k and a correction (0 on D(k)) chosen by an exact LP to
-//!   put it below every pattern of k (see [`super::separate`]).
+//!   put it below every pattern of k (see [`super::separate`]);
+//! - where even that leaves a lookalike open, the split circuit form (the
+//!   default, [`CircuitForm::Split`]) replaces the task's interpolation by
+//!   one indicator neuron per pattern ([`super::indicator`]): no neuron is
+//!   then on at every prefix of k, which is what the certificates against
+//!   the ramp form need.
 //!
 //! C(k) has n + |Δk| ≤ Σ|τ| + |Δk| = c(k) ≤ L·|T(k)| + |Δk| neurons, gate
 //! included: the gate is part of each neuron's weights, not extra neurons.
