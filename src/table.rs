@@ -421,7 +421,10 @@ mod tests {
             "spec",
             "xor",
             &load("xor_expected_failure.toml"),
-            &Options::default(),
+            &Options {
+                circuit: crate::construct::CircuitForm::Ramp,
+                ..Options::default()
+            },
         );
         assert!(!point.verified);
         assert!(

@@ -46,10 +46,20 @@ fn every_arith(file: &str, model: &str) -> (i32, Value) {
 /// legitimately decide differently (an exact tie); the second value is
 /// the f64 claims.
 fn every_arith_raw(file: &str, model: &str) -> (i32, Value, Value, Value) {
+    every_arith_with(file, model, &[])
+}
+
+/// As [`every_arith_raw`], with more flags.
+fn every_arith_with(file: &str, model: &str, extra: &[&str]) -> (i32, Value, Value, Value) {
     let path = construction(file);
-    let (code, exact) = verify_json(&path, &["--model", model, "--arith", "exact"]);
-    let (f_code, float) = verify_json(&path, &["--model", model, "--arith", "f64"]);
-    let (b_code, both) = verify_json(&path, &["--model", model, "--arith", "both"]);
+    let run = |arith: &str| {
+        let mut args = vec!["--model", model, "--arith", arith];
+        args.extend_from_slice(extra);
+        verify_json(&path, &args)
+    };
+    let (code, exact) = run("exact");
+    let (f_code, float) = run("f64");
+    let (b_code, both) = run("both");
     let what = format!("{file} --model {model}");
     assert_eq!(exact["arith"], "exact", "{what}");
     // A failing f64 run is re-decided exactly (the `both` report), so f64
@@ -141,7 +151,8 @@ fn the_xor_set_fails_in_both_models_and_every_arithmetic() {
     // h(blue small) = h(red small) + h(blue big)): on 2 of the 4 the other
     // task's circuit fires; masking restores the verdict; the witnesses say
     // why.
-    let (code, v, float, both) = every_arith_raw("xor_expected_failure.toml", "dense");
+    let (code, v, float, both) =
+        every_arith_with("xor_expected_failure.toml", "dense", &["--circuit", "ramp"]);
     assert_eq!(code, 1);
     // There the stray circuit puts exactly 217 on <eos>, as much as on the
     // valid keys: an exact tie, which fails A exactly. f64 rounding may
@@ -202,6 +213,33 @@ fn the_xor_set_fails_in_both_models_and_every_arithmetic() {
         assert_eq!(c["isolated"], false);
         assert_eq!(c["off_task_firings"], 1);
     }
+}
+
+/// The split circuit form (the default) escapes the XOR identity: one
+/// indicator neuron per pattern, none on at all of a task's prefixes, and
+/// the dense model verifies in every arithmetic (the MoE model still
+/// cannot route it).
+#[test]
+fn the_xor_set_holds_in_the_dense_model_with_split_circuits() {
+    let (code, v, float, _) = every_arith_with(
+        "xor_expected_failure.toml",
+        "dense",
+        &["--circuit", "split"],
+    );
+    assert_eq!(code, 0, "{:#}", v["failures"]);
+    assert!(claims(&v).iter().all(|(_, holds, _)| *holds));
+    assert_eq!(claims(&v), claims(&float));
+    assert_eq!(v["claims"]["isolation"]["checked"], 40);
+    for c in v["circuits"].as_array().unwrap() {
+        assert_eq!(c["isolated"], true, "{c}");
+        assert_eq!(c["off_task_firings"], 0, "{c}");
+    }
+    // The default is the split form.
+    let (code, default) = verify_json(
+        &construction("xor_expected_failure.toml"),
+        &["--model", "dense"],
+    );
+    assert_eq!((code, claims(&default)), (0, claims(&v)));
 }
 
 #[test]
@@ -399,49 +437,87 @@ fn dense_gate_regressions_verify() {
 }
 
 /// The words = 8 point of the built-in words sweep, saved as a regression
-/// spec: the dense model's isolation fails on exactly 3 of its 1513 checks
-/// (task6, task10, task13), and P and A on "for on", each open lookalike
-/// with the certificate that no gate and no moved projection of the current
-/// circuit form closes it (docs/construction.md, "What remains"). A circuit
-/// form that escapes the certificates must turn this test into a pass.
+/// spec. With the ramp circuit form the dense model's isolation failed on 3
+/// of its 1513 checks (task6, task10, task13), and P and A on "for on",
+/// each open lookalike with the certificate that no gate and no moved
+/// projection of that form closes it (docs/construction.md, "What
+/// remains"). The split form (the default) escapes the certificates: every
+/// claim holds, every circuit is isolated, and each circuit stays within
+/// L·|T(k)| + |Δk|.
 #[test]
-fn dense_words8_sweep_point_fails_isolation_with_certificates() {
+fn dense_words8_sweep_point_verifies_with_split_circuits() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/regressions/dense_words8_isolation_open.toml");
     let (code, v) = verify_json(&path, &["--model", "dense"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 0, "{:#}", v["failures"]);
     assert_eq!(v["prefixes"], 1474);
     let i = &v["claims"]["isolation"];
     assert_eq!(
         (i["checked"].as_u64(), i["failures"].as_u64()),
-        (Some(1513), Some(3))
+        (Some(1513), Some(0))
     );
-    assert_eq!(v["claims"]["probability"]["failures"], 1);
-    assert_eq!(v["claims"]["retrieval"]["failures"], 1);
-    let open: Vec<&str> = v["circuits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["isolated"] == false)
-        .map(|c| c["task"].as_str().unwrap())
-        .collect();
-    assert_eq!(open, ["task6", "task10", "task13"]);
-    let witnesses: Vec<&str> = v["failures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|w| w["claim"] == "isolation")
-        .map(|w| w["reason"].as_str().unwrap())
-        .collect();
-    assert_eq!(witnesses.len(), 3);
-    for reason in witnesses {
-        assert!(
-            reason.contains("no gate linear in the hidden state"),
-            "{reason}"
-        );
-        assert!(
-            reason.contains("cannot be kept off all of them"),
-            "{reason}"
-        );
+    assert_eq!(v["failure_count"], 0);
+    for c in v["circuits"].as_array().unwrap() {
+        assert_eq!(c["isolated"], true, "{c}");
     }
+    assert!(claims(&v).iter().all(|(_, holds, _)| *holds));
+}
+
+/// The words = 8 point shrunk to 3 tasks (tests/regressions/): the ramp
+/// form cannot keep task8's ramp neuron off task7's "was by", by the
+/// identity h("of for") + h("was by") = h("of by") + h("was for"), and says
+/// so (the witness names "was by" first); the split form replaces task8's interpolation by indicators (16 for
+/// its 19 patterns: 3 have ⋆2 next) and verifies.
+#[test]
+fn the_ramp_certificate_is_escaped_by_split_circuits() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/regressions/dense_split_escapes_xor_openings.toml");
+    let (code, v) = verify_json(&path, &["--model", "dense", "--circuit", "ramp"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["prefixes"], 285);
+    let i = &v["claims"]["isolation"];
+    assert_eq!(
+        (i["checked"].as_u64(), i["failures"].as_u64()),
+        (Some(288), Some(1))
+    );
+    let w = v["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["claim"] == "isolation")
+        .unwrap();
+    assert_eq!(w["prefix"], "was by");
+    let reason = w["reason"].as_str().unwrap();
+    assert!(reason.contains("task8/syn0"), "{reason}");
+    assert!(
+        reason.contains("cannot be kept off all of them"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("h(\"was by\") + h(\"of for\") = h(\"was for\") + h(\"of by\")"),
+        "{reason}"
+    );
+    let (code, v) = verify_json(&path, &["--model", "dense"]);
+    assert_eq!(code, 0, "{:#}", v["failures"]);
+    assert_eq!(v["claims"]["isolation"]["failures"], 0);
+    let sizes: Vec<(String, u64, u64)> = v["circuits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["task"].as_str().unwrap().to_string(),
+                c["neurons"].as_u64().unwrap(),
+                c["isolated"].as_bool().unwrap() as u64,
+            )
+        })
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            ("task7".to_string(), 27, 1),
+            ("task8".to_string(), 24, 1),
+            ("task10".to_string(), 27, 1)
+        ]
+    );
 }

@@ -3,7 +3,7 @@
 //! them, and the typed error a bad input becomes (exit 2). Both
 //! [`super`] and [`super::soft`] take them from here.
 
-use crate::construct::{Head1Mode, ModelKind, Options, RouterMode};
+use crate::construct::{CircuitForm, Head1Mode, ModelKind, Options, RouterMode};
 use crate::generate::GenerateError;
 use crate::model::{Model, ScoreUnit};
 use crate::modelfile;
@@ -41,6 +41,11 @@ pub struct ModelArgs {
     /// into gated circuits, one per task).
     #[arg(long, value_enum, default_value_t = ModelKind::Moe)]
     pub model: ModelKind,
+    /// The dense model's circuit form: ramp (one interpolation per task, a
+    /// neuron on at all of its prefixes) or split (ramp where it isolates,
+    /// else one indicator neuron per pattern; docs/construction.md).
+    #[arg(long, value_enum, default_value_t = CircuitForm::default())]
+    pub circuit: CircuitForm,
     /// Arithmetic: exact rationals (P is a certificate), f64 on nalgebra
     /// (fast, not a proof), or both (exact decides; every decision on which
     /// f64 differs is listed).
@@ -252,6 +257,7 @@ pub(crate) fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
         router: args.router.mode(),
         head1: args.head1,
         epsilon: epsilon(&args.epsilon)?,
+        circuit: args.circuit,
         ..Options::default()
     };
     let spec = spec::load(&args.spec)?;

@@ -5,7 +5,7 @@
 mod input;
 pub mod soft;
 
-use crate::construct::{self, Head1Mode, ModelKind, Options, RouterMode};
+use crate::construct::{self, CircuitForm, Head1Mode, ModelKind, Options, RouterMode};
 use crate::eval::{self, float::FloatModel};
 use crate::generate::{self, Params};
 use crate::hypotheses::Hypotheses;
@@ -83,6 +83,11 @@ pub struct ExportArgs {
     /// Head 1's attention scores (as for verify).
     #[arg(long, value_enum, default_value_t = Head1Mode::Positional)]
     pub head1: Head1Mode,
+    /// The dense model's circuit form: ramp (one interpolation per task, a
+    /// neuron on at all of its prefixes) or split (ramp where it isolates,
+    /// else one indicator neuron per pattern; docs/construction.md).
+    #[arg(long, value_enum, default_value_t = CircuitForm::default())]
+    pub circuit: CircuitForm,
     /// Target ε of the probability claim (as for verify).
     #[arg(long, default_value = "1e-6")]
     pub epsilon: String,
@@ -342,6 +347,11 @@ pub struct TableArgs {
     /// Target ε of the probability claim (as for verify).
     #[arg(long, default_value = "1e-6")]
     pub epsilon: String,
+    /// The dense model's circuit form: ramp (one interpolation per task, a
+    /// neuron on at all of its prefixes) or split (ramp where it isolates,
+    /// else one indicator neuron per pattern; docs/construction.md).
+    #[arg(long, value_enum, default_value_t = CircuitForm::default())]
+    pub circuit: CircuitForm,
     /// Output format: csv (for pandas), markdown or json.
     #[arg(long, value_enum, default_value_t = TableFormat::Markdown)]
     pub format: TableFormat,
@@ -631,6 +641,7 @@ fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
         gha: GhaArgs::default(),
         epsilon: args.epsilon.clone(),
         head1: args.head1,
+        circuit: args.circuit,
         model: args.model,
         arith: Arith::Exact,
     };
@@ -1013,6 +1024,7 @@ fn table_command(args: TableArgs) -> Result<ExitCode, CliError> {
     let options = Options {
         router: args.router,
         epsilon: epsilon(&args.epsilon)?,
+        circuit: args.circuit,
         ..Options::default()
     };
     // The bar is for a person watching: not when stdout is piped or captured.

@@ -18,7 +18,12 @@
 //!
 //! - where the gate cannot close a lookalike, the syntactic neurons read a
 //!   projection s_k and a correction (0 on D(k)) chosen by an exact LP to
-//!   put it below every pattern of k (see [`super::separate`]).
+//!   put it below every pattern of k (see [`super::separate`]);
+//! - where even that leaves a lookalike open, the split circuit form (the
+//!   default, [`CircuitForm::Split`]) replaces the task's interpolation by
+//!   one indicator neuron per pattern ([`super::indicator`]): no neuron is
+//!   then on at every prefix of k, which is what the certificates against
+//!   the ramp form need.
 //!
 //! C(k) has n + |Δk| ≤ Σ|τ| + |Δk| = c(k) ≤ L·|T(k)| + |Δk| neurons, gate
 //! included: the gate is part of each neuron's weights, not extra neurons.
@@ -28,10 +33,11 @@
 use super::attention;
 use super::expert;
 use super::gate::{self, EntityDirs, GiveUp};
+use super::indicator;
 use super::pattern;
 use super::residual::Residual;
 use super::separate;
-use super::{Margins, Options};
+use super::{CircuitForm, Margins, Options};
 use crate::model::{
     Basis, Circuit, Direction, EntityFeature, Expert, Head, LinearMap, Model, Neuron, NeuronRole,
     Router, SparseVec, Synthesis,
@@ -297,12 +303,22 @@ fn circuit(
     d: &DenseResidual,
     margins: &Margins,
     states: &[SparseVec<Rat>],
+    form: CircuitForm,
     neurons: &mut Vec<Neuron<Rat>>,
 ) -> Circuit<Rat> {
     let r = &d.residual;
     let task = &ts.tasks[k];
     let word = |t: usize| ts.vocab.name(t).to_string();
     let (gate, proj, points, correction) = gate_and_projection(ts, k, d, margins, states);
+    // The split form where the ramp form leaves a lookalike open: indicator
+    // neurons per pattern, and the gate that keeps Ψ_k ≥ 0 on what it cannot
+    // close for the semantic neurons (they read no key of k there).
+    let split = form == CircuitForm::Split && !gate.unexcluded.is_empty();
+    let gate = if split {
+        gate::synthesize(ts, k, r, &d.entities, states, &GiveUp::Relax(Rat::zero()))
+    } else {
+        gate
+    };
     let gate = &gate;
     // s_k − c: c vanishes on k's prefixes (see `separate`).
     let s_read = proj.read(r).add_scaled(
@@ -359,7 +375,47 @@ fn circuit(
             .map(|(t, p, y)| (t.clone(), Some(p), y.clone())),
     );
     let mut previous_slope = SparseVec::default();
-    for m in 0..knots.len() - 1 {
+    let mut unexcluded: Vec<(String, String)> = Vec::new();
+    if split {
+        let interpolation_points = expert::interpolation(ts, k, r, margins).1;
+        let shown = indicator::indicators(ts, k, r, &d.entities, states, &interpolation_points);
+        for (m, ind) in shown.into_iter().enumerate() {
+            members.push(neurons.len());
+            gate_weight.push(Rat::zero());
+            neurons.push(Neuron {
+                name: format!(
+                    "{}/syn{m}: pattern \"{}\", indicator",
+                    task.name,
+                    pattern::render(&ind.pattern, word)
+                ),
+                role: NeuronRole::Syntactic,
+                read: ind.read,
+                bias: ind.bias,
+                write: ind.write,
+            });
+            unexcluded.extend(
+                ind.open
+                    .into_iter()
+                    .map(|(q, why)| (ts.render(&ts.prefixes[q].tokens), why)),
+            );
+        }
+        // A semantic neuron reads its key besides the gate: where Γ_k = 0
+        // off D(k) it fires only if that key is there.
+        let keys: Vec<TokenId> = task.pairs.iter().map(|&(a, _)| a).collect();
+        for u in &gate.unexcluded {
+            let tokens = &ts.prefixes[u.prefix].tokens;
+            if tokens.iter().any(|t| keys.contains(t)) {
+                unexcluded.push((
+                    ts.render(tokens),
+                    format!(
+                        "{}; it holds a key of {}, so that key's semantic neuron is not kept off it",
+                        u.reason, task.name
+                    ),
+                ));
+            }
+        }
+    }
+    for m in 0..if split { 0 } else { knots.len() - 1 } {
         let (t_m, p_m, y_m) = &knots[m];
         let (t_next, _, y_next) = &knots[m + 1];
         let slope = y_next.add_scaled(&int(-1), y_m).map(|v| v / (t_next - t_m));
@@ -401,11 +457,13 @@ fn circuit(
             write: SparseVec::from_entries([(r.out[value], margins.semantic.clone())]),
         });
     }
-    let unexcluded = gate
-        .unexcluded
-        .iter()
-        .map(|u| (ts.render(&ts.prefixes[u.prefix].tokens), u.reason.clone()))
-        .collect();
+    if !split {
+        unexcluded = gate
+            .unexcluded
+            .iter()
+            .map(|u| (ts.render(&ts.prefixes[u.prefix].tokens), u.reason.clone()))
+            .collect();
+    }
     Circuit {
         name: task.name.clone(),
         neurons: members,
@@ -430,7 +488,7 @@ pub fn build_dense(ts: &TaskSet, options: &Options) -> Model<Rat> {
         .into_par_iter()
         .map(|k| {
             let mut own = Vec::new();
-            let c = circuit(ts, k, &d, &margins, &states, &mut own);
+            let c = circuit(ts, k, &d, &margins, &states, options.circuit, &mut own);
             (own, c)
         })
         .collect();
@@ -598,7 +656,11 @@ mod tests {
     #[test]
     fn xor_like_openings_cannot_be_gated() {
         let ts = load("xor_expected_failure.toml");
-        let model = build_dense(&ts, &Options::default());
+        let ramp = Options {
+            circuit: CircuitForm::Ramp,
+            ..Options::default()
+        };
+        let model = build_dense(&ts, &ramp);
         let unexcluded: Vec<(&str, Vec<&str>)> = model
             .circuits
             .iter()
@@ -624,6 +686,59 @@ mod tests {
             reason.contains("nor can alpha's syntactic neurons be moved off it"),
             "{reason}"
         );
+    }
+
+    /// The split form on the XOR-like set: each circuit's syntactic part is
+    /// one indicator per pattern with a nonzero target, and on every prefix
+    /// exactly the indicator of its own pattern (per task it belongs to)
+    /// fires, with pre-activation 1; no gate is left open.
+    #[test]
+    fn split_circuits_fire_one_indicator_per_prefix_on_the_xor_set() {
+        let ts = load("xor_expected_failure.toml");
+        let model = build_dense(&ts, &Options::default());
+        let ffn = &model.experts[0];
+        for c in &model.circuits {
+            assert!(c.unexcluded.is_empty(), "{}: {:?}", c.name, c.unexcluded);
+            let syn = c
+                .neurons
+                .iter()
+                .filter(|&&n| ffn.neurons[n].role == NeuronRole::Syntactic)
+                .count();
+            // 12 patterns each, 2 of them with ⋆2 next (target 0).
+            assert_eq!(syn, 10, "{}", c.name);
+            assert!(ffn.neurons[c.neurons[0]].name.ends_with(", indicator"));
+        }
+        for p in &ts.prefixes {
+            let trace = forward(&model, &p.tokens).unwrap();
+            let pattern = indicator::pattern_of(&ts, &p.tokens);
+            let shown = pattern::render(&pattern, |t| ts.vocab.name(t).to_string());
+            let mut fired_tasks = Vec::new();
+            for (n, a) in &trace.firing {
+                let k = model.circuit_of(*n).unwrap();
+                assert!(
+                    p.tasks.contains(&k),
+                    "{}: {}",
+                    ts.render(&p.tokens),
+                    ffn.neurons[*n].name
+                );
+                if ffn.neurons[*n].role == NeuronRole::Syntactic {
+                    assert!(a.is_one());
+                    assert!(
+                        ffn.neurons[*n]
+                            .name
+                            .contains(&format!("pattern \"{shown}\""))
+                    );
+                    fired_tasks.push(k);
+                }
+            }
+            // ⋆2 next: no indicator; otherwise one per task of the prefix.
+            let next_value = ts.render(&p.tokens).ends_with("to");
+            if !next_value {
+                fired_tasks.sort();
+                let tasks: Vec<usize> = p.tasks.iter().copied().collect();
+                assert_eq!(fired_tasks, tasks, "{}", ts.render(&p.tokens));
+            }
+        }
     }
 
     /// Where one task claims a prefix, only its circuit fires, and it

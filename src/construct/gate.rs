@@ -229,7 +229,7 @@ pub(crate) fn linear_text(terms: &[(String, Rat)]) -> String {
 /// bounds on the left (bound `first` first, with weight 1), the zero rows'
 /// prefixes on the right. `bound_prefix` and `row_prefix` map bounds and
 /// zero rows to indices into `ts.prefixes`.
-fn identity_text(
+pub(crate) fn identity_text(
     ts: &TaskSet,
     first: usize,
     id: &Identity,

@@ -24,6 +24,7 @@ pub mod exclusion;
 pub mod expert;
 pub mod gate;
 pub mod head1;
+pub mod indicator;
 pub mod pattern;
 pub mod residual;
 pub mod router;
@@ -92,6 +93,31 @@ pub struct Options {
     /// When the perceptron finds no router, ask the exact LP (small training
     /// sets only). Tests that bound synthesis time on purpose turn it off.
     pub lp_fallback: bool,
+    /// The dense model's circuit form (ignored by the MoE model).
+    pub circuit: CircuitForm,
+}
+
+/// How the dense model writes a circuit's syntactic neurons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum CircuitForm {
+    /// One interpolation along a projection s_k, from a ramp neuron that is
+    /// on at every prefix of the task (docs/construction.md).
+    Ramp,
+    /// The ramp form where its gate closes every lookalike; elsewhere one
+    /// indicator neuron per pattern, on at that pattern's prefixes only
+    /// (src/construct/indicator.rs). The default: it is the ramp form on
+    /// every task set where the ramp form isolates.
+    #[default]
+    Split,
+}
+
+impl std::fmt::Display for CircuitForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CircuitForm::Ramp => "ramp",
+            CircuitForm::Split => "split",
+        })
+    }
 }
 
 impl Default for Options {
@@ -102,6 +128,7 @@ impl Default for Options {
             max_epochs: 1000,
             head1: Head1Mode::Positional,
             lp_fallback: true,
+            circuit: CircuitForm::default(),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! 4. f64 and exact arithmetic take the same decisions wherever the exact
 //!    margin exceeds the stated bound.
 //! 5. The spec parser never panics, and every rejection names what is wrong.
+//! 6. The dense model verifies wherever the hypotheses hold.
 //!
 //! Each property runs 256 cases by default; `PROPTEST_CASES=N` runs N. A
 //! failing case is shrunk and printed as a spec: save it under
@@ -32,4 +33,5 @@ mod property2;
 mod property3;
 mod property4;
 mod property5;
+mod property6;
 mod regressions;

@@ -1,0 +1,195 @@
+//! The split circuit form of the dense model (`--circuit split`): the
+//! syntactic part of circuit C(k) as one *indicator neuron* per pattern of
+//! task k instead of one interpolation along a projection s_k.
+//!
+//! Why: the ramp form has a neuron, ReLU(s_k − t_0), that is on at every
+//! prefix of k. Where some lookalikes' hidden states combine into k's
+//! (λ ≥ 0 on lookalikes, Σ λ_q h(q) = Σ ν_w h(w) over k's prefixes, as with
+//! XOR-like openings), every affine pre-activation that is positive on all
+//! of k's prefixes is positive on one of them, so that neuron cannot be
+//! kept off (docs/construction.md, "What remains"). An indicator neuron is
+//! on at the prefixes of one pattern p only, so such an identity rules it
+//! out only when it involves p's prefixes alone.
+//!
+//! The neuron of pattern p (i = |p|) is ReLU(1 − 2·Γ_p(x)) writing y_p, the
+//! same target the interpolation meets at p. Γ_p = A·Φ_p + Ψ_p:
+//! - Φ_p, evidence against p: (1 − pos:i) + (1 − Σ_{σ ∈ p} h1:σ) +
+//!   (h2:{entity} − h2:{key of k} − h2:{value of k}). Every term is ≥ 0 on
+//!   every prefix, all are 0 on p's prefixes of k, and their sum is at least
+//!   1/(2^L − 1) on any prefix of another length, with a symbol p lacks, or
+//!   with an entity outside Δk.
+//! - Ψ_p, for the rest (prefixes of length i made only of p's symbols and
+//!   k's entities that are not p's prefixes of k: k's other patterns of
+//!   that length and other tasks' lookalikes): an exact functional that
+//!   vanishes on p's prefixes and is ≥ 1 on each of them, from the exact LP
+//!   of [`super::exclusion`] over every coordinate they use. What it cannot
+//!   close is reported with its identity.
+//! - A = ⌈(2^L − 1)(‖Ψ_p‖₁ + 1)⌉, so Γ_p ≥ 1 off p's prefixes of k and the
+//!   neuron is at most −1 there; on them Γ_p = 0 and it is exactly 1.
+//!
+//! On a prefix of k exactly one indicator fires (its pattern's), so the
+//! circuit writes y_p there, as the ramp form and the MoE expert do.
+//! Patterns with y_p = 0 (⋆2 next) need no neuron. So the syntactic part
+//! has at most n neurons (n patterns), as the ramp form has: C(k) stays
+//! within n + |Δk| ≤ c(k) ≤ L·|T(k)| + |Δk|.
+
+use super::exclusion::{self, Bound, GiveUp};
+use super::expert::Point;
+use super::gate::{self, EntityDirs};
+use super::pattern::{Pattern, Symbol};
+use super::residual::Residual;
+use crate::model::SparseVec;
+use crate::scalar::{Rat, int};
+use crate::taskset::{TaskSet, TokenId, TokenKind};
+use num_bigint::BigInt;
+use num_traits::{One, Signed, Zero};
+use rayon::prelude::*;
+use std::collections::{BTreeSet, HashSet};
+
+/// One indicator neuron: its pre-activation read (`one` excluded) and bias,
+/// the pattern it indicates and what it writes.
+#[derive(Debug, Clone)]
+pub struct Indicator {
+    pub pattern: Pattern,
+    pub read: SparseVec<Rat>,
+    pub bias: Rat,
+    pub write: SparseVec<Rat>,
+    /// Prefixes (indices into `ts.prefixes`) outside p's prefixes of k that
+    /// Ψ_p could not close, each with the identity that rules it out.
+    pub open: Vec<(usize, String)>,
+}
+
+/// The pattern of a token sequence: entities replaced by one symbol.
+pub fn pattern_of(ts: &TaskSet, tokens: &[TokenId]) -> Pattern {
+    tokens
+        .iter()
+        .map(|&t| match ts.vocab.kind(t) {
+            TokenKind::Entity => Symbol::Entity,
+            _ => Symbol::Word(t),
+        })
+        .collect()
+}
+
+/// Φ_p as a read vector (`one` holds its constant 2).
+fn evidence(p: &Pattern, k: usize, r: &Residual, e: &EntityDirs) -> SparseVec<Rat> {
+    let symbols: BTreeSet<usize> = p
+        .iter()
+        .map(|s| match s {
+            Symbol::Word(t) => r.h1[*t],
+            Symbol::Entity => r.h1_entity,
+        })
+        .collect();
+    SparseVec::from_entries(
+        [
+            (r.one, int(2)),
+            (r.pos[p.len() - 1], int(-1)),
+            (e.count, int(1)),
+            (e.keys[k], int(-1)),
+            (e.values[k], int(-1)),
+        ]
+        .into_iter()
+        .chain(symbols.into_iter().map(|d| (d, int(-1)))),
+    )
+}
+
+/// The indicator neuron of one pattern of task k.
+fn indicator(
+    ts: &TaskSet,
+    k: usize,
+    r: &Residual,
+    e: &EntityDirs,
+    states: &[SparseVec<Rat>],
+    (_, p, y): &Point,
+) -> Indicator {
+    let phi = evidence(p, k, r, e);
+    let len = p.len();
+    let mut own = Vec::new();
+    let mut rest = Vec::new();
+    for (q, prefix) in ts.prefixes.iter().enumerate() {
+        if prefix.tokens.len() != len {
+            continue;
+        }
+        if prefix.tasks.contains(&k) && pattern_of(ts, &prefix.tokens) == *p {
+            own.push(q);
+        } else if phi.dot(&states[q]).is_zero() {
+            rest.push(q);
+        }
+    }
+    let mut psi = SparseVec::default();
+    let mut open = Vec::new();
+    if !rest.is_empty() {
+        let coords: Vec<usize> = own
+            .iter()
+            .chain(&rest)
+            .flat_map(|&q| states[q].entries().iter().map(|(c, _)| *c))
+            .collect::<BTreeSet<usize>>()
+            .into_iter()
+            .collect();
+        let dense = |x: &SparseVec<Rat>| -> Vec<Rat> { coords.iter().map(|&c| x.get(c)).collect() };
+        let mut seen: HashSet<Vec<Rat>> = HashSet::new();
+        let mut rows = Vec::new();
+        let mut names = Vec::new();
+        for &q in &own {
+            let row = dense(&states[q]);
+            if seen.insert(row.clone()) {
+                rows.push(row);
+                names.push(q);
+            }
+        }
+        let bounds: Vec<Bound> = rest
+            .iter()
+            .map(|&q| Bound {
+                x: dense(&states[q]),
+                at_least: Rat::one(),
+                give_up: GiveUp::Drop,
+            })
+            .collect();
+        let found = exclusion::exclude(&rows, &bounds, coords.len());
+        psi = SparseVec::from_entries(coords.iter().copied().zip(found.psi));
+        let task = &ts.tasks[k].name;
+        let shown = super::pattern::render(p, |t| ts.vocab.name(t).to_string());
+        for (b, id) in &found.given_up {
+            let (lhs, rhs, _) = gate::identity_text(ts, *b, id, &rest, &names);
+            open.push((
+                rest[*b],
+                format!(
+                    "no indicator of {task}'s pattern \"{shown}\" can be kept off it: {lhs} = {rhs}, the left side outside that pattern's prefixes of {task} and the right side on them, so every pre-activation affine in the hidden state that is constant on them has the same weighted sum on both sides"
+                ),
+            ));
+        }
+    }
+    let norm: Rat = psi.entries().iter().map(|(_, v)| v.abs()).sum();
+    let a = (Rat::from_integer((BigInt::one() << ts.max_len) - 1) * (norm + Rat::one())).ceil();
+    let gamma = psi.add_scaled(&a, &phi);
+    // ReLU(1 − 2·Γ_p): 1 on p's prefixes of k, at most −1 elsewhere.
+    let constant = gamma.get(r.one);
+    let read = gamma
+        .add_scaled(&-constant.clone(), &SparseVec::unit(r.one))
+        .map(|v| -v * int(2));
+    let bias = int(1) - int(2) * constant;
+    debug_assert!(own.iter().all(|&q| (read.dot(&states[q]) + &bias).is_one()));
+    Indicator {
+        pattern: p.clone(),
+        read,
+        bias,
+        write: y.clone(),
+        open,
+    }
+}
+
+/// The indicator neurons of task k, one per pattern with a nonzero target,
+/// in the order of `points` (computed in parallel).
+pub fn indicators(
+    ts: &TaskSet,
+    k: usize,
+    r: &Residual,
+    e: &EntityDirs,
+    states: &[SparseVec<Rat>],
+    points: &[Point],
+) -> Vec<Indicator> {
+    points
+        .par_iter()
+        .filter(|(_, _, y)| y.entries().iter().any(|(_, v)| !v.is_zero()))
+        .map(|point| indicator(ts, k, r, e, states, point))
+        .collect()
+}
