@@ -65,6 +65,23 @@ pub fn text(v: &IntervalVerdict, source: &str) -> String {
         "experts"
     };
     let _ = writeln!(out, "S size {}", status(&c.size, unit));
+    if let Some(i) = &c.isolation {
+        let _ = writeln!(
+            out,
+            "I isolation {}, silence margin ≥ {}",
+            status(i, "checks"),
+            i.min_margin.as_deref().unwrap_or("n/a")
+        );
+        if let Some((refined, decided)) = v.precision.silence_refined
+            && refined > 0
+        {
+            let _ = writeln!(
+                out,
+                "refinement: {refined} isolation checks with a neuron straddling 0 at 53 bits: {decided} decided, {} still undecided",
+                refined - decided
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "smallest margins (rigorous lower bounds): routing {}, probability ε − P(invalid) {}, retrieval {}, size {}",
@@ -83,6 +100,24 @@ pub fn text(v: &IntervalVerdict, source: &str) -> String {
             e.undecided,
             e.bound,
             e.outcome
+        );
+    }
+    for c in v.circuits.iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  C({}): {} neurons, {} prefixes ({} proved, {} refuted, {} undecided), masking changed {} verdicts, off-task neurons fire on {} (may on {} more), {} shared neurons, silence margin ≥ {}: {}",
+            c.task,
+            c.neurons,
+            c.prefixes,
+            c.proved,
+            c.refuted,
+            c.undecided,
+            c.changed_verdicts,
+            c.off_task_firings,
+            c.off_task_maybe,
+            c.shared_neurons,
+            c.silence_margin.as_deref().unwrap_or("n/a"),
+            if c.isolated { "isolated" } else { "not proved isolated" }
         );
     }
     for (title, count, list) in [
