@@ -780,7 +780,7 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
     }
     let (model, star) = match &args.weights {
         None => build_model(&args.model, &ts, &options)?,
-        Some(dir) => (read_weights(dir, &ts, args.model.arith, false)?.0, None),
+        Some(dir) => (read_weights(dir, &ts, args.model.arith, true)?.0, None),
     };
     // The task set and the model meet only through token names.
     let input: Vec<usize> = tokens
@@ -794,6 +794,43 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
     let text = ts.render(&tokens);
     let prefix = ts.prefixes.iter().find(|p| p.tokens == tokens);
     let input_error = |e: eval::EvalError| CliError::Input(e.to_string());
+    if model.score_unit == ScoreUnit::Natural && args.model.arith == Arith::Exact {
+        // Float weights: irrational attention, traced in rigorous intervals.
+        let iv_model = model.map(crate::interval::Iv::enclose);
+        let trace = crate::interval::forward::IntervalEvaluator::new(&iv_model)
+            .run(&input)
+            .map_err(input_error)?;
+        let oracle = match prefix {
+            Some(p) => {
+                let (outcome, open) =
+                    verify::interval::prefix_outcome(&ts, &model, p, &options.epsilon).map_err(
+                        |e| {
+                            CliError::Input(format!(
+                                "{}: {e}",
+                                args.weights.as_deref().unwrap_or(Path::new("")).display()
+                            ))
+                        },
+                    )?;
+                Some(report::interval::IntervalOracle {
+                    tasks: p.tasks.iter().map(|&k| ts.tasks[k].name.clone()).collect(),
+                    valid_next: p
+                        .valid_next
+                        .iter()
+                        .map(|&t| ts.vocab.name(t).to_string())
+                        .collect(),
+                    is_query: p.is_query,
+                    outcome,
+                    open,
+                })
+            }
+            None => None,
+        };
+        print!(
+            "{}",
+            report::interval::inspect(&iv_model, &text, &trace, oracle.as_ref())
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = match args.model.arith {
         Arith::Exact | Arith::Both => {
             let trace = eval::forward(&model, &input).map_err(input_error)?;
@@ -851,9 +888,9 @@ pub(crate) fn read_weights(
                 .as_deref()
                 .unwrap_or("exact weights unusable"),
             if interval_ok {
-                "`--arith both` needs exact values; `verify --weights` (exact, by rigorous intervals) or `--arith f64` (proves nothing) run on it"
+                "`--arith both` needs exact values; the default (exact, by rigorous intervals) or `--arith f64` (proves nothing) run on it"
             } else {
-                "exact inspection needs exact values; --arith f64 traces it in floats"
+                "exact values are needed here; --arith f64 runs it in floats"
             }
         )));
     }

@@ -445,6 +445,29 @@ pub fn prefix_outcomes(
         .collect())
 }
 
+/// One prefix of the spec decided as [`verify_intervals`] decides it
+/// (refinement included): R, P and A with their margins, and the
+/// witnesses of every claim not proved (`inspect --weights` on float
+/// weights).
+pub fn prefix_outcome(
+    ts: &TaskSet,
+    model: &Model<Rat>,
+    prefix: &Prefix,
+    epsilon: &Rat,
+) -> Result<(PrefixOutcome, Vec<(Outcome, Witness)>), IntervalError> {
+    let iv_model = prepare(ts, model)?;
+    let cx = Context::new(ts, model, &iv_model, epsilon);
+    let a = cx.assess(prefix);
+    Ok((
+        PrefixOutcome {
+            routing: a.routing,
+            probability: a.probability,
+            retrieval: a.retrieval,
+        },
+        a.open,
+    ))
+}
+
 /// Verify R, P, A and S on every prefix of `ts` from rigorous intervals on
 /// `model`'s weights (any weights of the architecture; natural-exp or
 /// ln 2 attention alike).
