@@ -703,7 +703,8 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
     };
     let built = clock.elapsed();
     if model.score_unit == ScoreUnit::Natural && args.model.arith == Arith::Exact {
-        return interval_verify(&args, &ts, &model, &options.epsilon);
+        let started = (clock, loaded, built);
+        return interval_verify(&args, &ts, &model, &options.epsilon, started);
     }
     let bar = progress::Bar::counting(ts.prefixes.len(), "prefixes", "verify", show);
     let progress = |done: usize, _: usize| bar.set(done);
@@ -914,6 +915,7 @@ fn interval_verify(
     ts: &TaskSet,
     model: &Model<Rat>,
     epsilon: &Rat,
+    (clock, loaded, read): (Instant, Duration, Duration),
 ) -> Result<ExitCode, CliError> {
     if args.format == Format::Markdown {
         return Err(CliError::Input(
@@ -927,10 +929,25 @@ fn interval_verify(
             args.weights.as_deref().unwrap_or(Path::new("")).display()
         ))
     })?;
+    let verified = clock.elapsed();
     let source = args.model.spec.display().to_string();
     match args.format {
         Format::Json => print!("{}", report::interval::json(&verdict)),
         _ => print!("{}", report::interval::text(&verdict, &source)),
+    }
+    if args.timings {
+        let s = |d: Duration| d.as_secs_f64();
+        eprintln!(
+            "timings: prefixes {}, load {:.3} s, read weights {:.3} s, verify (intervals) {:.3} s, total {:.3} s, refined {} prefixes, peak RSS {}",
+            ts.prefixes.len(),
+            s(loaded),
+            s(read - loaded),
+            s(verified - read),
+            s(clock.elapsed()),
+            verdict.precision.refined,
+            crate::memory::peak_rss_mib()
+                .map_or_else(|| "unknown".to_string(), |m| format!("{m} MiB"))
+        );
     }
     Ok(if verdict.all_proved() {
         ExitCode::SUCCESS

@@ -361,6 +361,8 @@ struct Context<'a> {
     tokens: HashMap<usize, usize>,
     expert_of_task: Vec<Option<usize>>,
     epsilon: &'a Rat,
+    /// ε's enclosure in doubles.
+    eps_iv: Iv,
     dense: bool,
     /// The dense model's circuits' neurons (claim I).
     ownership: Option<Ownership>,
@@ -416,6 +418,7 @@ impl<'a> Context<'a> {
                 })
                 .collect(),
             epsilon,
+            eps_iv: Iv::enclose(epsilon),
             dense,
             ownership,
         }
@@ -867,7 +870,7 @@ impl Context<'_> {
             let (masking, masked) = if removes {
                 let z = self.engine.masked_logits(0, &trace.hidden, ffn, keep);
                 let bounds = LogitBounds::from_logits(&z, trace.vocab_size, valid);
-                let mp = bounds.probability(self.epsilon).0;
+                let mp = bounds.probability(self.epsilon, &self.eps_iv).0;
                 let ma = bounds.retrieval(prefix.is_query).0;
                 (
                     all_of(&[same_verdict(p, mp), same_verdict(a, ma)]),
@@ -1013,7 +1016,7 @@ impl Context<'_> {
             .filter_map(|t| self.tokens.get(t).copied())
             .collect();
         let logits = LogitBounds::from_logits(&trace.logits, trace.vocab_size, &valid);
-        let (p, p_margin, p_reason) = logits.probability(self.epsilon);
+        let (p, p_margin, p_reason) = logits.probability(self.epsilon, &self.eps_iv);
         if p != Outcome::Proved {
             open.push((p, witness(Claim::Probability, p_reason)));
         }
@@ -1211,7 +1214,7 @@ impl LogitBounds {
     /// P(invalid) = I / (I + V) with I, V the invalid and valid masses
     /// shifted by the best valid upper bound m: x/(x + y) rises with x and
     /// falls with y, so (I.hi, V.lo) bound it above and (I.lo, V.hi) below.
-    fn probability(&self, epsilon: &Rat) -> (Outcome, Option<f64>, String) {
+    fn probability(&self, epsilon: &Rat, eps_iv: &Iv) -> (Outcome, Option<f64>, String) {
         let Some(m) = Self::best(&self.valid, self.valid_zero, Iv::hi) else {
             return (
                 Outcome::Refuted,
@@ -1242,24 +1245,33 @@ impl LogitBounds {
             let x = Iv::point(i.lo());
             (x / (x + Iv::point(v.hi()))).lo().max(0.0)
         };
-        let eps = Iv::enclose(epsilon);
-        let upper_rat = Rat::from_float(upper).unwrap_or_else(|| Rat::from_integer(1.into()));
-        let lower_rat = Rat::from_float(lower).unwrap_or_else(Rat::zero);
+        // ε's enclosure decides most comparisons with two f64 compares of
+        // dyadics (exact); only a bound inside it is compared as rationals.
+        let eps = *eps_iv;
+        let below = |x: f64| {
+            if x < eps.lo() {
+                true
+            } else if x >= eps.hi() {
+                false
+            } else {
+                Rat::from_float(x).is_some_and(|x| x < *epsilon)
+            }
+        };
         let margin = (eps - Iv::point(upper)).lo();
-        let range = format!("P(invalid) in [{lower:e}, {upper:e}]");
-        if upper_rat < *epsilon {
+        let range = || format!("P(invalid) in [{lower:e}, {upper:e}]");
+        if upper.is_finite() && below(upper) {
             (Outcome::Proved, Some(margin), String::new())
-        } else if lower_rat >= *epsilon {
+        } else if lower.is_finite() && !below(lower) {
             (
                 Outcome::Refuted,
                 Some(margin),
-                format!("{range} is not below ε = {epsilon}"),
+                format!("{} is not below ε = {epsilon}", range()),
             )
         } else {
             (
                 Outcome::Undecided,
                 Some(margin),
-                format!("{range} straddles ε = {epsilon}"),
+                format!("{} straddles ε = {epsilon}", range()),
             )
         }
     }
