@@ -31,11 +31,12 @@ fn eps() -> Rat {
     Options::default().epsilon
 }
 
-/// (claim, prefix) of every failure witness of the exact verifier.
+/// (claim, prefix) of every failure witness of the exact verifier
+/// (isolation: its per-prefix checks).
 fn exact_failures(v: &Verdict) -> BTreeSet<(String, String)> {
     v.failures
         .iter()
-        .filter(|w| w.claim != Claim::Size && w.claim != Claim::Isolation)
+        .filter(|w| w.claim != Claim::Size && !w.prefix.is_empty())
         .map(|w| (w.claim.to_string(), w.prefix.clone()))
         .collect()
 }
@@ -46,7 +47,7 @@ type Claimed = BTreeSet<(String, String)>;
 /// (claim, prefix) of the interval verdict's refuted and undecided claims.
 fn open_claims(v: &routecert::verify::interval::IntervalVerdict) -> (Claimed, Claimed) {
     let key = |w: &routecert::verify::Witness| (w.claim.to_string(), w.prefix.clone());
-    let not_size = |w: &&routecert::verify::Witness| w.claim != Claim::Size;
+    let not_size = |w: &&routecert::verify::Witness| w.claim != Claim::Size && !w.prefix.is_empty();
     (
         v.failures.iter().filter(not_size).map(key).collect(),
         v.undecided.iter().filter(not_size).map(key).collect(),
@@ -74,9 +75,36 @@ fn every_construction_agrees_with_the_exact_verifier() {
         let ts = taskset(name);
         for kind in [ModelKind::Moe, ModelKind::Dense] {
             let m = built(&ts, kind);
-            let exact = exact_failures(&verify(&ts, &m, &Config::new(&eps())));
+            let exact_verdict = verify(&ts, &m, &Config::new(&eps()));
+            let exact = exact_failures(&exact_verdict);
             for (what, model) in [("built", m.clone()), ("float image", float_image(&m))] {
                 let v = verify_intervals(&ts, &model, &eps()).unwrap();
+                // Claim I: checked on the dense model only, as often as
+                // the exact verifier checks it, circuit by circuit.
+                match (&v.claims.isolation, &exact_verdict.claims.isolation) {
+                    (Some(i), Some(x)) => {
+                        assert_eq!(i.checked, x.checked, "{name} {what}");
+                        assert_eq!(i.holds, x.holds, "{name} {what}");
+                        let per = |c: &[(String, usize, usize)]| c.to_vec();
+                        let ours: Vec<_> = v
+                            .circuits
+                            .as_ref()
+                            .unwrap()
+                            .iter()
+                            .map(|c| (c.task.clone(), c.neurons, c.prefixes))
+                            .collect();
+                        let theirs: Vec<_> = exact_verdict
+                            .circuits
+                            .as_ref()
+                            .unwrap()
+                            .iter()
+                            .map(|c| (c.task.clone(), c.neurons, c.prefixes))
+                            .collect();
+                        assert_eq!(per(&ours), theirs, "{name} {what}");
+                    }
+                    (None, None) => assert!(v.circuits.is_none()),
+                    other => panic!("{name} {kind:?}: isolation {other:?}"),
+                }
                 let (refuted, undecided) = open_claims(&v);
                 assert!(
                     refuted.is_subset(&exact),
@@ -520,4 +548,223 @@ fn refinement_decides_what_53_bits_cannot() {
     assert_eq!(after.precision.refined_decided, after.precision.refined);
     assert_eq!(after.claims.routing, before.claims.routing);
     assert!(after.all_proved());
+}
+
+/// Remove the task gate from the dense model's first neuron named `name`
+/// (as `verify::isolation`'s unit test does on the exact model): its
+/// pre-activation loses −G·Γ_k, so it fires on other tasks' prefixes.
+fn ungate(model: &mut Model<Rat>, name: &str) {
+    let n = model.experts[0]
+        .neurons
+        .iter()
+        .position(|x| x.name.starts_with(name))
+        .unwrap();
+    let c = model.circuit_of(n).unwrap();
+    let at = model.circuits[c]
+        .neurons
+        .iter()
+        .position(|&x| x == n)
+        .unwrap();
+    let (g, gate) = (
+        model.circuits[c].gate_weight[at].clone(),
+        model.circuits[c].gate.clone(),
+    );
+    let one = model.residual.get("one").unwrap();
+    let constant = gate.get(one);
+    let evidence = gate.add_scaled(&-constant.clone(), &SparseVec::unit(one));
+    let neuron = &mut model.experts[0].neurons[n];
+    neuron.read = neuron.read.add_scaled(&g, &evidence);
+    neuron.bias += &g * &constant;
+}
+
+/// Claim I from float weights: an ungated neuron of C(located_in) fires on
+/// the spoken_in prefixes. The intervals refute isolation on exactly the
+/// checks the exact verifier fails, with the same per-circuit counts
+/// (verdicts changed by masking, off-task firings), and the witnesses name
+/// the neuron; the clean float model is proved with a positive silence
+/// margin on every check.
+#[test]
+fn isolation_is_refuted_from_floats_where_a_gate_is_removed() {
+    let ts = taskset("running_example.toml");
+    let clean = built(&ts, ModelKind::Dense);
+    let v = verify_intervals(&ts, &float_image(&clean), &eps()).unwrap();
+    let i = v.claims.isolation.clone().unwrap();
+    assert_eq!((i.checked, i.proved), (39, 39));
+    let margin: f64 = i.min_margin.unwrap().parse().unwrap();
+    assert!(margin >= 1.0 - 1e-6, "silence margin {margin}");
+
+    let mut broken = clean.clone();
+    ungate(&mut broken, "located_in/syn0");
+    let exact = verify(&ts, &broken, &Config::new(&eps()));
+    let v = verify_intervals(&ts, &float_image(&broken), &eps()).unwrap();
+    let i = v.claims.isolation.clone().unwrap();
+    let x = exact.claims.isolation.clone().unwrap();
+    assert_eq!((i.refuted, i.undecided), (x.failures, 0));
+    assert_eq!(i.refuted, 18);
+    assert!(!v.all_proved());
+    let ours: Vec<_> = v
+        .circuits
+        .unwrap()
+        .iter()
+        .map(|c| (c.task.clone(), c.changed_verdicts, c.off_task_firings))
+        .collect();
+    let theirs: Vec<_> = exact
+        .circuits
+        .unwrap()
+        .iter()
+        .map(|c| (c.task.clone(), c.changed_verdicts, c.off_task_firings))
+        .collect();
+    assert_eq!(ours, theirs);
+    assert_eq!(ours[1], ("spoken_in".to_string(), 15, 18));
+    let witnesses: Vec<_> = v
+        .failures
+        .iter()
+        .filter(|w| w.claim == Claim::Isolation)
+        .collect();
+    assert_eq!(witnesses.len(), 18);
+    assert!(witnesses.iter().all(|w| w.tasks == ["spoken_in"]
+        && w.expert.as_deref() == Some("C(spoken_in)")
+        && w.reason.contains("located_in/syn0")));
+    assert!(witnesses.iter().any(|w| w.reason.contains(
+        "masking to C(spoken_in) changes the verdict from P fails, A fails to P holds, A holds"
+    )));
+    let named: BTreeSet<String> = witnesses.iter().map(|w| w.prefix.clone()).collect();
+    let expected: BTreeSet<String> = exact
+        .failures
+        .iter()
+        .filter(|w| w.claim == Claim::Isolation)
+        .map(|w| w.prefix.clone())
+        .collect();
+    assert_eq!(named, expected);
+}
+
+/// Claim I counts a silence check as undecided only when the intervals
+/// cannot tell even after refinement. A probe neuron put into
+/// C(located_in), reading one coordinate of A' that attention makes
+/// irrational on the spoken_in-only prefixes and writing nothing:
+/// - biased inside that coordinate's 53-bit interval on one prefix p*: it
+///   straddles 0 there at 53 bits, and refinement decides every check (the
+///   refuted ones are exactly the prefixes whose 512-bit enclosure of the
+///   coordinate lies above the bias);
+/// - biased at the midpoint of p*'s 512-bit enclosure: p* stays undecided
+///   after refinement to 512 bits, and its witness says so;
+/// - surely above on every prefix: refuted on each; surely below: proved.
+#[test]
+fn isolation_is_undecided_only_where_refinement_cannot_tell() {
+    use routecert::interval::Iv;
+    use routecert::interval::forward::IntervalEvaluator;
+    use routecert::interval::refine::Refiner;
+    use routecert::model::{Neuron, NeuronRole};
+    let ts = taskset("running_example.toml");
+    let clean = float_image(&built(&ts, ModelKind::Dense));
+    let located = ts
+        .tasks
+        .iter()
+        .position(|t| t.name == "located_in")
+        .unwrap();
+    let iv_model: Model<Iv> = clean.map(Iv::enclose);
+    let engine = IntervalEvaluator::new(&iv_model);
+    let refiner = Refiner::new(&clean);
+    let ids = |p: &routecert::taskset::Prefix| -> Vec<usize> {
+        p.tokens
+            .iter()
+            .map(|&t| clean.token(ts.vocab.name(t)).unwrap())
+            .collect()
+    };
+    let others: Vec<_> = ts
+        .prefixes
+        .iter()
+        .filter(|p| !p.tasks.contains(&located))
+        .collect();
+    let traces: Vec<_> = others
+        .iter()
+        .map(|p| engine.run(&ids(p)).unwrap())
+        .collect();
+    // The coordinate and prefix p* with the widest 53-bit interval.
+    let (star, coord) = (0..others.len())
+        .flat_map(|i| traces[i].hidden.entries().iter().map(move |(c, _)| (i, *c)))
+        .max_by(|&(i, c), &(j, d)| {
+            traces[i]
+                .hidden
+                .get(c)
+                .width()
+                .total_cmp(&traces[j].hidden.get(d).width())
+        })
+        .unwrap();
+    let value = traces[star].hidden.get(coord);
+    assert!(value.width() > 0.0);
+    let read = SparseVec::from_entries([(coord, Rat::from_integer(1.into()))]);
+    let zero = Rat::from_integer(0.into());
+    let at_512: Vec<(Rat, Rat)> = others
+        .iter()
+        .map(|p| refiner.pre_activations(&ids(p), 512, [(&read, &zero)])[0].clone())
+        .collect();
+    let half = Rat::new(1.into(), 2.into());
+    let mid_512 = (&at_512[star].0 + &at_512[star].1) * &half;
+    let mid_53 = Rat::from_float(value.lo() + value.width() / 2.0).unwrap();
+    let bottom = traces
+        .iter()
+        .map(|t| t.hidden.get(coord).lo())
+        .fold(f64::INFINITY, f64::min);
+    let top = traces
+        .iter()
+        .map(|t| t.hidden.get(coord).hi())
+        .fold(f64::NEG_INFINITY, f64::max);
+    let cases = [
+        ("53-bit straddle", -mid_53.clone()),
+        ("512-bit straddle", -mid_512.clone()),
+        ("firing", Rat::from_float(1.0 - bottom).unwrap()),
+        ("silent", Rat::from_float(-top - 1.0).unwrap()),
+    ];
+    for (what, bias) in cases {
+        let mut m = clean.clone();
+        let n = m.experts[0].neurons.len();
+        m.experts[0].neurons.push(Neuron {
+            name: "probe".into(),
+            role: NeuronRole::Semantic,
+            read: read.clone(),
+            bias: bias.clone(),
+            write: SparseVec::default(),
+        });
+        let c = m
+            .circuits
+            .iter()
+            .position(|c| c.name == "located_in")
+            .unwrap();
+        m.circuits[c].neurons.push(n);
+        let v = verify_intervals(&ts, &m, &eps()).unwrap();
+        let i = v.claims.isolation.clone().unwrap();
+        assert_eq!(i.proved + i.refuted + i.undecided, 39, "{what}");
+        let (refined, decided) = v.precision.silence_refined.unwrap();
+        let undecided: Vec<_> = v
+            .undecided
+            .iter()
+            .filter(|w| w.claim == Claim::Isolation)
+            .collect();
+        match what {
+            "53-bit straddle" => {
+                // The 512-bit enclosures decide every prefix but p*'s
+                // neighbourhood; computed, then compared.
+                let above = at_512.iter().filter(|(lo, _)| *lo > -bias.clone()).count();
+                assert!(refined >= 1, "p* went to refinement");
+                assert_eq!((i.undecided, decided), (0, refined), "{what}");
+                assert_eq!(i.refuted, above, "{what}");
+            }
+            "512-bit straddle" => {
+                assert!(i.undecided >= 1 && refined > decided, "{what}: {i:?}");
+                let text = ts.render(&others[star].tokens);
+                assert!(undecided.iter().any(|w| w.prefix == text
+                    && w.reason.contains("probe")
+                    && w.reason.contains("may fire")
+                    && w.reason.contains("still after refinement to 512 bits")));
+            }
+            "firing" => assert_eq!((i.refuted, i.undecided), (others.len(), 0)),
+            _ => assert_eq!((i.proved, refined), (39, 0)),
+        }
+        // The probe writes nothing: no P or A verdict moves.
+        assert!(
+            v.claims.probability.holds && v.claims.retrieval.holds,
+            "{what}"
+        );
+    }
 }

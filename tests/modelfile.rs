@@ -257,12 +257,51 @@ fn float_only_files_are_decided_by_intervals_and_run_in_f64() {
     let out = routecert(&["verify", s, "--weights", d, "--arith", "both"]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("needs exact values"), "{}", out.stderr);
-    // So does exact `inspect` (it prints exact rationals): exit 2 naming
-    // the directory and the way out; `--arith f64` traces the same file.
+    // `inspect` traces the float weights in intervals: head 2's uniform
+    // attention is exact (scores all equal), head 1's two weights enclose
+    // 1/3 and 2/3 (ln 2 rounded into W_Q moves them by ~1e-16), the router
+    // picks located_in, and R, P and A are decided there as `verify` does.
     let out = routecert(&["inspect", s, "--weights", d, "--prefix", "Paris is"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let o = &out.stdout;
+    assert!(o.contains("arithmetic: interval"), "{o}");
+    assert!(o.contains("head2 (key) attention: 1:0.5, 2:0.5"), "{o}");
+    let head1 = o.lines().find(|l| l.starts_with("head1")).unwrap();
+    let bounds: Vec<f64> = head1
+        .split(['[', ']', ','])
+        .filter_map(|x| x.trim().parse().ok())
+        .collect();
+    assert_eq!(bounds.len(), 4, "{head1}");
+    assert!(bounds[0] <= 1.0 / 3.0 && 1.0 / 3.0 <= bounds[1] && bounds[1] - bounds[0] < 1e-14);
+    assert!(bounds[2] <= 2.0 / 3.0 && 2.0 / 3.0 <= bounds[3] && bounds[3] - bounds[2] < 1e-14);
+    assert!(o.contains("routed to expert: located_in\n"), "{o}");
+    assert!(
+        o.contains(
+            "decided by the intervals: R routing Proved (margin ≥ 0.5), P probability Proved"
+        ),
+        "{o}"
+    );
+    assert!(o.contains("A retrieval Proved"), "{o}");
+    // A prefix the spec lacks is traced without the oracle's verdicts.
+    let out = routecert(&["inspect", s, "--weights", d, "--prefix", "is Paris"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("not a prefix of any sentence"));
+    assert!(!out.stdout.contains("decided by the intervals"));
+    // `--arith both` on inspect needs exact values too: exit 2 naming the
+    // directory; `--arith f64` traces the same file.
+    let out = routecert(&[
+        "inspect",
+        s,
+        "--weights",
+        d,
+        "--prefix",
+        "Paris is",
+        "--arith",
+        "both",
+    ]);
     assert_eq!(out.code, 2, "{}", out.stdout);
     assert!(
-        out.stderr.contains(d) && out.stderr.contains("exact inspection needs exact values"),
+        out.stderr.contains(d) && out.stderr.contains("needs exact values"),
         "{}",
         out.stderr
     );

@@ -281,7 +281,8 @@ pub(crate) fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
 /// weights: exact arithmetic cannot evaluate them and no float may decide
 /// them, so `verify` decides them with rigorous intervals
 /// ([`verify::interval`]; `interval_ok`), `--arith f64` runs an f64 check,
-/// and what needs exact values (`inspect`, `--arith both`) is refused.
+/// and what needs exact values (`--arith both`) is refused; `inspect`
+/// traces such weights in intervals.
 pub(crate) fn read_weights(
     dir: &Path,
     ts: &TaskSet,
@@ -299,9 +300,9 @@ pub(crate) fn read_weights(
                 .as_deref()
                 .unwrap_or("exact weights unusable"),
             if interval_ok {
-                "`--arith both` needs exact values; `verify --weights` (exact, by rigorous intervals) or `--arith f64` (proves nothing) run on it"
+                "`--arith both` needs exact values; the default (exact, by rigorous intervals) or `--arith f64` (proves nothing) run on it"
             } else {
-                "exact inspection needs exact values; --arith f64 traces it in floats"
+                "exact values are needed here; --arith f64 runs it in floats"
             }
         )));
     }

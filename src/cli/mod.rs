@@ -462,7 +462,8 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
     };
     let built = clock.elapsed();
     if model.score_unit == ScoreUnit::Natural && args.model.arith == Arith::Exact {
-        return interval_verify(&args, &ts, &model, &options.epsilon);
+        let started = (clock, loaded, built);
+        return interval_verify(&args, &ts, &model, &options.epsilon, started);
     }
     let bar = progress::Bar::counting(ts.prefixes.len(), "prefixes", "verify", show);
     let progress = |done: usize, _: usize| bar.set(done);
@@ -552,7 +553,7 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
     }
     let (model, star) = match &args.weights {
         None => build_model(&args.model, &ts, &options)?,
-        Some(dir) => (read_weights(dir, &ts, args.model.arith, false)?.0, None),
+        Some(dir) => (read_weights(dir, &ts, args.model.arith, true)?.0, None),
     };
     // The task set and the model meet only through token names.
     let input: Vec<usize> = tokens
@@ -566,6 +567,43 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
     let text = ts.render(&tokens);
     let prefix = ts.prefixes.iter().find(|p| p.tokens == tokens);
     let input_error = |e: eval::EvalError| CliError::Input(e.to_string());
+    if model.score_unit == ScoreUnit::Natural && args.model.arith == Arith::Exact {
+        // Float weights: irrational attention, traced in rigorous intervals.
+        let iv_model = model.map(crate::interval::Iv::enclose);
+        let trace = crate::interval::forward::IntervalEvaluator::new(&iv_model)
+            .run(&input)
+            .map_err(input_error)?;
+        let oracle = match prefix {
+            Some(p) => {
+                let (outcome, open) =
+                    verify::interval::prefix_outcome(&ts, &model, p, &options.epsilon).map_err(
+                        |e| {
+                            CliError::Input(format!(
+                                "{}: {e}",
+                                args.weights.as_deref().unwrap_or(Path::new("")).display()
+                            ))
+                        },
+                    )?;
+                Some(report::interval::IntervalOracle {
+                    tasks: p.tasks.iter().map(|&k| ts.tasks[k].name.clone()).collect(),
+                    valid_next: p
+                        .valid_next
+                        .iter()
+                        .map(|&t| ts.vocab.name(t).to_string())
+                        .collect(),
+                    is_query: p.is_query,
+                    outcome,
+                    open,
+                })
+            }
+            None => None,
+        };
+        print!(
+            "{}",
+            report::interval::inspect(&iv_model, &text, &trace, oracle.as_ref())
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = match args.model.arith {
         Arith::Exact | Arith::Both => {
             let trace = eval::forward(&model, &input).map_err(input_error)?;
@@ -608,6 +646,7 @@ fn interval_verify(
     ts: &TaskSet,
     model: &Model<Rat>,
     epsilon: &Rat,
+    (clock, loaded, read): (Instant, Duration, Duration),
 ) -> Result<ExitCode, CliError> {
     if args.format == Format::Markdown {
         return Err(CliError::Input(
@@ -621,10 +660,25 @@ fn interval_verify(
             args.weights.as_deref().unwrap_or(Path::new("")).display()
         ))
     })?;
+    let verified = clock.elapsed();
     let source = args.model.spec.display().to_string();
     match args.format {
         Format::Json => print!("{}", report::interval::json(&verdict)),
         _ => print!("{}", report::interval::text(&verdict, &source)),
+    }
+    if args.timings {
+        let s = |d: Duration| d.as_secs_f64();
+        eprintln!(
+            "timings: prefixes {}, load {:.3} s, read weights {:.3} s, verify (intervals) {:.3} s, total {:.3} s, refined {} prefixes, peak RSS {}",
+            ts.prefixes.len(),
+            s(loaded),
+            s(read - loaded),
+            s(verified - read),
+            s(clock.elapsed()),
+            verdict.precision.refined,
+            crate::memory::peak_rss_mib()
+                .map_or_else(|| "unknown".to_string(), |m| format!("{m} MiB"))
+        );
     }
     Ok(if verdict.all_proved() {
         ExitCode::SUCCESS

@@ -30,8 +30,15 @@ pub enum Firing {
 /// One expert's FFN on one A'.
 #[derive(Debug, Clone)]
 pub struct FfnResult {
-    /// (neuron, firing) for every neuron that may fire.
+    /// (neuron, firing) for every neuron that may fire, by neuron.
     pub firing: Vec<(usize, Firing)>,
+    /// ReLU of each listed neuron's pre-activation, in the order of
+    /// `firing` (what the neuron scales its write vector by).
+    pub activation: Vec<Iv>,
+    /// With [`IntervalEvaluator::with_labels`]: per label, the largest
+    /// upper bound on the pre-activation of a neuron of that label
+    /// (−∞: the label has no neuron); empty otherwise.
+    pub label_max: Vec<f64>,
     /// Σ ReLU(read·A' + bias)·write + the output bias: A'' − A'.
     pub delta: SparseVec<Iv>,
 }
@@ -85,6 +92,17 @@ pub struct IntervalEvaluator<'m> {
     /// Per expert and run: the neurons whose bias may be positive, the only
     /// ones that may fire when the run reads 0.
     biased: Vec<Vec<Vec<usize>>>,
+    /// Neuron labels of the first expert ([`Self::with_labels`]): per
+    /// neuron its label, and per run (label, largest bias upper bound) over
+    /// the run's neurons, for the runs that read 0.
+    labels: Option<Labels>,
+}
+
+/// Neuron labels for the per-label pre-activation maxima.
+struct Labels {
+    of: Vec<usize>,
+    count: usize,
+    run_bias_max: Vec<Vec<(usize, f64)>>,
 }
 
 /// Two read vectors with the same entries, bit for bit.
@@ -136,7 +154,39 @@ impl<'m> IntervalEvaluator<'m> {
             runs,
             readers,
             biased,
+            labels: None,
         }
+    }
+
+    /// Label the first expert's neurons (`labels[n]` < `count`): its FFN
+    /// results then carry, per label, the largest upper bound on a
+    /// neuron's pre-activation (the dense model's silence margins, labels
+    /// being owner sets).
+    pub fn with_labels(mut self, labels: Vec<usize>, count: usize) -> Self {
+        let Some(expert) = self.model.experts.first() else {
+            return self;
+        };
+        assert_eq!(labels.len(), expert.neurons.len(), "one label per neuron");
+        let run_bias_max = self.runs[0]
+            .iter()
+            .map(|&(first, end)| {
+                let mut max: Vec<(usize, f64)> = Vec::new();
+                for (&l, neuron) in labels[first..end].iter().zip(&expert.neurons[first..end]) {
+                    let b = neuron.bias.hi();
+                    match max.iter_mut().find(|(k, _)| *k == l) {
+                        Some((_, m)) => *m = m.max(b),
+                        None => max.push((l, b)),
+                    }
+                }
+                max
+            })
+            .collect();
+        self.labels = Some(Labels {
+            of: labels,
+            count,
+            run_bias_max,
+        });
+        self
     }
 
     pub fn model(&self) -> &Model<Iv> {
@@ -251,6 +301,38 @@ impl<'m> IntervalEvaluator<'m> {
         }
     }
 
+    /// The logits of the model masked to the neurons `keep` accepts (the
+    /// paper's M_C: every other neuron of expert `e` zeroed), from the
+    /// full pass's FFN result `f` of that expert on the same A': attention
+    /// and the kept neurons' pre-activations do not depend on the others,
+    /// so only the FFN's output sums fewer neurons.
+    pub fn masked_logits(
+        &self,
+        e: usize,
+        hidden: &SparseVec<Iv>,
+        f: &FfnResult,
+        keep: impl Fn(usize) -> bool,
+    ) -> SparseVec<Iv> {
+        let expert = &self.model.experts[e];
+        let written = f
+            .firing
+            .iter()
+            .zip(&f.activation)
+            .filter(|((n, _), _)| keep(*n))
+            .flat_map(|((n, _), act)| {
+                expert.neurons[*n]
+                    .write
+                    .entries()
+                    .iter()
+                    .map(move |(c, w)| (*c, *act * *w))
+            });
+        let delta =
+            SparseVec::from_entries(expert.output_bias.entries().iter().cloned().chain(written));
+        self.model
+            .unembed
+            .apply(&hidden.add_scaled(&Iv::one(), &delta))
+    }
+
     /// Expert `e`'s FFN on A' = `hidden`, whether or not the router picks
     /// it (claim S asks which neurons fire on the prefixes of a task).
     pub fn ffn(&self, e: usize, hidden: &SparseVec<Iv>) -> FfnResult {
@@ -262,12 +344,15 @@ impl<'m> IntervalEvaluator<'m> {
                 touched[r] = true;
             }
         }
+        let labels = self.labels.as_ref().filter(|_| e == 0);
+        let mut label_max = vec![f64::NEG_INFINITY; labels.map_or(0, |l| l.count)];
         let mut firing = Vec::new();
         let mut written: Vec<(usize, Iv)> = Vec::new();
-        let mut fire = |n: usize, pre: Iv, firing: &mut Vec<(usize, Firing)>| {
+        let mut fire = |n: usize, pre: Iv, firing: &mut Vec<(usize, Firing, Iv)>| {
             if pre.hi() <= 0.0 {
                 return;
             }
+            let act = pre.relu_iv();
             firing.push((
                 n,
                 if pre.lo() > 0.0 {
@@ -275,8 +360,8 @@ impl<'m> IntervalEvaluator<'m> {
                 } else {
                     Firing::Maybe
                 },
+                act,
             ));
-            let act = pre.relu_iv();
             written.extend(
                 expert.neurons[n]
                     .write
@@ -291,17 +376,32 @@ impl<'m> IntervalEvaluator<'m> {
                 for &n in &self.biased[e][r] {
                     fire(n, expert.neurons[n].bias, &mut firing);
                 }
+                if let Some(l) = labels {
+                    for &(k, b) in &l.run_bias_max[r] {
+                        label_max[k] = label_max[k].max(b);
+                    }
+                }
                 continue;
             }
             let read = expert.neurons[first].read.dot(hidden);
             for n in first..end {
-                fire(n, read + expert.neurons[n].bias, &mut firing);
+                let pre = read + expert.neurons[n].bias;
+                if let Some(l) = labels {
+                    let k = l.of[n];
+                    label_max[k] = label_max[k].max(pre.hi());
+                }
+                fire(n, pre, &mut firing);
             }
         }
-        firing.sort_unstable_by_key(|(n, _)| *n);
+        firing.sort_unstable_by_key(|(n, ..)| *n);
         let delta =
             SparseVec::from_entries(expert.output_bias.entries().iter().cloned().chain(written));
-        FfnResult { firing, delta }
+        FfnResult {
+            activation: firing.iter().map(|f| f.2).collect(),
+            firing: firing.into_iter().map(|(n, f, _)| (n, f)).collect(),
+            label_max,
+            delta,
+        }
     }
 }
 

@@ -139,6 +139,11 @@ impl<'m> Refiner<'m> {
         }
     }
 
+    /// The model whose exact weights this pass reads.
+    pub fn model(&self) -> &Model<Rat> {
+        self.model
+    }
+
     /// Softmax weights of one head's scores, each enclosed in [lo, hi].
     fn softmax(&self, scores: &[Rat], bits: u32) -> Vec<(Rat, Rat)> {
         if scores.len() == 1 {
@@ -167,6 +172,18 @@ impl<'m> Refiner<'m> {
             .collect();
         let sum_lo: Rat = powers.iter().map(|w| w.0.clone()).sum();
         let sum_hi: Rat = powers.iter().map(|w| w.1.clone()).sum();
+        if powers.iter().all(|(lo, hi)| lo == hi) {
+            // Every power exact (integer scores in ln-2 units, or equal
+            // scores): the weights are exact rationals, kept unrounded so
+            // that a pre-activation that is exactly 0 comes out as 0.
+            return powers
+                .iter()
+                .map(|(w, _)| {
+                    let x = w / &sum_lo;
+                    (x.clone(), x)
+                })
+                .collect();
+        }
         powers
             .iter()
             .map(|(lo, hi)| {
@@ -216,6 +233,71 @@ impl<'m> Refiner<'m> {
             radius = radius.add_scaled(&Rat::one(), &self.abs_output[h].apply(&out_r));
         }
         MidRad { centre, radius }
+    }
+
+    /// Bounds [lo, hi] (exact rationals) on read·A' + bias on `tokens`,
+    /// for each (read, bias), with the softmax weights to `bits` bits: a
+    /// neuron's pre-activation, sharper than the 53-bit pass's. Each head
+    /// contributes Σ_j w_j·s_j with s_j = read·W_O·v_j; as the weights sum
+    /// to 1 exactly, that is s_r + Σ_{j≠r} w_j·(s_j − s_r) for a reference
+    /// position r, each term bounded from the enclosure of w_j. So a read
+    /// that sees the same value at every position (e.g. a sum over the
+    /// coordinates every token writes one of) is exact, and a
+    /// pre-activation that is exactly 0 comes out as 0 even when the
+    /// attention weights are irrational.
+    pub fn pre_activations<'a>(
+        &self,
+        tokens: &[usize],
+        bits: u32,
+        neurons: impl IntoIterator<Item = (&'a SparseVec<Rat>, &'a Rat)>,
+    ) -> Vec<(Rat, Rat)> {
+        let m = self.model;
+        let inputs: Vec<SparseVec<Rat>> = tokens
+            .iter()
+            .enumerate()
+            .map(|(j, &t)| m.token_embed[t].add_scaled(&Rat::one(), &m.pos_embed[j]))
+            .collect();
+        let last = inputs.last().expect("nonempty prefix");
+        // Per head: the softmax weights' enclosures and W_O·v_j per position.
+        type Head = (Vec<(Rat, Rat)>, Vec<SparseVec<Rat>>);
+        let heads: Vec<Head> = m
+            .heads
+            .iter()
+            .map(|head| {
+                let q = head.query.apply(last);
+                let scores: Vec<Rat> = inputs.iter().map(|x| q.dot(&head.key.apply(x))).collect();
+                let outputs = inputs
+                    .iter()
+                    .map(|x| head.output.apply(&head.value.apply(x)))
+                    .collect();
+                (self.softmax(&scores, bits), outputs)
+            })
+            .collect();
+        neurons
+            .into_iter()
+            .map(|(read, bias)| {
+                let base = read.dot(last) + bias;
+                let (mut lo, mut hi) = (base.clone(), base);
+                for (weights, outputs) in &heads {
+                    let s: Vec<Rat> = outputs.iter().map(|o| read.dot(o)).collect();
+                    let r = s.len() - 1;
+                    lo += &s[r];
+                    hi += &s[r];
+                    for (j, (w_lo, w_hi)) in weights.iter().enumerate().take(r) {
+                        let d = &s[j] - &s[r];
+                        let (a, b) = (&d * w_lo, &d * w_hi);
+                        if a <= b {
+                            lo += a;
+                            hi += b;
+                        } else {
+                            lo += b;
+                            hi += a;
+                        }
+                    }
+                }
+                (lo, hi)
+            })
+            .collect()
     }
 
     /// Every expert's router score on `tokens`, enclosed in [lo, hi] exact

@@ -18,14 +18,23 @@
 //!   some prefix of the task, against L·|T(k)| + |Δk|: proved when even the
 //!   neurons that may fire fit the bound, refuted when those that surely
 //!   fire exceed it.
+//! - I (dense): for each circuit C(k), k ∈ C(w), on each prefix w: no
+//!   neuron of a task w does not belong to fires (proved when every such
+//!   pre-activation's upper bound is ≤ 0, refuted when one is surely
+//!   positive) and the model masked to C(k) gives the full model's P and A
+//!   verdicts (proved when no neuron outside C(k) may fire, so the masked
+//!   logits are the full ones, or when both verdicts are decided alike;
+//!   refuted when one is decided each way); and the circuits share no
+//!   neuron (from config.json, exactly).
 
+use super::isolation::{owner_labels, owner_sets};
 use super::logits::token_map;
 use super::{Claim, MAX_WITNESSES, Witness};
 use crate::interval::Iv;
 use crate::interval::exp::{exp, exp_coarse};
 use crate::interval::forward::{FfnResult, Firing, IntervalEvaluator, IntervalTrace};
 use crate::interval::refine::Refiner;
-use crate::model::Model;
+use crate::model::{Model, SparseVec};
 use crate::scalar::{Rat, Scalar};
 use crate::taskset::{Prefix, TaskSet};
 use num_traits::{ToPrimitive, Zero};
@@ -78,7 +87,7 @@ pub struct IntervalClaim {
     pub min_margin: Option<String>,
 }
 
-/// The four claims.
+/// The claims.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct IntervalClaims {
     /// Not applicable to the dense model (checked = 0).
@@ -86,6 +95,36 @@ pub struct IntervalClaims {
     pub probability: IntervalClaim,
     pub retrieval: IntervalClaim,
     pub size: IntervalClaim,
+    /// The dense model only: one check per circuit C(k) and prefix of
+    /// D(k), and one per neuron shared by circuits (margin: the silence
+    /// margin, a lower bound on −pre-activation of the most active neuron
+    /// that must stay silent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<IntervalClaim>,
+}
+
+/// Claim I for one circuit of the dense model.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct IntervalCircuit {
+    pub task: String,
+    pub neurons: usize,
+    /// Prefixes of D(k) checked, and how each check came out.
+    pub prefixes: usize,
+    pub proved: usize,
+    pub refuted: usize,
+    pub undecided: usize,
+    /// Prefixes where masking to C(k) surely changes the P or A verdict.
+    pub changed_verdicts: usize,
+    /// Prefixes where a neuron that must stay silent surely fires, and
+    /// where one may fire (none surely).
+    pub off_task_firings: usize,
+    pub off_task_maybe: usize,
+    /// Neurons C(k) shares with another circuit.
+    pub shared_neurons: usize,
+    /// Proved on every prefix and sharing no neuron.
+    pub isolated: bool,
+    /// Rigorous lower bound on the circuit's smallest silence margin.
+    pub silence_margin: Option<String>,
 }
 
 /// Claim S for one task: its expert (dense: circuit) by the neurons that
@@ -119,6 +158,11 @@ pub struct Precision {
     /// decided (the rest stay undecided, counted in `claims.routing`).
     pub refined: usize,
     pub refined_decided: usize,
+    /// Dense: isolation checks whose silence went to refinement (a neuron
+    /// that must stay silent straddling 0 at 53 bits: its pre-activation
+    /// recomputed at the same precisions), and how many it decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silence_refined: Option<(usize, usize)>,
 }
 
 /// Everything interval verification found.
@@ -139,6 +183,9 @@ pub struct IntervalVerdict {
     pub precision: Precision,
     pub claims: IntervalClaims,
     pub experts: Vec<FiringSize>,
+    /// The dense model's circuits (claim I).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuits: Option<Vec<IntervalCircuit>>,
     /// Refuted claims (all counted, the first MAX_WITNESSES listed).
     pub failure_count: usize,
     pub failures: Vec<Witness>,
@@ -151,7 +198,11 @@ impl IntervalVerdict {
     /// Every claim proved on every prefix: the only case that exits 0.
     pub fn all_proved(&self) -> bool {
         let c = &self.claims;
-        c.routing.holds && c.probability.holds && c.retrieval.holds && c.size.holds
+        c.routing.holds
+            && c.probability.holds
+            && c.retrieval.holds
+            && c.size.holds
+            && c.isolation.as_ref().is_none_or(|i| i.holds)
     }
 }
 
@@ -214,6 +265,92 @@ struct Assessed {
     open: Vec<(Outcome, Witness)>,
     /// Per task of the prefix: (task, neurons that may fire, with how).
     firing: Vec<(usize, Vec<(usize, Firing)>)>,
+    /// Dense: one isolation check per circuit of the prefix's tasks.
+    isolation: Vec<IsolationCheck>,
+}
+
+/// Claim I for circuit `circuit` on one prefix.
+struct IsolationCheck {
+    circuit: usize,
+    outcome: Outcome,
+    /// Lower bound on the silence margin (None: nothing must stay silent).
+    margin: Option<f64>,
+    changed: bool,
+    surely_fired: bool,
+    maybe_fired: bool,
+    /// Silence went to refinement: Some(whether it decided it).
+    refined: Option<bool>,
+}
+
+/// The dense model's neuron ownership, for claim I.
+struct Ownership {
+    /// Each neuron's owner-set label, and the distinct owner sets (the
+    /// tasks whose circuits list the neuron).
+    labels: Vec<usize>,
+    label_sets: Vec<BTreeSet<usize>>,
+    circuit_of_task: Vec<Option<usize>>,
+    task_of_circuit: Vec<Option<usize>>,
+    /// Each circuit's neurons, sorted.
+    members: Vec<Vec<usize>>,
+}
+
+impl Ownership {
+    fn new(ts: &TaskSet, model: &Model<Iv>) -> Self {
+        let (owners, circuit_of_task, task_of_circuit) = owner_sets(ts, model);
+        let (labels, label_sets) = owner_labels(ts, model);
+        debug_assert_eq!(labels.len(), owners.len());
+        Ownership {
+            labels,
+            label_sets,
+            circuit_of_task,
+            task_of_circuit,
+            members: model
+                .circuits
+                .iter()
+                .map(|c| {
+                    let mut m = c.neurons.clone();
+                    m.sort_unstable();
+                    m.dedup();
+                    m
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether neuron `n` must stay silent on a prefix of `tasks`: no task
+    /// whose circuit lists it is among them.
+    fn off_task(&self, n: usize, tasks: &BTreeSet<usize>) -> bool {
+        self.label_sets[self.labels[n]].is_disjoint(tasks)
+    }
+}
+
+/// Two verdicts on one claim, decided by intervals: the same (proved),
+/// surely different (refuted), or not known.
+fn same_verdict(a: Outcome, b: Outcome) -> Outcome {
+    match (a, b) {
+        (Outcome::Undecided, _) | (_, Outcome::Undecided) => Outcome::Undecided,
+        (x, y) if x == y => Outcome::Proved,
+        _ => Outcome::Refuted,
+    }
+}
+
+/// Every part must be proved; one refuted part refutes.
+fn all_of(parts: &[Outcome]) -> Outcome {
+    if parts.contains(&Outcome::Refuted) {
+        Outcome::Refuted
+    } else if parts.contains(&Outcome::Undecided) {
+        Outcome::Undecided
+    } else {
+        Outcome::Proved
+    }
+}
+
+fn verdict_word(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Proved => "holds",
+        Outcome::Refuted => "fails",
+        Outcome::Undecided => "undecided",
+    }
 }
 
 struct Context<'a> {
@@ -224,7 +361,11 @@ struct Context<'a> {
     tokens: HashMap<usize, usize>,
     expert_of_task: Vec<Option<usize>>,
     epsilon: &'a Rat,
+    /// ε's enclosure in doubles.
+    eps_iv: Iv,
     dense: bool,
+    /// The dense model's circuits' neurons (claim I).
+    ownership: Option<Ownership>,
 }
 
 /// One prefix's decisions, with rigorous lower bounds on the margins.
@@ -253,9 +394,16 @@ fn prepare(ts: &TaskSet, model: &Model<Rat>) -> Result<Model<Iv>, IntervalError>
 impl<'a> Context<'a> {
     fn new(ts: &'a TaskSet, exact: &'a Model<Rat>, model: &'a Model<Iv>, epsilon: &'a Rat) -> Self {
         let dense = !model.circuits.is_empty();
+        let ownership = dense.then(|| Ownership::new(ts, model));
+        let engine = match &ownership {
+            Some(o) => {
+                IntervalEvaluator::new(model).with_labels(o.labels.clone(), o.label_sets.len())
+            }
+            None => IntervalEvaluator::new(model),
+        };
         Context {
             ts,
-            engine: IntervalEvaluator::new(model),
+            engine,
             refiner: Refiner::new(exact),
             tokens: token_map(ts, model),
             expert_of_task: ts
@@ -270,7 +418,9 @@ impl<'a> Context<'a> {
                 })
                 .collect(),
             epsilon,
+            eps_iv: Iv::enclose(epsilon),
             dense,
+            ownership,
         }
     }
 }
@@ -298,6 +448,29 @@ pub fn prefix_outcomes(
         .collect())
 }
 
+/// One prefix of the spec decided as [`verify_intervals`] decides it
+/// (refinement included): R, P and A with their margins, and the
+/// witnesses of every claim not proved (`inspect --weights` on float
+/// weights).
+pub fn prefix_outcome(
+    ts: &TaskSet,
+    model: &Model<Rat>,
+    prefix: &Prefix,
+    epsilon: &Rat,
+) -> Result<(PrefixOutcome, Vec<(Outcome, Witness)>), IntervalError> {
+    let iv_model = prepare(ts, model)?;
+    let cx = Context::new(ts, model, &iv_model, epsilon);
+    let a = cx.assess(prefix);
+    Ok((
+        PrefixOutcome {
+            routing: a.routing,
+            probability: a.probability,
+            retrieval: a.retrieval,
+        },
+        a.open,
+    ))
+}
+
 /// Verify R, P, A and S on every prefix of `ts` from rigorous intervals on
 /// `model`'s weights (any weights of the architecture; natural-exp or
 /// ln 2 attention alike).
@@ -319,6 +492,11 @@ pub fn verify_intervals(
     // Per task: neurons surely firing on some prefix, and possibly firing.
     let mut surely: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); ts.tasks.len()];
     let mut maybe: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); ts.tasks.len()];
+    let mut isolation = Count::default();
+    let mut silence_refined = (0, 0);
+    let mut per_circuit: Vec<CircuitTally> = (0..model.circuits.len())
+        .map(|_| CircuitTally::default())
+        .collect();
     for chunk in ts.prefixes.chunks(CHUNK) {
         let assessed: Vec<Assessed> = chunk.par_iter().map(|p| cx.assess(p)).collect();
         for a in assessed {
@@ -345,8 +523,20 @@ pub fn verify_intervals(
                     };
                 }
             }
+            for check in a.isolation {
+                if let Some(decided) = check.refined {
+                    silence_refined.0 += 1;
+                    silence_refined.1 += usize::from(decided);
+                }
+                isolation.record(check.outcome, check.margin);
+                per_circuit[check.circuit].record(&check);
+            }
         }
     }
+    let circuits = cx
+        .ownership
+        .as_ref()
+        .map(|o| circuit_reports(ts, model, o, per_circuit, &mut isolation, &mut failures));
 
     let mut size = Count::default();
     let mut experts = Vec::new();
@@ -448,6 +638,7 @@ pub fn verify_intervals(
             refine_bits: REFINE_BITS.to_vec(),
             refined,
             refined_decided,
+            silence_refined: dense.then_some(silence_refined),
         },
         claims: IntervalClaims {
             routing: if dense {
@@ -461,8 +652,10 @@ pub fn verify_intervals(
             probability: probability.finish(),
             retrieval: retrieval.finish(),
             size: size.finish(),
+            isolation: dense.then(|| isolation.finish()),
         },
         experts,
+        circuits,
         failure_count: failures.count,
         failures: failures.list,
         undecided_count: undecided.count,
@@ -470,7 +663,263 @@ pub fn verify_intervals(
     })
 }
 
+/// Claim I's checks of one circuit so far.
+#[derive(Default)]
+struct CircuitTally {
+    count: Count,
+    changed: usize,
+    surely: usize,
+    maybe: usize,
+}
+
+impl CircuitTally {
+    fn record(&mut self, c: &IsolationCheck) {
+        self.count.record(c.outcome, c.margin);
+        self.changed += usize::from(c.changed);
+        self.surely += usize::from(c.surely_fired);
+        self.maybe += usize::from(c.maybe_fired && !c.surely_fired);
+    }
+}
+
+/// Claim I per circuit: the prefix checks, then disjointness (a neuron two
+/// circuits list, or a circuit of no task of the spec, refutes), decided
+/// from config.json's circuits exactly.
+fn circuit_reports(
+    ts: &TaskSet,
+    model: &Model<Rat>,
+    own: &Ownership,
+    tallies: Vec<CircuitTally>,
+    isolation: &mut Count,
+    failures: &mut Listed,
+) -> Vec<IntervalCircuit> {
+    let neurons = model.experts.first().map_or(&[][..], |e| &e.neurons[..]);
+    let mut reports = Vec::new();
+    for ((c, circuit), t) in model.circuits.iter().enumerate().zip(tallies) {
+        let witness = |reason: String| Witness {
+            claim: Claim::Isolation,
+            prefix: String::new(),
+            tasks: vec![circuit.name.clone()],
+            expert: Some(format!("C({})", circuit.name)),
+            top_logits: vec![],
+            reason,
+        };
+        let Some(k) = own.task_of_circuit[c] else {
+            isolation.record(Outcome::Refuted, None);
+            failures.push(witness(format!(
+                "circuit {} belongs to no task of the spec",
+                circuit.name
+            )));
+            continue;
+        };
+        let mut shared = 0;
+        for &n in &own.members[c] {
+            let owners = &own.label_sets[own.labels[n]];
+            if owners.len() > 1 {
+                shared += 1;
+                isolation.record(Outcome::Refuted, None);
+                let others: Vec<&str> = owners
+                    .iter()
+                    .filter(|&&j| j != k)
+                    .map(|&j| ts.tasks[j].name.as_str())
+                    .collect();
+                failures.push(witness(format!(
+                    "C({}) shares neuron {n} ({}) with the circuit(s) of {}: circuits must be disjoint",
+                    circuit.name,
+                    neurons[n].name,
+                    others.join(", ")
+                )));
+            }
+        }
+        let claim = t.count.finish();
+        reports.push(IntervalCircuit {
+            task: circuit.name.clone(),
+            neurons: own.members[c].len(),
+            prefixes: claim.checked,
+            proved: claim.proved,
+            refuted: claim.refuted,
+            undecided: claim.undecided,
+            changed_verdicts: t.changed,
+            off_task_firings: t.surely,
+            off_task_maybe: t.maybe,
+            shared_neurons: shared,
+            isolated: claim.holds && shared == 0,
+            silence_margin: claim.min_margin,
+        });
+    }
+    reports
+}
+
 impl Context<'_> {
+    /// Claim I on one prefix: each circuit C(k), k ∈ C(w), from the full
+    /// pass's FFN (`ffn`, the one expert's) and verdicts (`p`, `a`).
+    #[allow(clippy::too_many_arguments)]
+    fn isolation(
+        &self,
+        own: &Ownership,
+        prefix: &Prefix,
+        input: &[usize],
+        trace: &IntervalTrace,
+        ffn: &FfnResult,
+        valid: &BTreeSet<usize>,
+        (p, a): (Outcome, Outcome),
+        witness: &dyn Fn(String) -> Witness,
+    ) -> Vec<(IsolationCheck, Option<(Outcome, Witness)>)> {
+        let model = self.engine.model();
+        let neurons = &model.experts[0].neurons;
+        // The neurons that must stay silent (the same for every circuit
+        // checked here), and the silence margin's lower bound.
+        let off: Vec<(usize, Firing, Iv)> = ffn
+            .firing
+            .iter()
+            .zip(&ffn.activation)
+            .filter(|((n, _), _)| own.off_task(*n, &prefix.tasks))
+            .map(|(&(n, f), &act)| (n, f, act))
+            .collect();
+        let margin = (0..own.label_sets.len())
+            .filter(|&l| own.label_sets[l].is_disjoint(&prefix.tasks))
+            .filter_map(|l| ffn.label_max.get(l).copied())
+            .filter(|m| m.is_finite())
+            .map(|m| -m)
+            .reduce(f64::min);
+        let mut surely = off.iter().any(|(_, f, _)| *f == Firing::Surely);
+        let mut margin = margin;
+        // Neurons straddling 0 at 53 bits whose pre-activation refinement
+        // puts at or below 0: silent, so masking them out changes nothing.
+        let mut silenced: BTreeSet<usize> = BTreeSet::new();
+        let mut refined = None;
+        let mut still_bits = None;
+        if !surely && !off.is_empty() {
+            refined = Some(false);
+            let exact = &self.refiner.model().experts[0].neurons;
+            let mut open: Vec<usize> = off.iter().map(|(n, ..)| *n).collect();
+            for bits in REFINE_BITS {
+                let bounds = self.refiner.pre_activations(
+                    input,
+                    bits,
+                    open.iter().map(|&n| (&exact[n].read, &exact[n].bias)),
+                );
+                let mut still = Vec::new();
+                for (&n, (lo, hi)) in open.iter().zip(&bounds) {
+                    if lo.is_positive() {
+                        surely = true;
+                        still.push(n);
+                    } else if hi.is_positive() {
+                        still.push(n);
+                    } else {
+                        silenced.insert(n);
+                    }
+                }
+                open = still;
+                if surely || open.is_empty() {
+                    refined = Some(true);
+                    break;
+                }
+                still_bits = Some(bits);
+            }
+            if open.is_empty() {
+                // Every one is ≤ 0: 0 bounds −pre-activation below for
+                // them, and the others were already ≤ 0 at 53 bits.
+                margin = Some(0.0);
+                still_bits = None;
+            }
+        }
+        let off: Vec<(usize, Firing, Iv)> = off
+            .into_iter()
+            .filter(|(n, ..)| !silenced.contains(n))
+            .collect();
+        let silence = if surely {
+            Outcome::Refuted
+        } else if off.is_empty() {
+            Outcome::Proved
+        } else {
+            Outcome::Undecided
+        };
+        let silence_reason = || {
+            let named: Vec<String> = off
+                .iter()
+                .take(4)
+                .map(|(n, _, act)| format!("{} (ReLU {})", neurons[*n].name, act.show()))
+                .collect();
+            format!(
+                "{} neuron(s) of tasks this prefix does not belong to {}: {}{}",
+                off.len(),
+                if surely {
+                    "fire (pre-activation surely > 0)"
+                } else {
+                    "may fire (pre-activation interval straddles 0)"
+                },
+                named.join(", "),
+                still_bits.map_or_else(String::new, |b| format!(
+                    " (still after refinement to {b} bits)"
+                ))
+            )
+        };
+        let mut out = Vec::new();
+        for &k in &prefix.tasks {
+            let Some(c) = own.circuit_of_task[k] else {
+                continue;
+            };
+            let members = &own.members[c];
+            let keep = |n: usize| members.binary_search(&n).is_ok();
+            // Masking removes only firing neurons outside C(k); if there
+            // are none the masked logits are the full ones, as reals.
+            let removes = ffn
+                .firing
+                .iter()
+                .any(|(n, _)| !keep(*n) && !silenced.contains(n));
+            let (masking, masked) = if removes {
+                let z = self.engine.masked_logits(0, &trace.hidden, ffn, keep);
+                let bounds = LogitBounds::from_logits(&z, trace.vocab_size, valid);
+                let mp = bounds.probability(self.epsilon, &self.eps_iv).0;
+                let ma = bounds.retrieval(prefix.is_query).0;
+                (
+                    all_of(&[same_verdict(p, mp), same_verdict(a, ma)]),
+                    Some((mp, ma)),
+                )
+            } else {
+                (Outcome::Proved, None)
+            };
+            let outcome = all_of(&[silence, masking]);
+            let open = (outcome != Outcome::Proved).then(|| {
+                let mut reasons = Vec::new();
+                if let (Some((mp, ma)), true) = (masked, masking != Outcome::Proved) {
+                    reasons.push(format!(
+                        "masking to C({}) {} the verdict from P {}, A {} to P {}, A {}",
+                        model.circuits[c].name,
+                        if masking == Outcome::Refuted {
+                            "changes"
+                        } else {
+                            "may change"
+                        },
+                        verdict_word(p),
+                        verdict_word(a),
+                        verdict_word(mp),
+                        verdict_word(ma)
+                    ));
+                }
+                if silence != Outcome::Proved {
+                    reasons.push(silence_reason());
+                }
+                let mut w = witness(reasons.join("; "));
+                w.expert = Some(format!("C({})", model.circuits[c].name));
+                (outcome, w)
+            });
+            out.push((
+                IsolationCheck {
+                    circuit: c,
+                    outcome,
+                    margin,
+                    changed: masking == Outcome::Refuted,
+                    surely_fired: surely,
+                    maybe_fired: !off.is_empty(),
+                    refined,
+                },
+                open,
+            ));
+        }
+        out
+    }
+
     fn assess(&self, prefix: &Prefix) -> Assessed {
         let model = self.engine.model();
         let input: Vec<usize> = prefix.tokens.iter().map(|t| self.tokens[t]).collect();
@@ -506,6 +955,7 @@ impl Context<'_> {
                         (Outcome::Refuted, w(Claim::Retrieval)),
                     ],
                     firing: Vec::new(),
+                    isolation: Vec::new(),
                 };
             }
         };
@@ -565,14 +1015,39 @@ impl Context<'_> {
             .iter()
             .filter_map(|t| self.tokens.get(t).copied())
             .collect();
-        let logits = LogitBounds::new(&trace, &valid);
-        let (p, p_margin, p_reason) = logits.probability(self.epsilon);
+        let logits = LogitBounds::from_logits(&trace.logits, trace.vocab_size, &valid);
+        let (p, p_margin, p_reason) = logits.probability(self.epsilon, &self.eps_iv);
         if p != Outcome::Proved {
             open.push((p, witness(Claim::Probability, p_reason)));
         }
         let (a, a_margin, a_reason) = logits.retrieval(prefix.is_query);
         if a != Outcome::Proved {
             open.push((a, witness(Claim::Retrieval, a_reason)));
+        }
+        let mut isolation = Vec::new();
+        if let Some(own) = &self.ownership {
+            let computed;
+            let ffn = match trace.candidates.iter().position(|&c| c == 0) {
+                Some(at) => &trace.ffn[at],
+                None => {
+                    computed = self.engine.ffn(0, &trace.hidden);
+                    &computed
+                }
+            };
+            let iso_witness = |reason: String| witness(Claim::Isolation, reason);
+            for (check, w) in self.isolation(
+                own,
+                prefix,
+                &input,
+                &trace,
+                ffn,
+                &valid,
+                (p, a),
+                &iso_witness,
+            ) {
+                isolation.push(check);
+                open.extend(w);
+            }
         }
 
         // S: the neurons of each task's expert on this prefix, run whether
@@ -599,6 +1074,7 @@ impl Context<'_> {
             retrieval: (a, a_margin),
             open,
             firing,
+            isolation,
         }
     }
 }
@@ -685,10 +1161,10 @@ struct LogitBounds {
 }
 
 impl LogitBounds {
-    fn new(trace: &IntervalTrace, valid: &BTreeSet<usize>) -> Self {
+    fn from_logits(logits: &SparseVec<Iv>, vocab_size: usize, valid: &BTreeSet<usize>) -> Self {
         let mut v = Vec::new();
         let mut inv = Vec::new();
-        for (t, z) in trace.logits.entries() {
+        for (t, z) in logits.entries() {
             if valid.contains(t) {
                 v.push(*z);
             } else {
@@ -697,7 +1173,7 @@ impl LogitBounds {
         }
         LogitBounds {
             valid_zero: valid.len() - v.len(),
-            invalid_zero: trace.vocab_size - valid.len() - inv.len(),
+            invalid_zero: vocab_size - valid.len() - inv.len(),
             valid: v,
             invalid: inv,
         }
@@ -738,7 +1214,7 @@ impl LogitBounds {
     /// P(invalid) = I / (I + V) with I, V the invalid and valid masses
     /// shifted by the best valid upper bound m: x/(x + y) rises with x and
     /// falls with y, so (I.hi, V.lo) bound it above and (I.lo, V.hi) below.
-    fn probability(&self, epsilon: &Rat) -> (Outcome, Option<f64>, String) {
+    fn probability(&self, epsilon: &Rat, eps_iv: &Iv) -> (Outcome, Option<f64>, String) {
         let Some(m) = Self::best(&self.valid, self.valid_zero, Iv::hi) else {
             return (
                 Outcome::Refuted,
@@ -769,24 +1245,33 @@ impl LogitBounds {
             let x = Iv::point(i.lo());
             (x / (x + Iv::point(v.hi()))).lo().max(0.0)
         };
-        let eps = Iv::enclose(epsilon);
-        let upper_rat = Rat::from_float(upper).unwrap_or_else(|| Rat::from_integer(1.into()));
-        let lower_rat = Rat::from_float(lower).unwrap_or_else(Rat::zero);
+        // ε's enclosure decides most comparisons with two f64 compares of
+        // dyadics (exact); only a bound inside it is compared as rationals.
+        let eps = *eps_iv;
+        let below = |x: f64| {
+            if x < eps.lo() {
+                true
+            } else if x >= eps.hi() {
+                false
+            } else {
+                Rat::from_float(x).is_some_and(|x| x < *epsilon)
+            }
+        };
         let margin = (eps - Iv::point(upper)).lo();
-        let range = format!("P(invalid) in [{lower:e}, {upper:e}]");
-        if upper_rat < *epsilon {
+        let range = || format!("P(invalid) in [{lower:e}, {upper:e}]");
+        if upper.is_finite() && below(upper) {
             (Outcome::Proved, Some(margin), String::new())
-        } else if lower_rat >= *epsilon {
+        } else if lower.is_finite() && !below(lower) {
             (
                 Outcome::Refuted,
                 Some(margin),
-                format!("{range} is not below ε = {epsilon}"),
+                format!("{} is not below ε = {epsilon}", range()),
             )
         } else {
             (
                 Outcome::Undecided,
                 Some(margin),
-                format!("{range} straddles ε = {epsilon}"),
+                format!("{} straddles ε = {epsilon}", range()),
             )
         }
     }

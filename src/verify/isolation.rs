@@ -113,7 +113,7 @@ fn label_owner_sets(owners: &[BTreeSet<usize>]) -> (Vec<usize>, Vec<BTreeSet<usi
 /// The owner set of every FFN neuron, each task's circuit and each
 /// circuit's task.
 #[allow(clippy::type_complexity)]
-fn owner_sets<S>(
+pub(crate) fn owner_sets<S>(
     ts: &TaskSet,
     model: &Model<S>,
 ) -> (Vec<BTreeSet<usize>>, Vec<Option<usize>>, Vec<Option<usize>>) {
