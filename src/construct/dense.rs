@@ -207,52 +207,67 @@ fn gate_and_projection(
     let own: Vec<&SparseVec<Rat>> = own_prefixes.iter().map(|&p| &states[p]).collect();
     let patterns: Vec<&pattern::Pattern> = points.iter().map(|(_, p, _)| p).collect();
     // Move as many of the open lookalikes below k's patterns as one
-    // projection can: greedily give up the one a conflict leans on most.
-    let mut open: Vec<usize> = relaxed.unexcluded.iter().map(|u| u.prefix).collect();
-    let mut left: Vec<(usize, String)> = Vec::new();
-    let moved = loop {
-        if open.is_empty() {
-            break None;
-        }
-        let states_open: Vec<&SparseVec<Rat>> = open.iter().map(|&q| &states[q]).collect();
+    // projection can, giving up (in reverse index order) each one that
+    // cannot be moved together with those kept before it: a choice made by
+    // feasibility alone (see [`crate::lp::greedy`]).
+    let open: Vec<usize> = relaxed.unexcluded.iter().map(|u| u.prefix).collect();
+    let order: Vec<usize> = (0..open.len()).rev().collect();
+    let found = crate::lp::greedy::in_order(&order, |kept: &[usize]| {
+        let states_open: Vec<&SparseVec<Rat>> = kept.iter().map(|&i| &states[open[i]]).collect();
         match separate::separate(&proj, r, &patterns, &own, &states_open) {
-            Ok(moved) => break Some(moved),
-            Err(conflict) => {
-                let Some((worst, weight)) = conflict
-                    .open
-                    .iter()
-                    .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-                    .cloned()
-                else {
-                    // Separable but never injective in range: give up.
-                    left.extend(open.iter().map(|&q| {
-                        (q, format!("; no projection s_k injective on {task}'s patterns was found that puts it below them"))
-                    }));
-                    break None;
-                };
-                let mut lhs: Vec<(String, Rat)> = vec![(render(open[worst]), int(1))];
-                lhs.extend(
-                    conflict
-                        .open
-                        .iter()
-                        .filter(|(i, _)| *i != worst)
-                        .map(|(i, w)| (render(open[*i]), w / &weight)),
-                );
-                let rhs: Vec<(String, Rat)> = conflict
-                    .own
-                    .iter()
-                    .map(|(i, w)| (render(own_prefixes[*i]), w / &weight))
-                    .collect();
-                left.push((
-                    open[worst],
-                    format!(
-                        "; nor can {task}'s syntactic neurons be moved off it: on head 1 and the positions {} = {}, with equal total weight on both sides, and the left side is in the span of {task}'s hidden states, so every projection s_k has the same weighted mean on these lookalikes as on those prefixes of {task}, every correction that vanishes on {task} sums to 0 over them, and the ramp {task}/syn0, on at every prefix of {task}, cannot be kept off all of them",
-                        gate::linear_text(&lhs),
-                        gate::linear_text(&rhs)
-                    ),
-                ));
-                open.remove(worst);
-            }
+            Ok(moved) => crate::lp::greedy::Probe::Feasible(moved),
+            Err(conflict) if conflict.open.is_empty() => crate::lp::greedy::Probe::Undecided(
+                "no projection injective on the patterns".into(),
+            ),
+            Err(conflict) => crate::lp::greedy::Probe::Infeasible((conflict, kept.to_vec())),
+        }
+    });
+    let mut left: Vec<(usize, String)> = Vec::new();
+    for (i, (conflict, list)) in &found.given_up {
+        // The conflict's lookalikes index `list`; the one given up is in it.
+        let at = list
+            .iter()
+            .position(|j| j == i)
+            .expect("the given-up lookalike");
+        let weight = conflict
+            .open
+            .iter()
+            .find(|(q, _)| *q == at)
+            .map(|(_, w)| w.clone())
+            .expect("a conflict leans on the lookalike it gives up");
+        let mut lhs: Vec<(String, Rat)> = vec![(render(open[*i]), int(1))];
+        lhs.extend(
+            conflict
+                .open
+                .iter()
+                .filter(|(q, _)| *q != at)
+                .map(|(q, w)| (render(open[list[*q]]), w / &weight)),
+        );
+        let rhs: Vec<(String, Rat)> = conflict
+            .own
+            .iter()
+            .map(|(q, w)| (render(own_prefixes[*q]), w / &weight))
+            .collect();
+        left.push((
+            open[*i],
+            format!(
+                "; nor can {task}'s syntactic neurons be moved off it: on head 1 and the positions {} = {}, with equal total weight on both sides, and the left side is in the span of {task}'s hidden states, so every projection s_k has the same weighted mean on these lookalikes as on those prefixes of {task}, every correction that vanishes on {task} sums to 0 over them, and the ramp {task}/syn0, on at every prefix of {task}, cannot be kept off all of them",
+                gate::linear_text(&lhs),
+                gate::linear_text(&rhs)
+            ),
+        ));
+    }
+    let moved = match found.end {
+        Ok(moved) if !found.kept.is_empty() => Some(moved),
+        Ok(_) => None,
+        Err(_) => {
+            // Separable but never injective in range (or past the LP's
+            // limit): give up the rest.
+            let gone: Vec<usize> = found.given_up.iter().map(|(i, _)| *i).collect();
+            left.extend(order.iter().filter(|i| !gone.contains(i)).map(|&i| {
+                (open[i], format!("; no projection s_k injective on {task}'s patterns was found that puts it below them"))
+            }));
+            None
         }
     };
     let dropped = gate::synthesize(ts, k, r, &d.entities, states, &GiveUp::Drop);

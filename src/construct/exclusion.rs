@@ -17,11 +17,16 @@
 //!   on all of them. That identity is the witness (on the XOR-like set:
 //!   x(red big) + x(blue small) = x(red small) + x(blue big)).
 //!
-//! Greedy: a target in such a combination is given up (the one with the
-//! largest λ, so the identity names it most): dropped, or relaxed to
-//! ψ ≥ 0 (the circuit gate keeps ψ ≥ 0 on what it gives up, so that a
-//! neuron's own correction can close it there), and the LP is solved again,
-//! until it is feasible. Each given-up target keeps its identity. Targets
+//! Greedy, by feasibility alone: the targets are taken in reverse index
+//! order, and a target is given up exactly when it cannot be met together
+//! with the ones kept before it while every other target is held to its
+//! weaker form — dropped, or relaxed to ψ ≥ 0 (the circuit gate keeps
+//! ψ ≥ 0 on what it gives up, so that a neuron's own correction can close
+//! it there) — see [`crate::lp::greedy`]. So which targets are given up
+//! depends on the constraint set only, never on which point or Farkas
+//! vector an LP solver returns, and every LP may go float-first. Each
+//! given-up target keeps the identity of the first set it broke (one valid
+//! identity; which one may depend on the solver). Targets
 //! may also carry other bounds ψ(x) ≥ b, hard or soft: the per-neuron
 //! corrections of [`super::gate`] use that.
 
@@ -75,12 +80,14 @@ pub fn exclude(zero: &[Vec<Rat>], bounds: &[Bound], dims: usize) -> Exclusion {
     let null = Nullspace::new(zero, dims);
     let u: Vec<Vec<Rat>> = bounds.iter().map(|b| null.project(&b.x)).collect();
     let mut given_up: Vec<(usize, Identity)> = Vec::new();
-    // Live bounds: (index, current bound); None once dropped.
-    let mut live: Vec<(usize, Rat)> = Vec::new();
+    // Bounds in the span first: ψ(x) = 0 for every ψ, ruled out alone (λ =
+    // 1). The hard bounds are met first, then the soft ones in index order.
+    let mut hard: Vec<usize> = Vec::new();
+    let mut soft: Vec<usize> = Vec::new();
+    let mut weak: Vec<usize> = Vec::new();
     for (i, b) in bounds.iter().enumerate() {
         let inside = u[i].iter().all(Zero::is_zero);
         if inside && b.at_least.is_positive() {
-            // In the span: ψ(x) = 0 for every ψ, ruled out alone (λ = 1).
             given_up.push((
                 i,
                 Identity {
@@ -88,143 +95,171 @@ pub fn exclude(zero: &[Vec<Rat>], bounds: &[Bound], dims: usize) -> Exclusion {
                     rows: null.express(&b.x),
                 },
             ));
-            if let GiveUp::Relax(v) = &b.give_up {
-                live.push((i, v.clone()));
-            }
+            weak.push(i);
+        } else if b.give_up == GiveUp::Never {
+            hard.push(i);
         } else {
-            live.push((i, b.at_least.clone()));
+            soft.push(i);
         }
     }
     let r = null.free.len();
-    loop {
-        // Bounds the functional meets for free (0 ≥ bound with u = 0) need
-        // no row.
-        let rows: Vec<&(usize, Rat)> = live
+    // The bound on ψ(x_i): its own, or its weaker form once given up.
+    let weaker = |i: usize| -> Option<Rat> {
+        match &bounds[i].give_up {
+            GiveUp::Relax(v) => Some(v.clone()),
+            GiveUp::Drop => None,
+            GiveUp::Never => None,
+        }
+    };
+    // Is there a ψ meeting `kept` in full and every other bound in its
+    // weaker form?
+    let probe = |kept: &[usize]| -> lp::greedy::Probe<Vec<Rat>, Vec<(usize, Rat)>> {
+        let mut is_kept = vec![false; bounds.len()];
+        kept.iter().for_each(|&i| is_kept[i] = true);
+        let live: Vec<(usize, Rat)> = hard
             .iter()
-            .filter(|(i, v)| v.is_positive() || u[*i].iter().any(|x| !x.is_zero()))
+            .chain(kept)
+            .map(|&i| (i, bounds[i].at_least.clone()))
+            .chain(
+                weak.iter()
+                    .chain(soft.iter().filter(|&&i| !is_kept[i]))
+                    .filter_map(|&i| weaker(i).map(|v| (i, v))),
+            )
             .collect();
-        if r == 0 || rows.is_empty() {
-            return Exclusion {
-                psi: vec![Rat::zero(); dims],
-                given_up,
-            };
-        }
-        // Columns z⁺_f, z⁻_f, then one surplus per row: u_i·(z⁺ − z⁻) − s_i = b_i.
-        let mut columns: Vec<Vec<(usize, Rat)>> = Vec::with_capacity(2 * r + rows.len());
-        let live_u: Vec<&Vec<Rat>> = rows.iter().map(|(i, _)| &u[*i]).collect();
-        for f in 0..r {
-            let plus: Vec<(usize, Rat)> = live_u
+        probe_lp(&u, r, &live)
+    };
+    let order: Vec<usize> = soft.iter().rev().copied().collect();
+    let found = lp::greedy::in_order(&order, probe);
+    match found.end {
+        Ok(mut z) => {
+            // A dropped bound may be met in ψ ≥ 0 form after all (then Γ_k
+            // is 0 there rather than negative): one more check, kept only
+            // if feasible. (Each was dropped because ψ > 0 there is out of
+            // reach, so ψ = 0 on it then, whatever point the LP returns.)
+            let dropped: Vec<usize> = found
+                .given_up
                 .iter()
-                .enumerate()
-                .filter(|(_, ui)| !ui[f].is_zero())
-                .map(|(row, ui)| (row, ui[f].clone()))
+                .map(|(i, _)| *i)
+                .chain(weak.iter().copied())
+                .filter(|&i| bounds[i].give_up == GiveUp::Drop)
                 .collect();
-            let minus = plus.iter().map(|(i, v)| (*i, -v.clone())).collect();
-            columns.push(plus);
-            columns.push(minus);
-        }
-        columns.extend((0..rows.len()).map(|i| vec![(i, -Rat::one())]));
-        let problem = Problem {
-            rows: rows.len(),
-            columns,
-            rhs: rows.iter().map(|(_, v)| v.clone()).collect(),
-        };
-        let outcome = match lp::feasibility_by_simplex(&problem).0 {
-            Answer::Decided(outcome) => outcome,
-            // Past the LP's limit: give up every soft bound still live,
-            // with no identity (the verifier reports what stays open).
-            Answer::Undecided(_) => {
-                for (i, _) in &live {
-                    if bounds[*i].give_up != GiveUp::Never {
-                        given_up.push((
-                            *i,
-                            Identity {
-                                bounds: vec![],
-                                rows: vec![],
-                            },
-                        ));
-                    }
-                }
-                return Exclusion {
-                    psi: vec![Rat::zero(); dims],
-                    given_up,
-                };
-            }
-        };
-        match outcome {
-            Outcome::Feasible(x) => {
-                let z: Vec<Rat> = (0..r).map(|f| &x[2 * f] - &x[2 * f + 1]).collect();
-                return Exclusion {
-                    psi: null.complete(&z),
-                    given_up,
-                };
-            }
-            Outcome::Infeasible(y) => {
-                // λ = −y ≥ 0 on the surplus columns, Σ λ_i u_i = 0.
-                let lambda: Vec<(usize, Rat)> = rows
+            if !dropped.is_empty() {
+                let mut live: Vec<(usize, Rat)> = hard
                     .iter()
-                    .zip(&y)
-                    .filter(|(_, v)| v.is_negative())
-                    .map(|((i, _), v)| (*i, -v.clone()))
+                    .chain(&found.kept)
+                    .map(|&i| (i, bounds[i].at_least.clone()))
                     .collect();
+                live.extend(dropped.iter().map(|&i| (i, Rat::zero())));
+                if let lp::greedy::Probe::Feasible(tidy) = probe_lp(&u, r, &live) {
+                    z = tidy;
+                }
+            }
+            given_up.extend(found.given_up.into_iter().map(|(i, lambda)| {
                 let mut sum = vec![Rat::zero(); dims];
-                for (i, l) in &lambda {
-                    for (s, x) in sum.iter_mut().zip(&bounds[*i].x) {
+                for (j, l) in &lambda {
+                    for (s, x) in sum.iter_mut().zip(&bounds[*j].x) {
                         if !x.is_zero() {
                             *s += l * x;
                         }
                     }
                 }
-                // The soft bound the identity leans on most; at least one
-                // exists when the hard bounds alone are feasible.
-                let worst = lambda
-                    .iter()
-                    .filter(|(i, _)| {
-                        bounds[*i].give_up != GiveUp::Never
-                            && live
-                                .iter()
-                                .any(|(j, v)| j == i && *v == bounds[*i].at_least)
-                    })
-                    .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-                    .map(|(i, _)| *i);
-                let Some(worst) = worst else {
-                    // Unreachable by the argument above; give up every
-                    // soft bound rather than loop.
-                    for (i, _) in &live {
-                        if bounds[*i].give_up != GiveUp::Never {
-                            given_up.push((
-                                *i,
-                                Identity {
-                                    bounds: lambda.clone(),
-                                    rows: vec![],
-                                },
-                            ));
-                        }
-                    }
-                    return Exclusion {
-                        psi: vec![Rat::zero(); dims],
-                        given_up,
-                    };
-                };
-                given_up.push((
-                    worst,
+                (
+                    i,
                     Identity {
                         bounds: lambda,
                         rows: null.express(&sum),
                     },
-                ));
-                match &bounds[worst].give_up {
-                    GiveUp::Relax(v) => {
-                        for (j, b) in live.iter_mut() {
-                            if *j == worst {
-                                *b = v.clone();
-                            }
-                        }
-                    }
-                    _ => live.retain(|(j, _)| *j != worst),
-                }
+                )
+            }));
+            given_up.sort_by_key(|(i, _)| *i);
+            Exclusion {
+                psi: if r == 0 {
+                    vec![Rat::zero(); dims]
+                } else {
+                    null.complete(&z)
+                },
+                given_up,
             }
         }
+        // Past the LP's limit: give up every soft bound (ψ = 0 meets none
+        // of them), with no identity (the verifier reports what stays open).
+        Err(_) => {
+            let listed: Vec<usize> = given_up.iter().map(|(i, _)| *i).collect();
+            given_up.extend(soft.iter().filter(|i| !listed.contains(i)).map(|&i| {
+                (
+                    i,
+                    Identity {
+                        bounds: vec![],
+                        rows: vec![],
+                    },
+                )
+            }));
+            given_up.sort_by_key(|(i, _)| *i);
+            Exclusion {
+                psi: vec![Rat::zero(); dims],
+                given_up,
+            }
+        }
+    }
+}
+
+/// One exact feasibility check: z with u_i·z ≥ v_i for every (i, v_i) of
+/// `live`; the point z, or λ ≥ 0 over the bounds with Σ λ_i u_i = 0 and
+/// Σ λ_i v_i > 0.
+fn probe_lp(
+    u: &[Vec<Rat>],
+    r: usize,
+    live: &[(usize, Rat)],
+) -> lp::greedy::Probe<Vec<Rat>, Vec<(usize, Rat)>> {
+    use lp::greedy::Probe;
+    // Bounds the functional meets for free (0 ≥ bound with u = 0) need no
+    // row; one with u = 0 and a positive bound is infeasible alone.
+    let rows: Vec<&(usize, Rat)> = live
+        .iter()
+        .filter(|(i, v)| v.is_positive() || u[*i].iter().any(|x| !x.is_zero()))
+        .collect();
+    if let Some((i, _)) = rows
+        .iter()
+        .find(|(i, v)| v.is_positive() && u[*i].iter().all(Zero::is_zero))
+    {
+        return Probe::Infeasible(vec![(*i, Rat::one())]);
+    }
+    if r == 0 || rows.is_empty() {
+        return Probe::Feasible(vec![Rat::zero(); r]);
+    }
+    // Columns z⁺_f, z⁻_f, then one surplus per row: u_i·(z⁺ − z⁻) − s_i = b_i.
+    let mut columns: Vec<Vec<(usize, Rat)>> = Vec::with_capacity(2 * r + rows.len());
+    let live_u: Vec<&Vec<Rat>> = rows.iter().map(|(i, _)| &u[*i]).collect();
+    for f in 0..r {
+        let plus: Vec<(usize, Rat)> = live_u
+            .iter()
+            .enumerate()
+            .filter(|(_, ui)| !ui[f].is_zero())
+            .map(|(row, ui)| (row, ui[f].clone()))
+            .collect();
+        let minus = plus.iter().map(|(i, v)| (*i, -v.clone())).collect();
+        columns.push(plus);
+        columns.push(minus);
+    }
+    columns.extend((0..rows.len()).map(|i| vec![(i, -Rat::one())]));
+    let problem = Problem {
+        rows: rows.len(),
+        columns,
+        rhs: rows.iter().map(|(_, v)| v.clone()).collect(),
+    };
+    match lp::feasibility(&problem).0 {
+        Answer::Decided(Outcome::Feasible(x)) => {
+            Probe::Feasible((0..r).map(|f| &x[2 * f] - &x[2 * f + 1]).collect())
+        }
+        // λ = −y ≥ 0 on the surplus columns, Σ λ_i u_i = 0.
+        Answer::Decided(Outcome::Infeasible(y)) => Probe::Infeasible(
+            rows.iter()
+                .zip(&y)
+                .filter(|(_, v)| v.is_negative())
+                .map(|((i, _), v)| (*i, -v.clone()))
+                .collect(),
+        ),
+        Answer::Undecided(why) => Probe::Undecided(why),
     }
 }
 

@@ -18,6 +18,7 @@
 
 pub mod exact;
 pub mod float;
+pub mod greedy;
 pub mod nullspace;
 pub mod simplex;
 pub mod strict;
