@@ -4,8 +4,9 @@ from .check import CheckResult, check
 from .decisions import Decision, read_decisions
 from .dense import load_hooked_transformer
 from .errors import BadInput
+from .layers import MoEOutput
 from .modelfile import ModelFile, read_model
-from .moe import MoEOutput, RoutecertMoE
+from .moe import RoutecertMoE
 
 __all__ = [
     "BadInput",

@@ -12,14 +12,10 @@ order of summation; tests compare the two on the same weights.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
+from .layers import Block, Embed, MoEOutput, PosEmbed, Unembed
 from .linear import first_max_index, head, transposed
-
-if TYPE_CHECKING:
-    from .moe import MoEOutput, RoutecertMoE
 
 
 def _select(rows: torch.Tensor, n_rows: int, dtype: torch.dtype) -> torch.Tensor:
@@ -56,13 +52,13 @@ def _mm(weight: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def forward_sparse(model: RoutecertMoE, tokens: torch.Tensor) -> MoEOutput:
+def forward_sparse(
+    embed: Embed, pos_embed: PosEmbed, block: Block, unembed: Unembed, tokens: torch.Tensor
+) -> MoEOutput:
     """docs/model-file.md's forward pass at every position of tokens [batch, pos]."""
-    from .moe import MoEOutput
-
     batch, n_pos = tokens.shape
     n = batch * n_pos
-    w_e = model.embed.W_E
+    w_e = embed.W_E
     dtype = w_e.dtype
     flat = tokens.reshape(-1)
     positions = torch.arange(n_pos).repeat(batch)
@@ -70,8 +66,8 @@ def forward_sparse(model: RoutecertMoE, tokens: torch.Tensor) -> MoEOutput:
     x = (
         torch.sparse.mm(transposed(w_e), _select(flat, w_e.shape[0], dtype))
         + torch.sparse.mm(
-            transposed(model.pos_embed.W_pos),
-            _select(positions, model.pos_embed.W_pos.shape[0], dtype),
+            transposed(pos_embed.W_pos),
+            _select(positions, pos_embed.W_pos.shape[0], dtype),
         )
     ).coalesce()
 
@@ -80,7 +76,7 @@ def forward_sparse(model: RoutecertMoE, tokens: torch.Tensor) -> MoEOutput:
     pos = torch.arange(n) % n_pos
     allowed = (seq[:, None] == seq[None, :]) & (pos[None, :] <= pos[:, None])
 
-    attn = model.block.attn
+    attn = block.attn
     heads = attn.W_Q.shape[0]
     a = _plus_bias(x, attn.b_O)
     for h in range(heads):
@@ -93,7 +89,7 @@ def forward_sparse(model: RoutecertMoE, tokens: torch.Tensor) -> MoEOutput:
         a = a + _mm(head(attn.W_O, h), z)
     a = a.coalesce()
 
-    mlp = model.block.mlp
+    mlp = block.mlp
     router = _dense_bias(_mm(mlp.W_gate, a), mlp.b_gate).t()
     expert = first_max_index(router)
     resid = a
@@ -108,7 +104,7 @@ def forward_sparse(model: RoutecertMoE, tokens: torch.Tensor) -> MoEOutput:
         out_e = _plus_bias(_mm(ffn.W_out, hidden), ffn.b_out)
         resid = resid + torch.sparse.mm(out_e, pick.t().coalesce())
     # [d_vocab, positions]; returned as a transposed view, not copied.
-    logits = _dense_bias(_mm(model.unembed.W_U, resid.coalesce()), model.unembed.b_U).t()
+    logits = _dense_bias(_mm(unembed.W_U, resid.coalesce()), unembed.b_U).t()
     return MoEOutput(
         logits.view(batch, n_pos, -1),
         router.reshape(batch, n_pos, -1),
