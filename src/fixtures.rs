@@ -1,7 +1,10 @@
 //! The files of constructions/ as task sets, for tests and benchmarks: the
 //! one loader every unit test, integration test (through tests/common) and
-//! bench uses, so a fixture is named the same way everywhere.
+//! bench uses, so a fixture is named the same way everywhere; and the one
+//! deliberate break of a built model that the isolation tests apply.
 
+use crate::model::{Model, SparseVec};
+use crate::scalar::Rat;
 use crate::spec;
 use crate::taskset::TaskSet;
 use std::path::PathBuf;
@@ -19,4 +22,35 @@ pub fn task_set(name: &str) -> TaskSet {
     let p = path(name);
     let spec = spec::load(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()));
     TaskSet::from_spec(&spec)
+}
+
+/// Remove the task gate from the dense model's first neuron whose name
+/// starts with `name`: its pre-activation loses −G·Γ_k (the gate's evidence
+/// and its large negative constant), so the neuron fires on other tasks'
+/// prefixes and isolation must fail there. Panics if no such neuron or it
+/// is in no circuit (a broken test).
+pub fn ungate(model: &mut Model<Rat>, name: &str) {
+    let n = model.experts[0]
+        .neurons
+        .iter()
+        .position(|x| x.name.starts_with(name))
+        .unwrap_or_else(|| panic!("no neuron named {name}*"));
+    let c = model
+        .circuit_of(n)
+        .unwrap_or_else(|| panic!("neuron {name} is in no circuit"));
+    let at = model.circuits[c]
+        .neurons
+        .iter()
+        .position(|&x| x == n)
+        .expect("a circuit lists its neurons");
+    let (g, gate) = (
+        model.circuits[c].gate_weight[at].clone(),
+        model.circuits[c].gate.clone(),
+    );
+    let one = model.residual.get("one").expect("the residual has \"one\"");
+    let constant = gate.get(one);
+    let evidence = gate.add_scaled(&-constant.clone(), &SparseVec::unit(one));
+    let neuron = &mut model.experts[0].neurons[n];
+    neuron.read = neuron.read.add_scaled(&g, &evidence);
+    neuron.bias += &g * &constant;
 }

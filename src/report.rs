@@ -400,6 +400,25 @@ fn probability(n: &Number) -> String {
     }
 }
 
+/// The oracle's line of a trace: the prefix's tasks C(w), its valid next
+/// tokens V(w) and whether it is a query (from the spec, never the weights).
+pub(crate) fn oracle_line(s: &mut String, facts: Option<(&[String], &[String], bool)>) {
+    match facts {
+        Some((tasks, valid_next, is_query)) => {
+            let _ = writeln!(
+                s,
+                "oracle: tasks C(w) = {{{}}}, valid next V(w) = {{{}}}{}",
+                tasks.join(", "),
+                valid_next.join(", "),
+                if is_query { ", a query" } else { "" }
+            );
+        }
+        None => {
+            let _ = writeln!(s, "oracle: not a prefix of any sentence of the spec");
+        }
+    }
+}
+
 /// The trace of one prefix, by name.
 pub fn inspect<S: Scalar>(
     model: &Model<S>,
@@ -409,20 +428,10 @@ pub fn inspect<S: Scalar>(
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "prefix: \"{prefix}\"");
-    match oracle {
-        Some(o) => {
-            let _ = writeln!(
-                s,
-                "oracle: tasks C(w) = {{{}}}, valid next V(w) = {{{}}}{}",
-                o.tasks.join(", "),
-                o.valid_next.join(", "),
-                if o.is_query { ", a query" } else { "" }
-            );
-        }
-        None => {
-            let _ = writeln!(s, "oracle: not a prefix of any sentence of the spec");
-        }
-    }
+    oracle_line(
+        &mut s,
+        oracle.map(|o| (o.tasks.as_slice(), o.valid_next.as_slice(), o.is_query)),
+    );
     for (head, out) in model.heads.iter().zip(&trace.heads) {
         let _ = writeln!(s, "{}: {}", head.name, model.describe(out, &head.values));
     }

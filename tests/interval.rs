@@ -550,33 +550,6 @@ fn refinement_decides_what_53_bits_cannot() {
     assert!(after.all_proved());
 }
 
-/// Remove the task gate from the dense model's first neuron named `name`
-/// (as `verify::isolation`'s unit test does on the exact model): its
-/// pre-activation loses −G·Γ_k, so it fires on other tasks' prefixes.
-fn ungate(model: &mut Model<Rat>, name: &str) {
-    let n = model.experts[0]
-        .neurons
-        .iter()
-        .position(|x| x.name.starts_with(name))
-        .unwrap();
-    let c = model.circuit_of(n).unwrap();
-    let at = model.circuits[c]
-        .neurons
-        .iter()
-        .position(|&x| x == n)
-        .unwrap();
-    let (g, gate) = (
-        model.circuits[c].gate_weight[at].clone(),
-        model.circuits[c].gate.clone(),
-    );
-    let one = model.residual.get("one").unwrap();
-    let constant = gate.get(one);
-    let evidence = gate.add_scaled(&-constant.clone(), &SparseVec::unit(one));
-    let neuron = &mut model.experts[0].neurons[n];
-    neuron.read = neuron.read.add_scaled(&g, &evidence);
-    neuron.bias += &g * &constant;
-}
-
 /// Claim I from float weights: an ungated neuron of C(located_in) fires on
 /// the spoken_in prefixes. The intervals refute isolation on exactly the
 /// checks the exact verifier fails, with the same per-circuit counts
@@ -594,7 +567,7 @@ fn isolation_is_refuted_from_floats_where_a_gate_is_removed() {
     assert!(margin >= 1.0 - 1e-6, "silence margin {margin}");
 
     let mut broken = clean.clone();
-    ungate(&mut broken, "located_in/syn0");
+    routecert::fixtures::ungate(&mut broken, "located_in/syn0");
     let exact = verify(&ts, &broken, &Config::new(&eps()));
     let v = verify_intervals(&ts, &float_image(&broken), &eps()).unwrap();
     let i = v.claims.isolation.clone().unwrap();

@@ -471,21 +471,12 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
         .arith(args.model.arith)
         .router(router)
         .progress(&progress);
-    let mut verdict = verify::verify(&ts, &model, &config);
+    let (mut verdict, redecided) = verify::verify_f64_failures_exactly(&ts, &model, &config);
     bar.finish();
-    // f64 never reports a failure exact arithmetic would not: rounding
-    // (head 1's weights 2^j/Σ2^l against routers of 10^15 and more) can
-    // turn a holding claim into a false failure at any L. When the f64 run
-    // finds one and the weights are exact, every claim is re-decided
-    // exactly, the f64 decisions compared (as `--arith both`).
-    if args.model.arith == Arith::F64 && !verdict.all_hold() && model.score_unit == ScoreUnit::Ln2 {
+    if redecided {
         eprintln!(
             "routecert: --arith f64 found failing claims; f64 is not a certificate, so they were re-decided in exact arithmetic (the report is --arith both's: exact decides, f64's disagreements listed)"
         );
-        let config = verify::Config::new(&options.epsilon)
-            .arith(Arith::Both)
-            .router(router);
-        verdict = verify::verify(&ts, &model, &config);
     }
     let verified = clock.elapsed();
     if args.format == Format::Json && args.model.model == ModelKind::Moe {

@@ -188,20 +188,10 @@ pub fn inspect(
         s,
         "arithmetic: interval (float weights, natural-exp attention; every number below is a rigorous enclosure [lo, hi], a point where exact)"
     );
-    match oracle {
-        Some(o) => {
-            let _ = writeln!(
-                s,
-                "oracle: tasks C(w) = {{{}}}, valid next V(w) = {{{}}}{}",
-                o.tasks.join(", "),
-                o.valid_next.join(", "),
-                if o.is_query { ", a query" } else { "" }
-            );
-        }
-        None => {
-            let _ = writeln!(s, "oracle: not a prefix of any sentence of the spec");
-        }
-    }
+    super::oracle_line(
+        &mut s,
+        oracle.map(|o| (o.tasks.as_slice(), o.valid_next.as_slice(), o.is_query)),
+    );
     for (head, w) in model.heads.iter().zip(&trace.attention) {
         let weights: Vec<String> = w
             .iter()

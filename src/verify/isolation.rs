@@ -438,7 +438,8 @@ impl<S: ClaimArith> Isolation<S> {
 #[cfg(test)]
 mod tests {
     use crate::construct::{Options, build_dense};
-    use crate::model::{Model, SparseVec};
+    use crate::fixtures::ungate;
+    use crate::model::Model;
     use crate::scalar::{Rat, rat};
     use crate::taskset::TaskSet;
     use crate::verify::{Arith, Claim, Config, Verdict, verify};
@@ -452,32 +453,6 @@ mod tests {
         let ts = crate::fixtures::task_set("running_example.toml");
         let model = build_dense(&ts, &Options::default());
         (ts, model)
-    }
-
-    /// Remove the task gate from one neuron: its pre-activation loses
-    /// −G·Γ_k (the evidence it reads and its large negative bias).
-    fn ungate(model: &mut Model<Rat>, name: &str) {
-        let n = model.experts[0]
-            .neurons
-            .iter()
-            .position(|x| x.name.starts_with(name))
-            .unwrap();
-        let c = model.circuit_of(n).unwrap();
-        let at = model.circuits[c]
-            .neurons
-            .iter()
-            .position(|&x| x == n)
-            .unwrap();
-        let (g, gate) = (
-            model.circuits[c].gate_weight[at].clone(),
-            model.circuits[c].gate.clone(),
-        );
-        let one = model.residual.get("one").unwrap();
-        let constant = gate.get(one);
-        let evidence = gate.add_scaled(&-constant.clone(), &SparseVec::unit(one));
-        let neuron = &mut model.experts[0].neurons[n];
-        neuron.read = neuron.read.add_scaled(&g, &evidence);
-        neuron.bias += &g * &constant;
     }
 
     #[test]

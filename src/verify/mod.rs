@@ -47,7 +47,7 @@ pub use verdict::{
 };
 
 use crate::construct::{ModelKind, RouterMode};
-use crate::model::Model;
+use crate::model::{Model, ScoreUnit};
 use crate::scalar::{FastRat, Rat, Scalar};
 use crate::taskset::TaskSet;
 use assess::{Assessed, Context};
@@ -145,6 +145,30 @@ pub fn verify(ts: &TaskSet, model: &Model<Rat>, config: &Config<'_>) -> Verdict 
             exact
         }
     }
+}
+
+/// [`verify`], except that an f64 run never reports a failure exact
+/// arithmetic would not: rounding (head 1's weights 2^j/Σ2^l against routers
+/// of 10^15 and more) can turn a holding claim into a false failure at any
+/// L. When the f64 run fails a claim and the weights are exact with ln 2
+/// scores, every claim is re-decided as `Arith::Both` (exact decides, the
+/// f64 disagreements attached, no progress reported). The flag says whether
+/// that happened, for the caller to tell the user.
+pub fn verify_f64_failures_exactly(
+    ts: &TaskSet,
+    model: &Model<Rat>,
+    config: &Config<'_>,
+) -> (Verdict, bool) {
+    let verdict = verify(ts, model, config);
+    if config.arith == Arith::F64 && !verdict.all_hold() && model.score_unit == ScoreUnit::Ln2 {
+        let both = Config {
+            arith: Arith::Both,
+            progress: None,
+            ..*config
+        };
+        return (verify(ts, model, &both), true);
+    }
+    (verdict, false)
 }
 
 /// Prefixes assessed in parallel between two in-order folds: large enough
