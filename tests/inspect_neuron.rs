@@ -206,3 +206,54 @@ fn a_whole_expert_and_the_unknown_ones() {
         ambiguous.stderr
     );
 }
+
+/// `inspect --neuron --weights DIR` describes the file's weights, not the
+/// construction: a file whose neuron has another bias prints that bias, and
+/// its firing prefixes are those of the edited weights' forward pass.
+#[test]
+fn inspect_neuron_reads_the_model_file_given_with_weights() {
+    use routecert::modelfile::{self, Dtype, ExportOptions};
+    let path = construction("running_example.toml");
+    let ts = TaskSet::from_spec(&spec::load(&path).unwrap());
+    let mut model = construct::build(&ts, &Options::default(), ModelKind::Moe);
+    let address = "located_in/0";
+    let built = expected(&ts, &model, 0, 0, address);
+    // A large negative bias: the neuron no longer fires anywhere.
+    model.experts[0].neurons[0].bias = Rat::from_integer((-1000).into());
+    let edited = expected(&ts, &model, 0, 0, address);
+    assert_ne!(built.bias, edited.bias);
+    assert!(!built.fires.is_empty() && edited.fires.is_empty());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("edited");
+    let opts = ExportOptions {
+        dtype: Dtype::F64,
+        layout: None,
+        force: false,
+        router_mode: Options::default().router.to_string(),
+        scale_router: false,
+    };
+    let bytes = std::fs::read(&path).unwrap();
+    modelfile::export(&model, &ts, &bytes, &dir, &opts).unwrap();
+    let spec_arg = path.to_str().unwrap();
+    let args = ["inspect", spec_arg, "--neuron", address, "--weights"];
+    let run = routecert(&[&args[..], &[dir.to_str().unwrap()]].concat());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let same = |p: Printed, want: &Printed| {
+        assert!(p.heading.starts_with(&want.heading), "{}", p.heading);
+        assert_eq!(
+            (p.reads, p.bias, p.writes, p.fires),
+            (
+                want.reads.clone(),
+                want.bias.clone(),
+                want.writes.clone(),
+                want.fires.clone()
+            )
+        );
+    };
+    same(parse(&run.stdout), &edited);
+    // Without --weights the construction is described.
+    same(
+        parse(&routecert(&["inspect", spec_arg, "--neuron", address]).stdout),
+        &built,
+    );
+}

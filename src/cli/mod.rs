@@ -536,16 +536,7 @@ fn inspect_command(args: InspectArgs) -> Result<ExitCode, CliError> {
             format!("expected 1 to {} tokens, got {}", ts.max_len, tokens.len()),
         ));
     }
-    if args.model.router == RouterChoice::Star && args.weights.is_some() {
-        return Err(CliError::Input(
-            "--router star builds the router; --weights reads one from a file: give one of them"
-                .into(),
-        ));
-    }
-    let (model, star) = match &args.weights {
-        None => build_model(&args.model, &ts, &options)?,
-        Some(dir) => (read_weights(dir, &ts, args.model.arith, true)?.0, None),
-    };
+    let (model, star) = inspect_model(&args, &ts, &options)?;
     // The task set and the model meet only through token names.
     let input: Vec<usize> = tokens
         .iter()
@@ -777,12 +768,30 @@ fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
 }
 
 /// `inspect --neuron` / `--expert`: neurons by name, where they fire.
+/// The model `inspect` looks at: read from `--weights`, or built.
+fn inspect_model(
+    args: &InspectArgs,
+    ts: &TaskSet,
+    options: &construct::Options,
+) -> Result<(Model<Rat>, Option<String>), CliError> {
+    if args.model.router == RouterChoice::Star && args.weights.is_some() {
+        return Err(CliError::Input(
+            "--router star builds the router; --weights reads one from a file: give one of them"
+                .into(),
+        ));
+    }
+    match &args.weights {
+        None => build_model(&args.model, ts, options),
+        Some(dir) => Ok((read_weights(dir, ts, args.model.arith, true)?.0, None)),
+    }
+}
+
 fn inspect_neurons(
     args: &InspectArgs,
     ts: &TaskSet,
     options: &construct::Options,
 ) -> Result<ExitCode, CliError> {
-    let (model, _) = build_model(&args.model, ts, options)?;
+    let model = inspect_model(args, ts, options)?.0;
     let (group, positions) = match (&args.neuron, &args.expert) {
         (Some(query), _) => {
             let (group, n) = model.find_neuron(query).map_err(|e| flag("--neuron", e))?;
@@ -798,12 +807,20 @@ fn inspect_neurons(
         }
     };
     let input_error = |e: eval::EvalError| CliError::Input(e.to_string());
+    // Float weights (natural-exp attention) have no exact forward pass; the
+    // reads and writes are still exact, the firing prefixes come from f64.
+    let floats = model.score_unit == ScoreUnit::Natural;
     let out = match args.model.arith {
-        Arith::Exact | Arith::Both => report::neuron::render(&model, ts, &group, &positions),
-        Arith::F64 => report::neuron::render(&model.to_f64(), ts, &group, &positions),
+        Arith::Exact | Arith::Both if !floats => {
+            report::neuron::render(&model, ts, &group, &positions)
+        }
+        _ => report::neuron::render(&model.to_f64(), ts, &group, &positions),
     }
     .map_err(input_error)?;
     print!("{out}");
+    if floats && args.model.arith != Arith::F64 {
+        println!("(float weights: firing prefixes from the f64 forward pass, not proved)");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,6 +11,7 @@ use crate::eval::{EvalError, Evaluator};
 use crate::model::{Model, NeuronGroup, NeuronRole, NeuronView};
 use crate::scalar::Scalar;
 use crate::taskset::TaskSet;
+use std::collections::HashMap;
 use std::fmt::Write;
 
 /// Firing prefixes listed per neuron; the count is always complete.
@@ -20,19 +21,34 @@ pub const MAX_LISTED: usize = 1000;
 type Firing<S> = Vec<(usize, S)>;
 
 /// Neurons `positions` of `group`, by name, with the prefixes of `ts` they
-/// fire on. The model's vocabulary must be the task set's (as it is for a
-/// construction).
+/// fire on. The task set and the model meet only through token names (a
+/// model file may order its vocabulary differently).
 pub fn render<S: Scalar>(
     model: &Model<S>,
     ts: &TaskSet,
     group: &NeuronGroup,
     positions: &[usize],
 ) -> Result<String, EvalError> {
+    let id: HashMap<&str, usize> = model
+        .vocab
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
     let evaluator = Evaluator::new(model).without_preactivations();
     let mut firing: Vec<Firing<S>> = vec![Vec::new(); positions.len()];
     let mut routed = 0usize;
     for (p, prefix) in ts.prefixes.iter().enumerate() {
-        let trace = evaluator.run(&prefix.tokens)?;
+        let input = prefix
+            .tokens
+            .iter()
+            .map(|&t| {
+                id.get(ts.vocab.name(t))
+                    .copied()
+                    .ok_or(EvalError::UnknownToken(t))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let trace = evaluator.run(&input)?;
         if trace.expert != group.expert {
             continue;
         }
