@@ -51,6 +51,31 @@ impl RouterMode {
     }
 }
 
+/// How the router's weights are synthesised (`--router-synthesis`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RouterSynthesis {
+    /// The integer perceptron (with key decomposition, H-R securing and the
+    /// exact LP fallback): the smallest training effort, but its weights
+    /// are sums of whole samples, so margins are tiny relative to them.
+    #[default]
+    Perceptron,
+    /// Presolve by task-exclusive features plus an f64 max-margin LP on the
+    /// rest, rounded to integers and checked exactly: every margin is a
+    /// sizeable fraction of the scores it separates, so an f32 copy keeps
+    /// every decision (docs/export.md). Falls back to the perceptron when
+    /// the exact check fails.
+    MaxMargin,
+}
+
+impl fmt::Display for RouterSynthesis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RouterSynthesis::Perceptron => "perceptron",
+            RouterSynthesis::MaxMargin => "max-margin",
+        })
+    }
+}
+
 /// The logit scales of the construction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Margins {

@@ -3,7 +3,7 @@
 //! them, and the typed error a bad input becomes (exit 2). Both
 //! [`super`] and [`super::soft`] take them from here.
 
-use crate::construct::{CircuitForm, Head1Mode, ModelKind, Options, RouterMode};
+use crate::construct::{CircuitForm, Head1Mode, ModelKind, Options, RouterMode, RouterSynthesis};
 use crate::generate::GenerateError;
 use crate::model::{Model, ScoreUnit};
 use crate::modelfile;
@@ -27,6 +27,11 @@ pub struct ModelArgs {
     /// the number of experts).
     #[arg(long)]
     pub star_rank: Option<usize>,
+    /// How the MoE router's weights are found: the integer perceptron, or a
+    /// max-margin router whose margins are large relative to its weights
+    /// (f32-safe; docs/export.md), falling back to the perceptron.
+    #[arg(long, value_enum, default_value_t = RouterSynthesis::default())]
+    pub router_synthesis: RouterSynthesis,
     #[command(flatten)]
     pub gha: GhaArgs,
     /// Target ε of the probability claim: decimal, scientific or a/b.
@@ -249,6 +254,12 @@ pub(crate) fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
             "--star-rank applies to --router star only".into(),
         ));
     }
+    if args.router == RouterChoice::Star && args.router_synthesis != RouterSynthesis::default() {
+        return Err(CliError::Input(
+            "--router-synthesis applies to the linear router: --router star installs STAR's gate"
+                .into(),
+        ));
+    }
     if args.star_rank == Some(0) {
         return Err(CliError::Input("--star-rank: expected at least 1".into()));
     }
@@ -258,6 +269,7 @@ pub(crate) fn load(args: &ModelArgs) -> Result<(TaskSet, Options), CliError> {
         head1: args.head1,
         epsilon: epsilon(&args.epsilon)?,
         circuit: args.circuit,
+        synthesis: args.router_synthesis,
         ..Options::default()
     };
     let spec = spec::load(&args.spec)?;

@@ -5,7 +5,9 @@
 mod input;
 pub mod soft;
 
-use crate::construct::{self, CircuitForm, Head1Mode, ModelKind, Options, RouterMode};
+use crate::construct::{
+    self, CircuitForm, Head1Mode, ModelKind, Options, RouterMode, RouterSynthesis,
+};
 use crate::eval::{self, float::FloatModel};
 use crate::generate::{self, Params};
 use crate::hypotheses::Hypotheses;
@@ -80,6 +82,10 @@ pub struct ExportArgs {
     /// What the router reads (as for verify).
     #[arg(long, value_enum, default_value_t = RouterMode::SyntacticKey)]
     pub router: RouterMode,
+    /// How the router's weights are found (as for verify): max-margin makes
+    /// them f32-safe where it can.
+    #[arg(long, value_enum, default_value_t = RouterSynthesis::default())]
+    pub router_synthesis: RouterSynthesis,
     /// Head 1's attention scores (as for verify).
     #[arg(long, value_enum, default_value_t = Head1Mode::Positional)]
     pub head1: Head1Mode,
@@ -674,6 +680,7 @@ fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
         spec: args.spec.clone(),
         router: args.router.into(),
         star_rank: None,
+        router_synthesis: args.router_synthesis,
         gha: GhaArgs::default(),
         epsilon: args.epsilon.clone(),
         head1: args.head1,

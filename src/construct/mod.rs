@@ -37,6 +37,7 @@ use crate::taskset::TaskSet;
 use residual::Residual;
 
 pub use crate::design::Margins;
+pub use crate::design::RouterSynthesis;
 pub use dense::build_dense;
 pub use head1::{Head1, Head1Mode};
 pub use router::RouterMode;
@@ -95,6 +96,8 @@ pub struct Options {
     pub lp_fallback: bool,
     /// The dense model's circuit form (ignored by the MoE model).
     pub circuit: CircuitForm,
+    /// How the MoE router's weights are found.
+    pub synthesis: RouterSynthesis,
 }
 
 /// How the dense model writes a circuit's syntactic neurons.
@@ -129,6 +132,7 @@ impl Default for Options {
             head1: Head1Mode::Positional,
             lp_fallback: true,
             circuit: CircuitForm::default(),
+            synthesis: RouterSynthesis::default(),
         }
     }
 }

@@ -438,6 +438,17 @@ pub fn export(
         .map(|(n, v)| (n.clone(), v.iter().fold(0.0f64, |a, x| a.max(x.abs()))))
         .collect();
     let max_weight = max_by_tensor.values().fold(0.0f64, |a, v| a.max(*v));
+    // f64-finite is not f32-finite: a weight above f32's largest value would
+    // become ∞ in the file (router weights grow with every layer of the
+    // max-margin synthesis), so say which tensor and refuse.
+    if opts.dtype == Dtype::F32
+        && let Some((name, top)) = max_by_tensor.iter().find(|(_, v)| **v > f32::MAX as f64)
+    {
+        return Err(ModelFileError::Refused(format!(
+            "--dtype f32: tensor {name} holds a weight of {top:e}, above f32's largest value {:e}",
+            f32::MAX
+        )));
+    }
     let min_router_margin = min_of(
         decided
             .iter()

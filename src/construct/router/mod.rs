@@ -19,10 +19,13 @@
 //! router input (shared with routability), `training` turns the groups into
 //! samples, `perceptron` trains, `closed_form` secures the trained router
 //! with H-R's closed form, and [`system`] states and decides the routing
-//! constraints exactly.
+//! constraints exactly. `--router-synthesis max-margin` tries [`max_margin`]
+//! first (margins large relative to the weights, for f32 copies) and falls
+//! back to this pipeline when its exact check fails.
 
 mod closed_form;
 pub mod inputs;
+mod max_margin;
 mod perceptron;
 pub mod system;
 mod training;
@@ -144,6 +147,13 @@ pub fn synthesize(
     let reads = mode.reads(r);
     let groups = Groups::new(ts, r, head1, &reads);
     let experts = ts.tasks.len();
+    if options.synthesis == super::RouterSynthesis::MaxMargin {
+        if let Some(rows) = max_margin::router(&groups, experts) {
+            let synthesis =
+                Synthesis::trained(true, 0, groups.forced, groups.forced, mode.describe());
+            return install(r, mode, &rows, synthesis);
+        }
+    }
     let column = columns(&reads);
     let mut owners = KeyOwners::new();
     for (k, task) in ts.tasks.iter().enumerate() {
