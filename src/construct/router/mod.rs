@@ -147,12 +147,11 @@ pub fn synthesize(
     let reads = mode.reads(r);
     let groups = Groups::new(ts, r, head1, &reads);
     let experts = ts.tasks.len();
-    if options.synthesis == super::RouterSynthesis::MaxMargin {
-        if let Some(rows) = max_margin::router(&groups, experts) {
-            let synthesis =
-                Synthesis::trained(true, 0, groups.forced, groups.forced, mode.describe());
-            return install(r, mode, &rows, synthesis);
-        }
+    if options.synthesis == super::RouterSynthesis::MaxMargin
+        && let Some(rows) = max_margin::router(&groups, experts)
+    {
+        let synthesis = Synthesis::trained(true, 0, groups.forced, groups.forced, mode.describe());
+        return install(r, mode, &rows, synthesis);
     }
     let column = columns(&reads);
     let mut owners = KeyOwners::new();
