@@ -338,6 +338,10 @@ pub struct Synthesis {
     pub forced: usize,
     /// The residual directions the router may read, as a phrase.
     pub reads: String,
+    /// Which synthesis found the weights ("perceptron", "exact LP",
+    /// "max-margin", or why max-margin fell back): `export` reports it and
+    /// config.json keeps it, so a fallback is never silent.
+    pub method: String,
 }
 
 impl Synthesis {
@@ -356,6 +360,15 @@ impl Synthesis {
             misrouted,
             forced,
             reads: reads.into(),
+            method: String::new(),
+        }
+    }
+
+    /// The same record, saying which synthesis found the weights.
+    pub fn by(self, method: impl Into<String>) -> Synthesis {
+        Synthesis {
+            method: method.into(),
+            ..self
         }
     }
 

@@ -83,9 +83,11 @@ pub struct ExportArgs {
     #[arg(long, value_enum, default_value_t = RouterMode::SyntacticKey)]
     pub router: RouterMode,
     /// How the router's weights are found (as for verify): max-margin makes
-    /// them f32-safe where it can.
-    #[arg(long, value_enum, default_value_t = RouterSynthesis::default())]
-    pub router_synthesis: RouterSynthesis,
+    /// them f32-safe where it can. Default: max-margin for --dtype f32 (the
+    /// perceptron's router flips f32 decisions on most random sets), the
+    /// perceptron otherwise (the model verify builds, bit for bit).
+    #[arg(long, value_enum)]
+    pub router_synthesis: Option<RouterSynthesis>,
     /// Head 1's attention scores (as for verify).
     #[arg(long, value_enum, default_value_t = Head1Mode::Positional)]
     pub head1: Head1Mode,
@@ -680,7 +682,10 @@ fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
         spec: args.spec.clone(),
         router: args.router.into(),
         star_rank: None,
-        router_synthesis: args.router_synthesis,
+        router_synthesis: args.router_synthesis.unwrap_or(match args.dtype {
+            modelfile::Dtype::F32 => RouterSynthesis::MaxMargin,
+            modelfile::Dtype::F64 => RouterSynthesis::Perceptron,
+        }),
         gha: GhaArgs::default(),
         epsilon: args.epsilon.clone(),
         head1: args.head1,
@@ -740,6 +745,9 @@ fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
         shown(&s.min_logit_margin),
         rel(&s.min_logit_margin)
     );
+    if !model.router.synthesis.method.is_empty() {
+        println!("router synthesis: {}", model.router.synthesis.method);
+    }
     let mut by_tensor: Vec<(&String, &f64)> = s.max_by_tensor.iter().collect();
     by_tensor.sort_by(|a, b| b.1.total_cmp(a.1).then(a.0.cmp(b.0)));
     println!(
@@ -763,12 +771,15 @@ fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
         );
     }
     if let Some(c) = &s.f32 {
-        match &c.first {
-            None => println!("f32 forward pass: every decision survives"),
-            Some(first) => println!(
-                "f32 forward pass: {} decisions flip (first: \"{first}\"); written because of --force",
-                c.flips
-            ),
+        if c.flips == 0 {
+            println!("f32 forward pass: every decision survives");
+        } else {
+            println!(
+                "f32 forward pass: {} decisions flip ({}{}); written because of --force",
+                c.flips,
+                c.named.join("; "),
+                if c.flips > c.named.len() { "; …" } else { "" }
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -154,9 +154,12 @@ pub struct F32Check {
     /// Prefixes whose f32 decision differs: another expert, or a top token
     /// outside the exact argmax set.
     pub flips: usize,
-    /// The first such prefix, as text.
-    pub first: Option<String>,
+    /// The first [`NAMED_FLIPS`] of them, each as text with what changed.
+    pub named: Vec<String>,
 }
+
+/// How many flips an f32 check names (the count covers them all).
+pub const NAMED_FLIPS: usize = 5;
 
 /// Run `model` (the f32 file's weights, exactly) in f32 and compare with
 /// `exact`: a prefix flips if its routed expert differs (MoE) or its first
@@ -175,15 +178,30 @@ pub fn check_f32(
     })?;
     let mut check = F32Check {
         flips: 0,
-        first: None,
+        named: Vec::new(),
     };
-    for (want, (expert, top)) in exact.iter().zip(got) {
-        let routed = !moe || want.expert == Some(expert);
-        let token = top.is_some_and(|t| want.argmax.contains(&t));
-        if !(routed && token) {
+    let expert = |e: usize| model.experts.get(e).map_or("?", |x| x.name.as_str());
+    let token = |t: usize| model.vocab.get(t).map_or("?", String::as_str);
+    for (want, (routed_to, top)) in exact.iter().zip(got) {
+        let routed = !moe || want.expert == Some(routed_to);
+        let right_token = top.is_some_and(|t| want.argmax.contains(&t));
+        if !(routed && right_token) {
             check.flips += 1;
-            if check.first.is_none() {
-                check.first = Some(want.text.clone());
+            if check.named.len() < NAMED_FLIPS {
+                let what = if !routed {
+                    format!(
+                        "routed to {} instead of {}",
+                        expert(routed_to),
+                        want.expert.map_or("?", expert)
+                    )
+                } else {
+                    format!(
+                        "top token {} instead of {}",
+                        top.map_or("none", token),
+                        want.argmax.first().map_or("?", |&t| token(t))
+                    )
+                };
+                check.named.push(format!("\"{}\" {what}", want.text));
             }
         }
     }

@@ -89,6 +89,10 @@ pub struct RouterConfig {
     pub epochs: usize,
     pub misrouted: usize,
     pub forced: usize,
+    /// Which synthesis found the weights ([`crate::model::Synthesis::method`];
+    /// absent in files written before it was recorded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub synthesis: String,
 }
 
 /// names.json.

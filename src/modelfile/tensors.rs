@@ -426,7 +426,8 @@ pub fn to_model(t: &Tensors, p: Parts<'_>) -> Result<Model<Rat>, ModelFileError>
                 r.misrouted,
                 r.forced,
                 r.reads.clone(),
-            ),
+            )
+            .by(r.synthesis.clone()),
         },
         None => {
             // Not a routecert export: the inputs are where the weights are.

@@ -277,6 +277,7 @@ pub fn config(
             epochs: m.router.synthesis.epochs,
             misrouted: m.router.synthesis.misrouted,
             forced: m.router.synthesis.forced,
+            synthesis: m.router.synthesis.method.clone(),
         }),
         tokenization: Some(
             "split the text on whitespace; from left to right take the longest run of words that is one vocabulary token (entities may be several words); ids index \"vocab\"".into(),
@@ -461,10 +462,15 @@ pub fn export(
             let check = decide::check_f32(ts, &file_model_f32(&t, &values, model)?, &prefixes)?;
             if check.flips > 0 && !opts.force {
                 return Err(ModelFileError::Refused(format!(
-                    "--dtype f32: the f32 forward pass flips {} of {} decisions (first: \"{}\"); not written (--force writes it anyway)",
+                    "--dtype f32: the f32 forward pass flips {} of {} decisions ({}{}); not written (--force writes it anyway; --router-synthesis max-margin builds a router whose margins f32 resolves, docs/export.md)",
                     check.flips,
                     prefixes.len(),
-                    check.first.as_deref().unwrap_or("")
+                    check.named.join("; "),
+                    if check.flips > check.named.len() {
+                        "; …"
+                    } else {
+                        ""
+                    }
                 )));
             }
             Some(check)

@@ -20,8 +20,9 @@
 //!    the ones below it and weights grow geometrically with the layers.
 //!
 //! The finished router is checked exactly on every group; any failure
-//! (the LP too large or infeasible, a margin not strictly positive) is
-//! `None`, and the caller falls back to the perceptron.
+//! (the LP too large or infeasible, a margin not strictly positive) is an
+//! `Err` saying which, and the caller falls back to the perceptron and
+//! records why.
 
 use super::training::Groups;
 use crate::scalar::{Rat, Scalar};
@@ -48,34 +49,67 @@ struct Layer {
 }
 
 /// The max-margin router over the training data: rows[e] holds one weight
-/// per feature, the bias last; None when it cannot be built and checked.
-pub(super) fn router(groups: &Groups, experts: usize) -> Option<Vec<Vec<Rat>>> {
+/// per feature, the bias last; Err (why) when it cannot be built and
+/// checked.
+pub(super) fn router(groups: &Groups, experts: usize) -> Result<Vec<Vec<Rat>>, String> {
     let xs = groups.exact();
+    let xi = integer_groups(&xs);
     let features = groups.bias + 1;
-    let (layers, rest) = peel(&xs, &groups.tasks);
-    let mut w = vec![vec![Rat::zero(); features]; experts];
+    let (layers, rest) = peel(&xi, &groups.tasks);
+    let mut w = vec![vec![BigInt::zero(); features]; experts];
     if !rest.is_empty() {
-        let lp = max_margin_lp(&xs, &groups.tasks, &rest, experts)?;
+        let lp = max_margin_lp(&xs, &xi, &groups.tasks, &rest, experts)?;
         for (e, row) in lp.into_iter().enumerate() {
             w[e] = row;
         }
     }
     for layer in layers.iter().rev() {
-        let m = layer_weight(&w, &xs, &groups.tasks, layer)?;
+        let m = layer_weight(&w, &xi, &groups.tasks, layer)?;
         for (&f, &t) in &layer.owner {
             w[t][f] += &m;
         }
     }
-    (0..xs.len())
-        .all(|g| {
-            margin(&scores(&w, &xs[g]), &groups.tasks[g]).is_none_or(|m| Signed::is_positive(&m))
+    if routes_all(&w, &xi, &groups.tasks, 0..xi.len()) {
+        Ok(w.into_iter()
+            .map(|row| row.into_iter().map(Rat::from_integer).collect())
+            .collect())
+    } else {
+        Err("the finished router misroutes a training group".into())
+    }
+}
+
+/// Each group's features (bias last) times the lcm of its own
+/// denominators. A positive factor per group changes the sign of no margin
+/// and no M of [`layer_weight`] (d, A and E all scale with it), so every
+/// exact step below runs on integers, not on rationals that reduce by a
+/// gcd after each operation (the weights are integers too).
+fn integer_groups(xs: &[Vec<(usize, Rat)>]) -> Vec<Vec<(usize, BigInt)>> {
+    xs.iter()
+        .map(|x| {
+            let l = x.iter().fold(BigInt::one(), |l, (_, v)| l.lcm(v.denom()));
+            x.iter()
+                .map(|(f, v)| (*f, v.numer() * (&l / v.denom())))
+                .collect()
         })
-        .then_some(w)
+        .collect()
+}
+
+/// Whether every group in `which` gets a strictly positive margin (a group
+/// with no task outside its compatible set has nothing to beat).
+fn routes_all(
+    w: &[Vec<BigInt>],
+    xs: &[Vec<(usize, BigInt)>],
+    tasks: &[BTreeSet<usize>],
+    which: impl IntoIterator<Item = usize>,
+) -> bool {
+    which
+        .into_iter()
+        .all(|g| margin(&scores(w, &xs[g]), &tasks[g]).is_none_or(|m| Signed::is_positive(&m)))
 }
 
 /// Peel layers of groups routed by task-exclusive features; the groups
 /// left over.
-fn peel(xs: &[Vec<(usize, Rat)>], tasks: &[BTreeSet<usize>]) -> (Vec<Layer>, Vec<usize>) {
+fn peel(xs: &[Vec<(usize, BigInt)>], tasks: &[BTreeSet<usize>]) -> (Vec<Layer>, Vec<usize>) {
     let mut remaining: Vec<usize> = (0..xs.len()).collect();
     let mut layers = Vec::new();
     loop {
@@ -102,10 +136,10 @@ fn peel(xs: &[Vec<(usize, Rat)>], tasks: &[BTreeSet<usize>]) -> (Vec<Layer>, Vec
         let mut left = Vec::new();
         for &g in &remaining {
             // Route to the owner whose exclusive features weigh most here.
-            let mut by_task: HashMap<usize, Rat> = HashMap::new();
+            let mut by_task: HashMap<usize, BigInt> = HashMap::new();
             for (f, v) in &xs[g] {
                 if let Some(&t) = owner.get(f) {
-                    *by_task.entry(t).or_insert_with(Rat::zero) += v;
+                    *by_task.entry(t).or_insert_with(BigInt::zero) += v;
                 }
             }
             match by_task
@@ -132,18 +166,18 @@ fn peel(xs: &[Vec<(usize, Rat)>], tasks: &[BTreeSet<usize>]) -> (Vec<Layer>, Vec
 }
 
 /// The scores W·x.
-fn scores(w: &[Vec<Rat>], x: &[(usize, Rat)]) -> Vec<Rat> {
+fn scores(w: &[Vec<BigInt>], x: &[(usize, BigInt)]) -> Vec<BigInt> {
     w.iter()
         .map(|row| {
             x.iter()
                 .filter(|(f, _)| !row[*f].is_zero())
-                .fold(Rat::zero(), |acc, (f, v)| acc + &row[*f] * v)
+                .fold(BigInt::zero(), |acc, (f, v)| acc + &row[*f] * v)
         })
         .collect()
 }
 
 /// The best score inside C minus the best outside (None: no task outside).
-fn margin(s: &[Rat], tasks: &BTreeSet<usize>) -> Option<Rat> {
+fn margin(s: &[BigInt], tasks: &BTreeSet<usize>) -> Option<BigInt> {
     let best = |inside: bool| {
         (0..s.len())
             .filter(|e| tasks.contains(e) == inside)
@@ -159,12 +193,12 @@ fn margin(s: &[Rat], tasks: &BTreeSet<usize>) -> Option<Rat> {
 /// d = s_t − max_{j ∉ C} s_j and A = max_e Σ_f |W_ef x_f| come from the
 /// weights below the layer: M ≥ (A − 64·d) / (63·E).
 fn layer_weight(
-    w: &[Vec<Rat>],
-    xs: &[Vec<(usize, Rat)>],
+    w: &[Vec<BigInt>],
+    xs: &[Vec<(usize, BigInt)>],
     tasks: &[BTreeSet<usize>],
     layer: &Layer,
-) -> Option<Rat> {
-    let k = Rat::from_integer(BigInt::from(RELATIVE));
+) -> Result<BigInt, String> {
+    let k = BigInt::from(RELATIVE);
     let mut need = Rat::one();
     for &(g, t) in &layer.groups {
         let x = &xs[g];
@@ -182,39 +216,45 @@ fn layer_weight(
             .map(|row| {
                 x.iter()
                     .filter(|(f, _)| !row[*f].is_zero())
-                    .fold(Rat::zero(), |acc, (f, v)| acc + (&row[*f] * v).abs())
+                    .fold(BigInt::zero(), |acc, (f, v)| acc + (&row[*f] * v).abs())
             })
             .max()
-            .unwrap_or_else(Rat::zero);
+            .unwrap_or_else(BigInt::zero);
         let e = x
             .iter()
             .filter(|(f, _)| layer.owner.get(f) == Some(&t))
-            .fold(Rat::zero(), |acc, (_, v)| acc + v);
+            .fold(BigInt::zero(), |acc, (_, v)| acc + v);
         if !Signed::is_positive(&e) {
-            return None;
+            return Err(format!(
+                "group {g} was peeled without positive exclusive mass"
+            ));
         }
-        let m = (a - &k * d) / ((&k - Rat::one()) * e);
+        let m = Rat::new(a - &k * d, (&k - BigInt::one()) * e);
         if m > need {
             need = m;
         }
     }
-    Some(Rat::from_integer(need.ceil().to_integer()))
+    Ok(need.ceil().to_integer())
 }
 
 /// The f64 max-margin LP on the leftover groups, as exact integer weights
 /// that route each of them with a positive margin (checked exactly).
 fn max_margin_lp(
     xs: &[Vec<(usize, Rat)>],
+    xi: &[Vec<(usize, BigInt)>],
     tasks: &[BTreeSet<usize>],
     rest: &[usize],
     experts: usize,
-) -> Option<Vec<Vec<Rat>>> {
+) -> Result<Vec<Vec<BigInt>>, String> {
     let rows: usize = rest
         .iter()
         .map(|&g| tasks[g].len() * (experts - tasks[g].len()))
         .sum();
     if rows > MAX_LP_ROWS {
-        return None;
+        return Err(format!(
+            "the LP on the {} groups no exclusive feature routes has {rows} rows, above {MAX_LP_ROWS}",
+            rest.len()
+        ));
     }
     let features = xs.iter().flatten().map(|(f, _)| f + 1).max().unwrap_or(0);
     let mut lp = FloatLp::new(OptimizationDirection::Maximize);
@@ -240,33 +280,48 @@ fn max_margin_lp(
             }
         }
     }
-    let solution = lp.solve().ok()?.into_solution().ok()?;
+    let solution = lp
+        .solve()
+        .ok()
+        .and_then(|s| s.into_solution().ok())
+        .ok_or_else(|| {
+            format!(
+                "the f64 LP found no solution within {} s",
+                LP_TIME.as_secs()
+            )
+        })?;
     let m = solution.var_value(margin_var);
     if !(m > 0.0 && largest > 0.0) {
-        return None;
+        return Err(format!(
+            "the f64 LP's best margin is {m:e}: the {} groups no exclusive feature routes look linearly inseparable",
+            rest.len()
+        ));
     }
     // Rounding moves each score difference by at most Σ|x| (half a unit on
     // each of two rows): 2^D · m ≥ 4 Σ|x| keeps three quarters of it.
     let d = (4.0 * largest / m).log2().ceil().max(0.0) as i32;
     let scale = 2f64.powi(d);
-    let mut w = vec![vec![Rat::zero(); features]; experts];
+    let mut w = vec![vec![BigInt::zero(); features]; experts];
     for ((e, f), v) in var {
         let rounded = (solution.var_value(v) * scale).round();
-        w[e][f] = Rat::from_float(rounded)?;
+        w[e][f] = Rat::from_float(rounded)
+            .ok_or_else(|| format!("the LP weight scaled by 2^{d} is not finite"))?
+            .to_integer();
     }
     // Keep only as many bits as needed: divide out the common power of two.
     let g = w
         .iter()
         .flatten()
         .filter(|v| !v.is_zero())
-        .fold(BigInt::zero(), |acc, v| acc.gcd(v.numer()));
+        .fold(BigInt::zero(), |acc, v| acc.gcd(v));
     if g > BigInt::one() {
-        let g = Rat::from_integer(g);
         w.iter_mut().flatten().for_each(|v| *v /= &g);
     }
-    rest.iter()
-        .all(|&g| margin(&scores(&w, &xs[g]), &tasks[g]).is_none_or(|m| Signed::is_positive(&m)))
-        .then_some(w)
+    if routes_all(&w, xi, tasks, rest.iter().copied()) {
+        Ok(w)
+    } else {
+        Err("the f64 LP's router, rounded to integers, misroutes a group (exact check)".into())
+    }
 }
 
 #[cfg(test)]
@@ -288,12 +343,20 @@ mod tests {
         }
     }
 
+    /// Each expert's score on x in rationals (independent of the integer
+    /// scores the synthesis itself checks with).
+    fn rat_scores(w: &[Vec<Rat>], x: &[(usize, Rat)]) -> Vec<Rat> {
+        w.iter()
+            .map(|row| x.iter().map(|(f, v)| &row[*f] * v).sum())
+            .collect()
+    }
+
     #[test]
     fn exclusive_features_peel_in_layers_and_the_rest_goes_to_the_lp() {
-        // Features: 0 only task 0 has; 1 shared by both tasks on the groups
-        // 0 → task 0 and 1 → task 1 (with 2 telling those two apart); 3 the
-        // bias. Group 0 has feature 0 → layer 1 (task 0). Groups 1 and 2 have
-        // no exclusive feature at first: feature 2 is on both (tasks 0, 1)...
+        // Features: 0 is on group 0 only (task 0's alone), 1 on every group
+        // and 2 on groups 1 (task 0) and 2 (task 1), which it tells apart;
+        // 3 the bias. Group 0 is peeled by feature 0; groups 1 and 2 share
+        // every feature across the two tasks, so the LP routes them.
         let g = groups(
             vec![
                 vec![(0, 1, 1), (1, 1, 2)],
@@ -305,21 +368,23 @@ mod tests {
         );
         let w = router(&g, 2).expect("separable");
         let xs = g.exact();
-        for (i, x) in xs.iter().enumerate() {
-            let s = scores(&w, x);
-            let m = margin(&s, &g.tasks[i]).unwrap();
-            assert!(Signed::is_positive(&m), "group {i}");
-        }
-        // Group 0 is peeled (feature 0 is task 0's alone): its margin is at
-        // least 1/64 of the larger of the two scores' absolute sums.
-        let (layers, rest) = peel(&xs, &g.tasks);
+        let s: Vec<Vec<Rat>> = xs.iter().map(|x| rat_scores(&w, x)).collect();
+        // Groups 0 and 1 go to task 0, group 2 to task 1, strictly.
+        assert!(
+            s[0][0] > s[0][1] && s[1][0] > s[1][1] && s[2][1] > s[2][0],
+            "{s:?}"
+        );
+        let (layers, rest) = peel(&integer_groups(&xs), &g.tasks);
         assert_eq!(layers.len(), 1);
         assert_eq!(layers[0].groups, vec![(0, 0)]);
         assert_eq!(rest, vec![1, 2]);
-        let s = scores(&w, &xs[0]);
-        let m = margin(&s, &g.tasks[0]).unwrap();
-        let top = s.iter().map(Signed::abs).max().unwrap();
-        assert!(m * Rat::from_integer(RELATIVE.into()) >= top);
+        // The peeled group's margin is at least 1/64 of each score's
+        // absolute sum Σ_f |w_ef x_f| (what f32 rounds against).
+        let margin = &s[0][0] - &s[0][1];
+        for row in &w {
+            let abs: Rat = xs[0].iter().map(|(f, v)| (&row[*f] * v).abs()).sum();
+            assert!(&margin * Rat::from_integer(RELATIVE.into()) >= abs);
+        }
     }
 
     #[test]
@@ -335,6 +400,7 @@ mod tests {
             vec![vec![0], vec![0], vec![1], vec![1]],
             4,
         );
-        assert!(router(&g, 2).is_none());
+        let why = router(&g, 2).unwrap_err();
+        assert!(why.contains("LP"), "{why}");
     }
 }

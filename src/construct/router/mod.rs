@@ -147,11 +147,19 @@ pub fn synthesize(
     let reads = mode.reads(r);
     let groups = Groups::new(ts, r, head1, &reads);
     let experts = ts.tasks.len();
-    if options.synthesis == super::RouterSynthesis::MaxMargin
-        && let Some(rows) = max_margin::router(&groups, experts)
-    {
-        let synthesis = Synthesis::trained(true, 0, groups.forced, groups.forced, mode.describe());
-        return install(r, mode, &rows, synthesis);
+    // Which synthesis this is, and (max-margin asked for but not found) why
+    // the perceptron's router is the one installed.
+    let mut fell_back = String::new();
+    if options.synthesis == super::RouterSynthesis::MaxMargin {
+        match max_margin::router(&groups, experts) {
+            Ok(rows) => {
+                let synthesis =
+                    Synthesis::trained(true, 0, groups.forced, groups.forced, mode.describe())
+                        .by("max-margin");
+                return install(r, mode, &rows, synthesis);
+            }
+            Err(why) => fell_back = format!(" (max-margin: {why})"),
+        }
     }
     let column = columns(&reads);
     let mut owners = KeyOwners::new();
@@ -182,6 +190,11 @@ pub fn synthesize(
         } else {
             exact_router(&groups, experts)
         };
+    let method = if exact.is_some() {
+        "exact LP"
+    } else {
+        "perceptron"
+    };
     let (rows, converged, misrouted) = match exact {
         Some(rows) => (rows, true, 0),
         None => (
@@ -204,7 +217,8 @@ pub fn synthesize(
             misrouted + groups.forced,
             groups.forced,
             mode.describe(),
-        ),
+        )
+        .by(format!("{method}{fell_back}")),
     )
 }
 
