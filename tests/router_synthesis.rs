@@ -152,7 +152,7 @@ fn perceptron_f32_flips_are_refused_and_max_margin_keeps_every_decision() {
 }
 
 #[test]
-fn max_margin_exports_are_byte_identical_across_runs() {
+fn max_margin_exports_are_byte_identical_across_runs_and_read_back_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = generated(tmp.path(), 1);
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
@@ -173,4 +173,10 @@ fn max_margin_exports_are_byte_identical_across_runs() {
         );
         assert!(x == y, "{f:?} differs between two runs");
     }
+    // The file reads back as the exact max-margin model: verify --weights
+    // gives the verdict of verify building it.
+    let (code, read) = verify_json(&spec, &["--weights", a.to_str().unwrap()]);
+    let (built_code, built) = verify_json(&spec, &MAX_MARGIN);
+    assert_eq!((code, verdict(&read)), (built_code, verdict(&built)));
+    assert_eq!(code, 0, "{read:#}");
 }

@@ -18,7 +18,7 @@ use num_traits::One;
 use num_traits::Zero;
 use safetensors::tensor::{Dtype as StDtype, View};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// `export` chooses the sparse layout when the dense file would be larger.
@@ -372,6 +372,27 @@ fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> Model
     }
 }
 
+/// safetensors writes its `__metadata__` from a HashMap, so in an order
+/// that changes from run to run; rewrite it in key order (the same keys and
+/// values, so the same length and offsets): the same model is then the
+/// same bytes, and exact.json's sha256 of them the same file.
+fn sorted_metadata(bytes: &mut [u8], metadata: &BTreeMap<String, String>) {
+    const AT: &[u8] = b"{\"__metadata__\":";
+    let sorted = serde_json::to_vec(metadata).expect("strings serialise");
+    let start = 8 + AT.len();
+    let Some(found) = bytes.get(start..start + sorted.len()) else {
+        return;
+    };
+    let same = bytes[8..start] == *AT
+        && serde_json::from_slice::<BTreeMap<String, String>>(found)
+            .ok()
+            .as_ref()
+            == Some(metadata);
+    if same {
+        bytes[start..start + sorted.len()].copy_from_slice(&sorted);
+    }
+}
+
 /// Refuse a DIR that exists and holds files (unless forced) or is a file.
 fn check_target(dir: &Path, force: bool) -> Result<(), ModelFileError> {
     match std::fs::read_dir(dir) {
@@ -477,12 +498,16 @@ pub fn export(
         }
     };
     let raws = raw_tensors(&t, &values, opts.dtype, layout);
-    let metadata = HashMap::from([
+    let metadata = BTreeMap::from([
         ("format".to_string(), "pt".to_string()),
         ("routecert.layout".to_string(), layout.name().to_string()),
     ]);
-    let bytes = safetensors::serialize(raws.iter().map(|(n, r)| (n.as_str(), r)), Some(metadata))
-        .map_err(|e| ModelFileError::Refused(format!("model.safetensors: {e}")))?;
+    let mut bytes = safetensors::serialize(
+        raws.iter().map(|(n, r)| (n.as_str(), r)),
+        Some(metadata.clone().into_iter().collect()),
+    )
+    .map_err(|e| ModelFileError::Refused(format!("model.safetensors: {e}")))?;
+    sorted_metadata(&mut bytes, &metadata);
     let sha = sha256_hex(&bytes);
     let files: Vec<(&str, Vec<u8>)> = vec![
         ("model.safetensors", bytes),
