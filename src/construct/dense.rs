@@ -35,6 +35,7 @@ use super::expert;
 use super::gate::{self, EntityDirs, GiveUp};
 use super::indicator;
 use super::pattern;
+use super::query;
 use super::residual::Residual;
 use super::separate;
 use super::{CircuitForm, Margins, Options};
@@ -391,18 +392,21 @@ fn circuit(
     );
     let mut previous_slope = SparseVec::default();
     let mut unexcluded: Vec<(String, String)> = Vec::new();
+    let mut query_gate: Option<SparseVec<Rat>> = None;
     if split {
         let interpolation_points = expert::interpolation(ts, k, r, margins).1;
-        let shown = indicator::indicators(ts, k, r, &d.entities, states, &interpolation_points);
+        let budget = ts.max_len * task.templates.len();
+        let shown =
+            indicator::indicators(ts, k, r, &d.entities, states, &interpolation_points, budget);
         for (m, ind) in shown.into_iter().enumerate() {
             members.push(neurons.len());
             gate_weight.push(Rat::zero());
+            let on = match ind.prefix {
+                Some(w) => format!("prefix \"{}\"", ts.render(&ts.prefixes[w].tokens)),
+                None => format!("pattern \"{}\"", pattern::render(&ind.pattern, word)),
+            };
             neurons.push(Neuron {
-                name: format!(
-                    "{}/syn{m}: pattern \"{}\", indicator",
-                    task.name,
-                    pattern::render(&ind.pattern, word)
-                ),
+                name: format!("{}/syn{m}: {on}, indicator", task.name),
                 role: NeuronRole::Syntactic,
                 read: ind.read,
                 bias: ind.bias,
@@ -415,19 +419,28 @@ fn circuit(
             );
         }
         // A semantic neuron reads its key besides the gate: where Γ_k = 0
-        // off D(k) it fires only if that key is there.
+        // off D(k) it fires only if that key is there. Then the semantic
+        // neurons get a query gate too (see [`super::query`]).
         let keys: Vec<TokenId> = task.pairs.iter().map(|&(a, _)| a).collect();
-        for u in &gate.unexcluded {
-            let tokens = &ts.prefixes[u.prefix].tokens;
-            if tokens.iter().any(|t| keys.contains(t)) {
-                unexcluded.push((
-                    ts.render(tokens),
-                    format!(
-                        "{}; it holds a key of {}, so that key's semantic neuron is not kept off it",
-                        u.reason, task.name
-                    ),
-                ));
+        let open: Vec<usize> = gate.unexcluded.iter().map(|u| u.prefix).collect();
+        let keyed: Vec<bool> = open
+            .iter()
+            .map(|&q| ts.prefixes[q].tokens.iter().any(|t| keys.contains(t)))
+            .collect();
+        if keyed.iter().any(|&b| b) {
+            let q = query::query_gate(ts, k, states, &open, &keyed);
+            for u in &gate.unexcluded {
+                if let Some((_, why)) = q.open.iter().find(|(p, _)| *p == u.prefix) {
+                    unexcluded.push((
+                        ts.render(&ts.prefixes[u.prefix].tokens),
+                        format!(
+                            "{}; it holds a key of {}, so that key's semantic neuron is not kept off it{why}",
+                            u.reason, task.name
+                        ),
+                    ));
+                }
             }
+            query_gate = Some(q.psi);
         }
     }
     for m in 0..if split { 0 } else { knots.len() - 1 } {
@@ -455,17 +468,44 @@ fn circuit(
         previous_slope = slope;
     }
 
+    // The query gate: L·h2:a − (L+1)·(B·Γ_k + Ψ_Q), B = ⌈(‖Ψ_Q‖₁ + 1)/δ⌉,
+    // so that B·Γ_k + Ψ_Q ≥ 1 wherever Γ_k ≥ δ (see [`super::query`]).
+    let query_read = query_gate.as_ref().map(|psi| {
+        let norm: Rat = psi.entries().iter().map(|(_, v)| v.abs()).sum();
+        let b = ((norm + int(1)) / &gate.floor).ceil();
+        let l1 = f_sem.clone() + int(1);
+        let g = &l1 * &b;
+        let c = psi.get(r.one);
+        let read = psi
+            .add_scaled(&-c.clone(), &SparseVec::unit(r.one))
+            .map(|v| -v * &l1);
+        (read, -&l1 * &c, g)
+    });
     for &(key, value) in &task.pairs {
         let dir = r.entity(key).unwrap_or(r.one);
-        let (read, bias, g) = gated(
-            SparseVec::from_entries([(dir, int(ts.max_len as i64))]),
-            Rat::zero(),
-            &f_sem,
-        );
+        let own = SparseVec::from_entries([(dir, int(ts.max_len as i64))]);
+        let (read, bias, g, gated_by) = match &query_read {
+            None => {
+                let (read, bias, g) = gated(own, Rat::zero(), &f_sem);
+                (read, bias, g, "gated")
+            }
+            Some((q_read, q_bias, g)) => {
+                let read = own
+                    .add_scaled(&int(1), q_read)
+                    .add_scaled(&-g.clone(), &evidence);
+                let bias = q_bias - g * &constant;
+                (read, bias, g.clone(), "gated, query-gated")
+            }
+        };
         members.push(neurons.len());
         gate_weight.push(g);
         neurons.push(Neuron {
-            name: format!("{}/sem: {} → {}, gated", task.name, word(key), word(value)),
+            name: format!(
+                "{}/sem: {} → {}, {gated_by}",
+                task.name,
+                word(key),
+                word(value)
+            ),
             role: NeuronRole::Semantic,
             read,
             bias,

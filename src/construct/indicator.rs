@@ -51,6 +51,9 @@ use std::collections::{BTreeSet, HashSet};
 #[derive(Debug, Clone)]
 pub struct Indicator {
     pub pattern: Pattern,
+    /// The one prefix (index into `ts.prefixes`) a point indicator is on
+    /// at; None for a pattern indicator.
+    pub prefix: Option<usize>,
     pub read: SparseVec<Rat>,
     pub bias: Rat,
     pub write: SparseVec<Rat>,
@@ -92,7 +95,17 @@ fn evidence(p: &Pattern, k: usize, r: &Residual, e: &EntityDirs) -> SparseVec<Ra
     )
 }
 
-/// The indicator neuron of one pattern of task k.
+/// What an indicator neuron is on at: every prefix of k with pattern p, or
+/// one of them (a point indicator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Support {
+    Pattern,
+    /// Index into `ts.prefixes`.
+    Prefix(usize),
+}
+
+/// The indicator neuron of one pattern of task k, on all of that pattern's
+/// prefixes of k or (`Support::Prefix`) on one of them.
 fn indicator(
     ts: &TaskSet,
     k: usize,
@@ -100,6 +113,7 @@ fn indicator(
     e: &EntityDirs,
     states: &[SparseVec<Rat>],
     (_, p, y): &Point,
+    support: Support,
 ) -> Indicator {
     let phi = evidence(p, k, r, e);
     let len = p.len();
@@ -109,7 +123,11 @@ fn indicator(
         if prefix.tokens.len() != len {
             continue;
         }
-        if prefix.tasks.contains(&k) && pattern_of(ts, &prefix.tokens) == *p {
+        let on = match support {
+            Support::Pattern => prefix.tasks.contains(&k) && pattern_of(ts, &prefix.tokens) == *p,
+            Support::Prefix(w) => q == w,
+        };
+        if on {
             own.push(q);
         } else if phi.dot(&states[q]).is_zero() {
             rest.push(q);
@@ -150,10 +168,19 @@ fn indicator(
         let shown = super::pattern::render(p, |t| ts.vocab.name(t).to_string());
         for (b, id) in &found.given_up {
             let (lhs, rhs, _) = gate::identity_text(ts, *b, id, &rest, &names);
+            let what = match support {
+                Support::Pattern => format!(
+                    "no indicator of {task}'s pattern \"{shown}\" can be kept off it: {lhs} = {rhs}, the left side outside that pattern's prefixes of {task} and the right side on them"
+                ),
+                Support::Prefix(w) => format!(
+                    "no neuron on at {task}'s prefix \"{}\" can be kept off it: {lhs} = {rhs}, with weights ≥ 0 on the left",
+                    ts.render(&ts.prefixes[w].tokens)
+                ),
+            };
             open.push((
                 rest[*b],
                 format!(
-                    "no indicator of {task}'s pattern \"{shown}\" can be kept off it: {lhs} = {rhs}, the left side outside that pattern's prefixes of {task} and the right side on them, so every pre-activation affine in the hidden state that is constant on them has the same weighted sum on both sides"
+                    "{what}, so every pre-activation affine in the hidden state that is constant on the right side has the same weighted sum on both sides"
                 ),
             ));
         }
@@ -161,7 +188,7 @@ fn indicator(
     let norm: Rat = psi.entries().iter().map(|(_, v)| v.abs()).sum();
     let a = (Rat::from_integer((BigInt::one() << ts.max_len) - 1) * (norm + Rat::one())).ceil();
     let gamma = psi.add_scaled(&a, &phi);
-    // ReLU(1 − 2·Γ_p): 1 on p's prefixes of k, at most −1 elsewhere.
+    // ReLU(1 − 2·Γ_p): 1 on its support, at most −1 elsewhere.
     let constant = gamma.get(r.one);
     let read = gamma
         .add_scaled(&-constant.clone(), &SparseVec::unit(r.one))
@@ -170,6 +197,10 @@ fn indicator(
     debug_assert!(own.iter().all(|&q| (read.dot(&states[q]) + &bias).is_one()));
     Indicator {
         pattern: p.clone(),
+        prefix: match support {
+            Support::Pattern => None,
+            Support::Prefix(w) => Some(w),
+        },
         read,
         bias,
         write: y.clone(),
@@ -177,8 +208,29 @@ fn indicator(
     }
 }
 
+/// The prefixes of task k with pattern p, one per distinct hidden state.
+fn prefixes_of(ts: &TaskSet, k: usize, p: &Pattern, states: &[SparseVec<Rat>]) -> Vec<usize> {
+    let mut seen: Vec<&SparseVec<Rat>> = Vec::new();
+    (0..ts.prefixes.len())
+        .filter(|&q| {
+            let prefix = &ts.prefixes[q];
+            prefix.tokens.len() == p.len()
+                && prefix.tasks.contains(&k)
+                && pattern_of(ts, &prefix.tokens) == *p
+        })
+        .filter(|&q| {
+            let fresh = !seen.contains(&&states[q]);
+            seen.push(&states[q]);
+            fresh
+        })
+        .collect()
+}
+
 /// The indicator neurons of task k, one per pattern with a nonzero target,
-/// in the order of `points` (computed in parallel).
+/// in the order of `points` (computed in parallel). Where a pattern's
+/// indicator leaves a prefix open, that pattern gets one point indicator per
+/// prefix instead, if they leave fewer open and the syntactic part stays
+/// within `budget` neurons (L·|T(k)|); patterns are taken in order.
 pub fn indicators(
     ts: &TaskSet,
     k: usize,
@@ -186,10 +238,42 @@ pub fn indicators(
     e: &EntityDirs,
     states: &[SparseVec<Rat>],
     points: &[Point],
+    budget: usize,
 ) -> Vec<Indicator> {
-    points
-        .par_iter()
+    let shown: Vec<&Point> = points
+        .iter()
         .filter(|(_, _, y)| y.entries().iter().any(|(_, v)| !v.is_zero()))
-        .map(|point| indicator(ts, k, r, e, states, point))
-        .collect()
+        .collect();
+    let by_pattern: Vec<Indicator> = shown
+        .par_iter()
+        .map(|point| indicator(ts, k, r, e, states, point, Support::Pattern))
+        .collect();
+    let mut used = by_pattern.len();
+    let mut out = Vec::new();
+    for (point, ind) in shown.iter().zip(by_pattern) {
+        if ind.open.is_empty() {
+            out.push(ind);
+            continue;
+        }
+        let at = prefixes_of(ts, k, &point.1, states);
+        if used + at.len() - 1 > budget {
+            out.push(ind);
+            continue;
+        }
+        let by_prefix: Vec<Indicator> = at
+            .par_iter()
+            .map(|&w| indicator(ts, k, r, e, states, point, Support::Prefix(w)))
+            .collect();
+        let open: BTreeSet<usize> = by_prefix
+            .iter()
+            .flat_map(|i| i.open.iter().map(|(q, _)| *q))
+            .collect();
+        if open.len() < ind.open.len() {
+            used += at.len() - 1;
+            out.extend(by_prefix);
+        } else {
+            out.push(ind);
+        }
+    }
+    out
 }
