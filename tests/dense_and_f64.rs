@@ -521,3 +521,54 @@ fn the_ramp_certificate_is_escaped_by_split_circuits() {
         ]
     );
 }
+
+/// Two tasks that share their keys and swap their values
+/// (tests/regressions/dense_shared_keys_key_value_xor.toml, the smallest
+/// failing set found from `generate --shared-keys`): head 2 averages the
+/// entities, so h("K0 V0") + h("K4 V1") = h("K0 V1") + h("K4 V0") and no
+/// gate vanishing on task3 closes both of task5's "K0 V1" and "K4 V0". The
+/// pattern indicator of "⋆1 ⋆2" and the key's semantic neuron fired there
+/// (4 of 10 isolation checks failed, and P and A on 2 prefixes). Point
+/// indicators (one neuron per prefix of that pattern) and query-gated
+/// semantic neurons (0 on task3's queries "K0", "K4", ≥ 1 on the
+/// lookalikes) verify, within L·|T(k)| + |Δk| (task5 exactly at it, 5).
+#[test]
+fn shared_keys_with_swapped_values_verify_in_the_dense_model() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/regressions/dense_shared_keys_key_value_xor.toml");
+    for arith in ["exact", "f64"] {
+        let (code, v) = verify_json(&path, &["--model", "dense", "--arith", arith]);
+        assert_eq!(code, 0, "{arith}: {:#}", v["failures"]);
+        assert_eq!(v["prefixes"], 8);
+        let i = &v["claims"]["isolation"];
+        assert_eq!(
+            (i["checked"].as_u64(), i["failures"].as_u64()),
+            (Some(10), Some(0))
+        );
+        assert_eq!(v["failure_count"], 0);
+        assert!(claims(&v).iter().all(|(_, holds, _)| *holds), "{arith}");
+        let sizes: Vec<(String, u64, bool)> = v["circuits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["task"].as_str().unwrap().to_string(),
+                    c["neurons"].as_u64().unwrap(),
+                    c["isolated"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            sizes,
+            [
+                ("task3".to_string(), 4, true),
+                ("task5".to_string(), 5, true)
+            ]
+        );
+    }
+    // The ramp form still fails there, with the gate's certificate.
+    let (code, v) = verify_json(&path, &["--model", "dense", "--circuit", "ramp"]);
+    assert_eq!(code, 1);
+    assert!(failures(&v, "isolation") > 0);
+}
