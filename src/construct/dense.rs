@@ -312,17 +312,6 @@ fn gate_and_projection(
     (dropped, proj, points, SparseVec::default())
 }
 
-/// Whether a key of task k is a key of another task: their semantic neurons
-/// would add up on a shared prefix that is no query of either.
-fn shares_a_key(ts: &TaskSet, k: usize) -> bool {
-    ts.tasks[k].pairs.iter().any(|&(a, _)| {
-        ts.tasks
-            .iter()
-            .enumerate()
-            .any(|(j, t)| j != k && t.pairs.iter().any(|&(b, _)| b == a))
-    })
-}
-
 /// The neurons of circuit C(k), appended to `neurons`; returns the circuit.
 fn circuit(
     ts: &TaskSet,
@@ -438,7 +427,7 @@ fn circuit(
             .iter()
             .map(|&q| ts.prefixes[q].tokens.iter().any(|t| keys.contains(t)))
             .collect();
-        if keyed.iter().any(|&b| b) || shares_a_key(ts, k) {
+        if keyed.iter().any(|&b| b) {
             let q = query::query_gate(ts, k, states, &open, &keyed);
             for u in &gate.unexcluded {
                 if let Some((_, why)) = q.open.iter().find(|(p, _)| *p == u.prefix) {
@@ -479,11 +468,6 @@ fn circuit(
         previous_slope = slope;
     }
 
-    if !split && shares_a_key(ts, k) {
-        let open: Vec<usize> = gate.unexcluded.iter().map(|u| u.prefix).collect();
-        let keyed = vec![false; open.len()];
-        query_gate = Some(query::query_gate(ts, k, states, &open, &keyed).psi);
-    }
     // The query gate: L·h2:a − (L+1)·(B·Γ_k + Ψ_Q), B = ⌈(‖Ψ_Q‖₁ + 1)/δ⌉,
     // so that B·Γ_k + Ψ_Q ≥ 1 wherever Γ_k ≥ δ (see [`super::query`]).
     let query_read = query_gate.as_ref().map(|psi| {
@@ -814,9 +798,7 @@ mod tests {
 
     /// Where one task claims a prefix, only its circuit fires, and it
     /// computes exactly what the MoE model's expert computes (also where
-    /// the syntactic neurons were moved: their correction vanishes there);
-    /// a query-gated circuit (shared keys) does so on its queries, and off
-    /// them only its syntactic neurons fire.
+    /// the syntactic neurons were moved: their correction vanishes there).
     #[test]
     fn dense_logits_equal_the_moe_logits_on_unambiguous_prefixes() {
         for file in [
@@ -836,28 +818,13 @@ mod tests {
             for p in ts.prefixes.iter().filter(|p| !p.is_ambiguous()) {
                 let a = forward(&dense, &p.tokens).unwrap();
                 let b = forward(&moe, &p.tokens).unwrap();
-                let k = *p.tasks.first().unwrap();
-                // A query-gated circuit (shared keys) writes no value off its
-                // queries: there its semantic neurons are silent, and only
-                // the syntactic ones (the MoE expert's target) fire.
-                let query_gated = dense.circuits[k]
-                    .neurons
-                    .iter()
-                    .any(|&n| dense.experts[0].neurons[n].name.ends_with("query-gated"));
-                if query_gated && !p.is_query {
-                    assert!(a.firing.iter().all(|(n, _)| {
-                        dense.circuit_of(*n) == Some(k)
-                            && dense.experts[0].neurons[*n].role == NeuronRole::Syntactic
-                    }));
-                    compared += 1;
-                    continue;
-                }
                 assert_eq!(
                     a.logits.nonzero,
                     b.logits.nonzero,
                     "{file}: {}",
                     ts.render(&p.tokens)
                 );
+                let k = *p.tasks.first().unwrap();
                 assert!(
                     a.firing
                         .iter()

@@ -12,18 +12,11 @@
 //!
 //! - Ψ_Q = 0 on every query of k (the zero rows of the exact LP of
 //!   [`super::exclusion`]);
-//! - Ψ_Q ≥ 1 on each lookalike Γ_k leaves open that holds a key of k, and
-//!   on k's other prefixes (where several tasks share a key, their semantic
-//!   neurons would otherwise add up on an ambiguous non-query such as "K0");
-//!   relaxed to Ψ_Q ≥ 0 where no Ψ_Q reaches, a lookalike then reported
-//!   with its identity;
-//! - Ψ_Q ≥ 0 on the other open lookalikes (hard: Ψ_Q = 0 meets them), so
-//!   that the neuron reads no more there than it would without the query
-//!   gate.
-//!
-//! The dense model query-gates the semantic neurons of task k when Γ_k
-//! leaves such a lookalike open, or when a key of k is a key of another
-//! task.
+//! - Ψ_Q ≥ 1 on each lookalike Γ_k leaves open that holds a key of k
+//!   (dropped, and reported with its identity, where no Ψ_Q can);
+//! - Ψ_Q ≥ 0 on k's other prefixes and on the other open lookalikes (hard:
+//!   Ψ_Q = 0 meets them), so that the neuron reads no more there than it
+//!   would without the query gate.
 //!
 //! The neuron then reads L·h2:a − (L+1)·(B·Γ_k + Ψ_Q) with B =
 //! ⌈(‖Ψ_Q‖₁ + 1)/δ⌉: where Γ_k ≥ δ, B·Γ_k + Ψ_Q ≥ 1 (every coordinate is at
@@ -79,29 +72,25 @@ pub fn query_gate(
             names.push(p);
         }
     }
-    // Bounds: the keyed lookalikes and k's other prefixes at ≥ 1 (relaxed
-    // to ≥ 0 where no Ψ_Q reaches), the other open lookalikes at ≥ 0.
+    // Bounds: the keyed lookalikes first (soft, ≥ 1), then the hard ≥ 0.
     let mut bound_prefix: Vec<usize> = Vec::new();
     let mut bounds: Vec<Bound> = Vec::new();
-    let soft = open
-        .iter()
-        .zip(keyed)
-        .filter(|(_, key)| **key)
-        .map(|(q, _)| *q)
-        .chain(others.iter().copied());
-    for q in soft {
-        bound_prefix.push(q);
-        bounds.push(Bound {
-            x: dense(&states[q]),
-            at_least: Rat::one(),
-            give_up: GiveUp::Relax(Rat::zero()),
-        });
+    for (&q, &key) in open.iter().zip(keyed) {
+        if key {
+            bound_prefix.push(q);
+            bounds.push(Bound {
+                x: dense(&states[q]),
+                at_least: Rat::one(),
+                give_up: GiveUp::Drop,
+            });
+        }
     }
     let hard = open
         .iter()
         .zip(keyed)
         .filter(|(_, key)| !**key)
-        .map(|(q, _)| *q);
+        .map(|(q, _)| *q)
+        .chain(others);
     for q in hard {
         bound_prefix.push(q);
         bounds.push(Bound {
@@ -113,12 +102,9 @@ pub fn query_gate(
     let found = exclusion::exclude(&rows, &bounds, coords.len());
     let psi = SparseVec::from_entries(coords.iter().copied().zip(found.psi));
     let task = &ts.tasks[k].name;
-    // Only a keyed lookalike given up is a failure: on k's own prefixes a
-    // semantic neuron may fire, as the MoE expert's does.
     let open = found
         .given_up
         .iter()
-        .filter(|(b, _)| !ts.prefixes[bound_prefix[*b]].tasks.contains(&k))
         .map(|(b, id)| {
             let (lhs, rhs, _) = gate::identity_text(ts, *b, id, &bound_prefix, &names);
             (
