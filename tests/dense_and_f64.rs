@@ -572,3 +572,93 @@ fn shared_keys_with_swapped_values_verify_in_the_dense_model() {
     assert_eq!(code, 1);
     assert!(failures(&v, "isolation") > 0);
 }
+
+/// Two tasks that share the pair K0 → V0 and the opening "{key}"
+/// (tests/regressions/dense_shared_pair_margin.toml): on "K0" both
+/// semantic neurons fire and add 2·L·β_sem on V0, which stood 1 below
+/// β_syn = 2·L·β_sem + 1 (P failed there, and masking to either circuit
+/// changed that verdict). With β_syn = (m + 1)·L·β_sem + 1 (m = 2 tasks
+/// share the pair) the syntactic targets win by L·β_sem + 1 = 52.
+#[test]
+fn tasks_sharing_a_pair_keep_the_syntactic_margin_in_the_dense_model() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/regressions/dense_shared_pair_margin.toml");
+    for arith in ["exact", "f64"] {
+        let (code, v) = verify_json(&path, &["--model", "dense", "--arith", arith]);
+        assert_eq!(code, 0, "{arith}: {:#}", v["failures"]);
+        assert_eq!(v["prefixes"], 5);
+        let p = &v["claims"]["probability"];
+        assert_eq!(
+            (p["checked"].as_u64(), p["failures"].as_u64()),
+            (Some(5), Some(0))
+        );
+        let i = &v["claims"]["isolation"];
+        assert_eq!(
+            (i["checked"].as_u64(), i["failures"].as_u64()),
+            (Some(6), Some(0))
+        );
+    }
+    let shown = routecert(&[
+        "inspect",
+        path.to_str().unwrap(),
+        "--model",
+        "dense",
+        "--prefix",
+        "K0",
+    ]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    // L = 3, β_sem = 17: β_syn = 3·3·17 + 1 = 154, V0 = 2·3·17 = 102.
+    assert!(
+        shown.stdout.contains("top logits: has=154, in=154, V0=102"),
+        "{}",
+        shown.stdout
+    );
+}
+
+/// Shrunk from `generate --shared-keys --seed 8`
+/// (tests/regressions/dense_shared_keys_moved_lookalike.toml): no gate
+/// vanishing on task5 closes task3's "K7 V1", task5's syntactic neurons
+/// were moved off it, but its semantic neuron K7 → V4 fired there at
+/// Γ = 0 (5/2). Query-gated, it is silent on "K7 V1" and fires on task5's
+/// prefixes holding K7 only (5 of them).
+#[test]
+fn a_shared_key_in_a_moved_lookalike_is_query_gated() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/regressions/dense_shared_keys_moved_lookalike.toml");
+    for arith in ["exact", "f64"] {
+        let (code, v) = verify_json(&path, &["--model", "dense", "--arith", arith]);
+        assert_eq!(code, 0, "{arith}: {:#}", v["failures"]);
+        assert_eq!(v["prefixes"], 14);
+        let i = &v["claims"]["isolation"];
+        assert_eq!(
+            (i["checked"].as_u64(), i["failures"].as_u64()),
+            (Some(15), Some(0))
+        );
+    }
+    let shown = routecert(&[
+        "inspect",
+        path.to_str().unwrap(),
+        "--model",
+        "dense",
+        "--neuron",
+        "task5/6",
+    ]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(
+        shown
+            .stdout
+            .contains("task5/sem: K7 → V4, gated, query-gated"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains("fires on 5 of 14 prefixes"),
+        "{}",
+        shown.stdout
+    );
+    assert!(!shown.stdout.contains("\"K7 V1\" →"), "{}", shown.stdout);
+    // The ramp form has no query gate: the neuron fires there.
+    let (code, v) = verify_json(&path, &["--model", "dense", "--circuit", "ramp"]);
+    assert_eq!(code, 1);
+    assert!(failures(&v, "isolation") > 0);
+}

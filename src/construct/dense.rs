@@ -48,6 +48,7 @@ use crate::taskset::{TaskSet, TokenId};
 use num_bigint::BigInt;
 use num_traits::{Signed, Zero};
 use rayon::prelude::*;
+use std::collections::HashMap;
 
 /// The residual of the dense model: the MoE model's directions plus the
 /// head-2 entity features the gates read.
@@ -393,6 +394,40 @@ fn circuit(
     let mut previous_slope = SparseVec::default();
     let mut unexcluded: Vec<(String, String)> = Vec::new();
     let mut query_gate: Option<SparseVec<Rat>> = None;
+    let keys: Vec<TokenId> = task.pairs.iter().map(|&(a, _)| a).collect();
+    let holds_a_key = |q: usize| ts.prefixes[q].tokens.iter().any(|t| keys.contains(t));
+    // The ramp form whose syntactic neurons were moved off the lookalikes
+    // the gate leaves open (Γ_k < δ there) keeps them silent, but a
+    // semantic neuron still reads its key there: with shared keys such a
+    // lookalike can hold one (`generate --shared-keys --seed 8`: task2's
+    // "K1 → V5" fired on task4's "with K1 V0" at Γ = 0). Those get the
+    // query gate too.
+    let mut ramp_open: Vec<(usize, String)> = Vec::new();
+    if !split && form == CircuitForm::Split {
+        let open: Vec<usize> = (0..ts.prefixes.len())
+            .filter(|&q| {
+                !ts.prefixes[q].tasks.contains(&k) && gate.read.dot(&states[q]) < gate.floor
+            })
+            .collect();
+        let keyed: Vec<bool> = open.iter().map(|&q| holds_a_key(q)).collect();
+        if keyed.iter().any(|&b| b) {
+            let q = query::query_gate(ts, k, states, &open, &keyed);
+            ramp_open = q
+                .open
+                .iter()
+                .map(|(p, why)| {
+                    (
+                        *p,
+                        format!(
+                            "the gate of {} does not close it and it holds a key of {}, so that key's semantic neuron is not kept off it{why}",
+                            task.name, task.name
+                        ),
+                    )
+                })
+                .collect();
+            query_gate = Some(q.psi);
+        }
+    }
     if split {
         let interpolation_points = expert::interpolation(ts, k, r, margins).1;
         let budget = ts.max_len * task.templates.len();
@@ -421,12 +456,8 @@ fn circuit(
         // A semantic neuron reads its key besides the gate: where Γ_k = 0
         // off D(k) it fires only if that key is there. Then the semantic
         // neurons get a query gate too (see [`super::query`]).
-        let keys: Vec<TokenId> = task.pairs.iter().map(|&(a, _)| a).collect();
         let open: Vec<usize> = gate.unexcluded.iter().map(|u| u.prefix).collect();
-        let keyed: Vec<bool> = open
-            .iter()
-            .map(|&q| ts.prefixes[q].tokens.iter().any(|t| keys.contains(t)))
-            .collect();
+        let keyed: Vec<bool> = open.iter().map(|&q| holds_a_key(q)).collect();
         if keyed.iter().any(|&b| b) {
             let q = query::query_gate(ts, k, states, &open, &keyed);
             for u in &gate.unexcluded {
@@ -517,6 +548,12 @@ fn circuit(
             .unexcluded
             .iter()
             .map(|u| (ts.render(&ts.prefixes[u.prefix].tokens), u.reason.clone()))
+            .chain(
+                ramp_open
+                    .into_iter()
+                    .filter(|(q, _)| gate.unexcluded.iter().all(|u| u.prefix != *q))
+                    .map(|(q, why)| (ts.render(&ts.prefixes[q].tokens), why)),
+            )
             .collect();
     }
     Circuit {
@@ -532,7 +569,15 @@ fn circuit(
 pub fn build_dense(ts: &TaskSet, options: &Options) -> Model<Rat> {
     let d = DenseResidual::new(ts);
     let r = &d.residual;
-    let margins = Margins::new(ts.vocab.len(), ts.max_len, &options.epsilon);
+    // The most tasks that share one (key, value) pair (see `Margins::dense`).
+    let mut shared: HashMap<(TokenId, TokenId), usize> = HashMap::new();
+    for task in &ts.tasks {
+        for &pair in &task.pairs {
+            *shared.entry(pair).or_default() += 1;
+        }
+    }
+    let m = shared.values().copied().max().unwrap_or(1);
+    let margins = Margins::new(ts.vocab.len(), ts.max_len, &options.epsilon).dense(m, ts.max_len);
     let mut heads = attention::heads(ts, r);
     extend_key_head(&mut heads[1], ts, &d);
 
