@@ -662,3 +662,36 @@ fn a_shared_key_in_a_moved_lookalike_is_query_gated() {
     assert_eq!(code, 1);
     assert!(failures(&v, "isolation") > 0);
 }
+
+/// Shrunk from `generate --shared-keys --seed 13`
+/// (tests/regressions/dense_shared_key_query_affine.toml): task3's query
+/// "with to K7" = 2·"to with K7" − "with with K7" (task1's queries) on the
+/// hidden state, so no query gate vanishing on task1's queries closes it
+/// and task1's K7 → V1 tied the right value (P and A failed, and isolation).
+/// The key's own gate is off there and still fires at both of task1's
+/// queries.
+#[test]
+fn a_key_gate_escapes_an_affine_combination_of_queries() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/regressions/dense_shared_key_query_affine.toml");
+    for arith in ["exact", "f64"] {
+        let (code, v) = verify_json(&path, &["--model", "dense", "--arith", arith]);
+        assert_eq!(code, 0, "{arith}: {:#}", v["failures"]);
+        assert_eq!(v["prefixes"], 13);
+        let i = &v["claims"]["isolation"];
+        assert_eq!(
+            (i["checked"].as_u64(), i["failures"].as_u64()),
+            (Some(14), Some(0))
+        );
+    }
+    let shown = routecert(&[
+        "inspect",
+        path.to_str().unwrap(),
+        "--model",
+        "dense",
+        "--prefix",
+        "with to K7",
+    ]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(!shown.stdout.contains("task1/sem"), "{}", shown.stdout);
+}

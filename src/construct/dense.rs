@@ -313,6 +313,57 @@ fn gate_and_projection(
     (dropped, proj, points, SparseVec::default())
 }
 
+/// The query gate of task k's semantic neurons ([`query::query_gate`]),
+/// and a gate of its own ([`query::key_gate`]) for each key whose
+/// lookalikes the shared one leaves open, where that closes some of them
+/// and opens none. The returned gate's `open` lists what stays open.
+fn query_gates(
+    ts: &TaskSet,
+    k: usize,
+    r: &Residual,
+    states: &[SparseVec<Rat>],
+    open: &[usize],
+    keyed: &[bool],
+) -> (query::QueryGate, HashMap<TokenId, SparseVec<Rat>>) {
+    let mut shared = query::query_gate(ts, k, states, open, keyed);
+    let mut own: HashMap<TokenId, SparseVec<Rat>> = HashMap::new();
+    // What each key's own gate leaves open.
+    let mut own_left: HashMap<TokenId, Vec<usize>> = HashMap::new();
+    for &(key, _) in &ts.tasks[k].pairs {
+        let Some(dir) = r.entity(key) else { continue };
+        let with_key: Vec<usize> = shared
+            .open
+            .iter()
+            .map(|(q, _)| *q)
+            .filter(|&q| ts.prefixes[q].tokens.contains(&key))
+            .collect();
+        if with_key.is_empty() {
+            continue;
+        }
+        let g = query::key_gate(ts, k, dir, states, open, keyed);
+        let left: Vec<usize> = g.open.iter().map(|(q, _)| *q).collect();
+        if left.len() < with_key.len() && left.iter().all(|q| with_key.contains(q)) {
+            for (q, why) in g.open {
+                if let Some((_, text)) = shared.open.iter_mut().find(|(p, _)| *p == q) {
+                    text.push_str(&why);
+                }
+            }
+            own.insert(key, g.psi);
+            own_left.insert(key, left);
+        }
+    }
+    let keys: Vec<TokenId> = ts.tasks[k].pairs.iter().map(|&(a, _)| a).collect();
+    // A lookalike stays open while the gate of a key of k it holds leaves
+    // it open.
+    shared.open.retain(|(q, _)| {
+        ts.prefixes[*q]
+            .tokens
+            .iter()
+            .any(|t| keys.contains(t) && own_left.get(t).is_none_or(|left| left.contains(q)))
+    });
+    (shared, own)
+}
+
 /// The neurons of circuit C(k), appended to `neurons`; returns the circuit.
 fn circuit(
     ts: &TaskSet,
@@ -394,6 +445,7 @@ fn circuit(
     let mut previous_slope = SparseVec::default();
     let mut unexcluded: Vec<(String, String)> = Vec::new();
     let mut query_gate: Option<SparseVec<Rat>> = None;
+    let mut key_gates: HashMap<TokenId, SparseVec<Rat>> = HashMap::new();
     let keys: Vec<TokenId> = task.pairs.iter().map(|&(a, _)| a).collect();
     let holds_a_key = |q: usize| ts.prefixes[q].tokens.iter().any(|t| keys.contains(t));
     // The ramp form whose syntactic neurons were moved off the lookalikes
@@ -411,7 +463,8 @@ fn circuit(
             .collect();
         let keyed: Vec<bool> = open.iter().map(|&q| holds_a_key(q)).collect();
         if keyed.iter().any(|&b| b) {
-            let q = query::query_gate(ts, k, states, &open, &keyed);
+            let (q, own_gates) = query_gates(ts, k, r, states, &open, &keyed);
+            key_gates = own_gates;
             ramp_open = q
                 .open
                 .iter()
@@ -436,9 +489,10 @@ fn circuit(
         for (m, ind) in shown.into_iter().enumerate() {
             members.push(neurons.len());
             gate_weight.push(Rat::zero());
-            let on = match ind.prefix {
-                Some(w) => format!("prefix \"{}\"", ts.render(&ts.prefixes[w].tokens)),
-                None => format!("pattern \"{}\"", pattern::render(&ind.pattern, word)),
+            let on = if ind.prefixes.is_empty() {
+                format!("pattern \"{}\"", pattern::render(&ind.pattern, word))
+            } else {
+                indicator::render_prefixes(ts, &ind.prefixes)
             };
             neurons.push(Neuron {
                 name: format!("{}/syn{m}: {on}, indicator", task.name),
@@ -459,7 +513,8 @@ fn circuit(
         let open: Vec<usize> = gate.unexcluded.iter().map(|u| u.prefix).collect();
         let keyed: Vec<bool> = open.iter().map(|&q| holds_a_key(q)).collect();
         if keyed.iter().any(|&b| b) {
-            let q = query::query_gate(ts, k, states, &open, &keyed);
+            let (q, own_gates) = query_gates(ts, k, r, states, &open, &keyed);
+            key_gates = own_gates;
             for u in &gate.unexcluded {
                 if let Some((_, why)) = q.open.iter().find(|(p, _)| *p == u.prefix) {
                     unexcluded.push((
@@ -501,7 +556,7 @@ fn circuit(
 
     // The query gate: L·h2:a − (L+1)·(B·Γ_k + Ψ_Q), B = ⌈(‖Ψ_Q‖₁ + 1)/δ⌉,
     // so that B·Γ_k + Ψ_Q ≥ 1 wherever Γ_k ≥ δ (see [`super::query`]).
-    let query_read = query_gate.as_ref().map(|psi| {
+    let query_read_of = |psi: &SparseVec<Rat>| {
         let norm: Rat = psi.entries().iter().map(|(_, v)| v.abs()).sum();
         let b = ((norm + int(1)) / &gate.floor).ceil();
         let l1 = f_sem.clone() + int(1);
@@ -511,11 +566,13 @@ fn circuit(
             .add_scaled(&-c.clone(), &SparseVec::unit(r.one))
             .map(|v| -v * &l1);
         (read, -&l1 * &c, g)
-    });
+    };
+    let query_read = query_gate.as_ref().map(query_read_of);
     for &(key, value) in &task.pairs {
         let dir = r.entity(key).unwrap_or(r.one);
         let own = SparseVec::from_entries([(dir, int(ts.max_len as i64))]);
-        let (read, bias, g, gated_by) = match &query_read {
+        let own_read = key_gates.get(&key).map(query_read_of);
+        let (read, bias, g, gated_by) = match own_read.as_ref().or(query_read.as_ref()) {
             None => {
                 let (read, bias, g) = gated(own, Rat::zero(), &f_sem);
                 (read, bias, g, "gated")

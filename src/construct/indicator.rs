@@ -51,9 +51,9 @@ use std::collections::{BTreeSet, HashSet};
 #[derive(Debug, Clone)]
 pub struct Indicator {
     pub pattern: Pattern,
-    /// The one prefix (index into `ts.prefixes`) a point indicator is on
-    /// at; None for a pattern indicator.
-    pub prefix: Option<usize>,
+    /// The prefixes (indices into `ts.prefixes`) a point indicator is on
+    /// at (one, or a group of them); empty for a pattern indicator.
+    pub prefixes: Vec<usize>,
     pub read: SparseVec<Rat>,
     pub bias: Rat,
     pub write: SparseVec<Rat>,
@@ -98,14 +98,14 @@ fn evidence(p: &Pattern, k: usize, r: &Residual, e: &EntityDirs) -> SparseVec<Ra
 /// What an indicator neuron is on at: every prefix of k with pattern p, or
 /// one of them (a point indicator).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Support {
+enum Support<'a> {
     Pattern,
-    /// Index into `ts.prefixes`.
-    Prefix(usize),
+    /// Indices into `ts.prefixes`: one prefix, or a group of them.
+    Prefixes(&'a [usize]),
 }
 
 /// The indicator neuron of one pattern of task k, on all of that pattern's
-/// prefixes of k or (`Support::Prefix`) on one of them.
+/// prefixes of k or (`Support::Prefixes`) on some of them.
 fn indicator(
     ts: &TaskSet,
     k: usize,
@@ -113,7 +113,7 @@ fn indicator(
     e: &EntityDirs,
     states: &[SparseVec<Rat>],
     (_, p, y): &Point,
-    support: Support,
+    support: Support<'_>,
 ) -> Indicator {
     let phi = evidence(p, k, r, e);
     let len = p.len();
@@ -125,7 +125,7 @@ fn indicator(
         }
         let on = match support {
             Support::Pattern => prefix.tasks.contains(&k) && pattern_of(ts, &prefix.tokens) == *p,
-            Support::Prefix(w) => q == w,
+            Support::Prefixes(on) => on.contains(&q),
         };
         if on {
             own.push(q);
@@ -172,9 +172,9 @@ fn indicator(
                 Support::Pattern => format!(
                     "no indicator of {task}'s pattern \"{shown}\" can be kept off it: {lhs} = {rhs}, the left side outside that pattern's prefixes of {task} and the right side on them"
                 ),
-                Support::Prefix(w) => format!(
-                    "no neuron on at {task}'s prefix \"{}\" can be kept off it: {lhs} = {rhs}, with weights ≥ 0 on the left",
-                    ts.render(&ts.prefixes[w].tokens)
+                Support::Prefixes(on) => format!(
+                    "no neuron on at {task}'s {} can be kept off it: {lhs} = {rhs}, with weights ≥ 0 on the left",
+                    render_prefixes(ts, on)
                 ),
             };
             open.push((
@@ -197,14 +197,26 @@ fn indicator(
     debug_assert!(own.iter().all(|&q| (read.dot(&states[q]) + &bias).is_one()));
     Indicator {
         pattern: p.clone(),
-        prefix: match support {
-            Support::Pattern => None,
-            Support::Prefix(w) => Some(w),
+        prefixes: match support {
+            Support::Pattern => Vec::new(),
+            Support::Prefixes(on) => on.to_vec(),
         },
         read,
         bias,
         write: y.clone(),
         open,
+    }
+}
+
+/// `prefix "a"`, or `prefixes "a", "b"` for a group.
+pub fn render_prefixes(ts: &TaskSet, on: &[usize]) -> String {
+    let shown: Vec<String> = on
+        .iter()
+        .map(|&w| format!("\"{}\"", ts.render(&ts.prefixes[w].tokens)))
+        .collect();
+    match shown.len() {
+        1 => format!("prefix {}", shown[0]),
+        _ => format!("prefixes {}", shown.join(", ")),
     }
 }
 
@@ -230,7 +242,9 @@ fn prefixes_of(ts: &TaskSet, k: usize, p: &Pattern, states: &[SparseVec<Rat>]) -
 /// in the order of `points` (computed in parallel). Where a pattern's
 /// indicator leaves a prefix open, that pattern gets one point indicator per
 /// prefix instead, if they leave fewer open and the syntactic part stays
-/// within `budget` neurons (L·|T(k)|); patterns are taken in order.
+/// within `budget` neurons (L·|T(k)|); where one per prefix would exceed it,
+/// prefixes that can share a neuron are grouped ([`grouped`]); patterns are
+/// taken in order.
 pub fn indicators(
     ts: &TaskSet,
     k: usize,
@@ -256,24 +270,82 @@ pub fn indicators(
             continue;
         }
         let at = prefixes_of(ts, k, &point.1, states);
-        if used + at.len() - 1 > budget {
-            out.push(ind);
-            continue;
-        }
         let by_prefix: Vec<Indicator> = at
             .par_iter()
-            .map(|&w| indicator(ts, k, r, e, states, point, Support::Prefix(w)))
+            .map(|w| {
+                indicator(
+                    ts,
+                    k,
+                    r,
+                    e,
+                    states,
+                    point,
+                    Support::Prefixes(std::slice::from_ref(w)),
+                )
+            })
             .collect();
         let open: BTreeSet<usize> = by_prefix
             .iter()
             .flat_map(|i| i.open.iter().map(|(q, _)| *q))
             .collect();
-        if open.len() < ind.open.len() {
-            used += at.len() - 1;
-            out.extend(by_prefix);
-        } else {
+        if open.len() >= ind.open.len() {
             out.push(ind);
+            continue;
         }
+        // Over the budget, group the prefixes: one neuron on a group of
+        // them where that opens nothing the single ones leave open.
+        let by_prefix = if used + at.len() - 1 > budget {
+            grouped(ts, k, r, e, states, point, &at, by_prefix, &open)
+        } else {
+            by_prefix
+        };
+        if used + by_prefix.len() - 1 > budget {
+            out.push(ind);
+            continue;
+        }
+        used += by_prefix.len() - 1;
+        out.extend(by_prefix);
     }
     out
+}
+
+/// Point indicators of one pattern on groups of its prefixes, first fit:
+/// each prefix joins the first group whose neuron, on the group with it,
+/// leaves open only what the single point indicators (`single`, whose
+/// open prefixes are `open`) leave open; else it starts a group. Why: on
+/// a key–value XOR (h("of K0 V5") + h("of K2 V4") = h("of K0 V4") + h("of
+/// K2 V5"), `generate --shared-keys --seed 12`) one neuron per prefix of
+/// the pattern closes it but needs one neuron more than L·|T(k)| allows,
+/// while most of those prefixes can share a neuron.
+#[allow(clippy::too_many_arguments)]
+fn grouped(
+    ts: &TaskSet,
+    k: usize,
+    r: &Residual,
+    e: &EntityDirs,
+    states: &[SparseVec<Rat>],
+    point: &Point,
+    at: &[usize],
+    single: Vec<Indicator>,
+    open: &BTreeSet<usize>,
+) -> Vec<Indicator> {
+    let mut groups: Vec<(Vec<usize>, Indicator)> = Vec::new();
+    for (&w, ind) in at.iter().zip(single) {
+        let mut joined = false;
+        for (members, neuron) in &mut groups {
+            let mut on = members.clone();
+            on.push(w);
+            let merged = indicator(ts, k, r, e, states, point, Support::Prefixes(&on));
+            if merged.open.iter().all(|(q, _)| open.contains(q)) {
+                *members = on;
+                *neuron = merged;
+                joined = true;
+                break;
+            }
+        }
+        if !joined {
+            groups.push((vec![w], ind));
+        }
+    }
+    groups.into_iter().map(|(_, neuron)| neuron).collect()
 }

@@ -117,3 +117,114 @@ pub fn query_gate(
         .collect();
     QueryGate { psi, open }
 }
+
+/// A query gate of its own for the semantic neuron of key a of task k
+/// (`key_dir` its h2:a coordinate), where the shared Ψ_Q leaves open a
+/// lookalike holding a. Ψ_Q = 0 on k's queries is more than the neuron
+/// needs: it must fire at k's queries holding a (reading at least 1 there,
+/// so that it writes at least β_sem), and read no more than L·h2:a on
+/// k's other prefixes. So Ψ_a is free at those queries up to
+/// L·h2:a − (L+1)·Ψ_a ≥ 1, ≥ 0 on every other prefix of k (there the
+/// neuron reads at most L·h2:a, and nothing where h2:a = 0, as on k's
+/// other queries) and on the open lookalikes without a, ≥ 1 on those with
+/// a (given up with the identity where impossible). Shared keys need it:
+/// `generate --shared-keys --seed 13` has h("with to K0") = 2·h("to with
+/// K0") − h("with with K0"), task3's query on the left and task1's on the
+/// right; no Ψ_Q vanishing on task1's queries closes it, but a neuron
+/// reading twice as much at "with with K0" as at "to with K0" is off there.
+/// Returns Ψ_a and the lookalikes it leaves open, as `query_gate` does.
+pub fn key_gate(
+    ts: &crate::taskset::TaskSet,
+    k: usize,
+    key_dir: usize,
+    states: &[SparseVec<Rat>],
+    open: &[usize],
+    keyed: &[bool],
+) -> QueryGate {
+    let l = Rat::from_integer((ts.max_len as i64).into());
+    let own: Vec<usize> = (0..ts.prefixes.len())
+        .filter(|&p| ts.prefixes[p].tasks.contains(&k))
+        .collect();
+    let coords: Vec<usize> = own
+        .iter()
+        .chain(open)
+        .flat_map(|&p| states[p].entries().iter().map(|(c, _)| *c))
+        .collect::<BTreeSet<usize>>()
+        .into_iter()
+        .collect();
+    let dense = |x: &SparseVec<Rat>| -> Vec<Rat> { coords.iter().map(|&c| x.get(c)).collect() };
+    let mut bound_prefix: Vec<usize> = Vec::new();
+    let mut bounds: Vec<Bound> = Vec::new();
+    for (&q, &key) in open.iter().zip(keyed) {
+        let holds = !states[q].get(key_dir).is_zero();
+        if key && holds {
+            bound_prefix.push(q);
+            bounds.push(Bound {
+                x: dense(&states[q]),
+                at_least: Rat::one(),
+                give_up: GiveUp::Drop,
+            });
+        }
+    }
+    let soft = bounds.len();
+    let mut negated = vec![false; soft];
+    for &q in open.iter().chain(&own) {
+        let h = states[q].get(key_dir);
+        if bound_prefix[..soft].contains(&q) {
+            continue;
+        }
+        let query_with_a =
+            ts.prefixes[q].tasks.contains(&k) && ts.prefixes[q].is_query && !h.is_zero();
+        negated.push(query_with_a);
+        bound_prefix.push(q);
+        bounds.push(if query_with_a {
+            // −Ψ_a ≥ −(L·h2:a − 1)/(L+1), at most 0 (h2:a ≥ 1/L).
+            Bound {
+                x: dense(&states[q]).into_iter().map(|v| -v).collect(),
+                at_least: -(&l * &h - Rat::one()) / (&l + Rat::one()),
+                give_up: GiveUp::Never,
+            }
+        } else {
+            Bound {
+                x: dense(&states[q]),
+                at_least: Rat::zero(),
+                give_up: GiveUp::Never,
+            }
+        });
+    }
+    let found = exclusion::exclude(&[], &bounds, coords.len());
+    let psi = SparseVec::from_entries(coords.iter().copied().zip(found.psi));
+    let task = &ts.tasks[k].name;
+    // No zero rows: the Farkas vector says Σ λ_i·x_i = 0 with λ ≥ 0, x_i
+    // the state, negated at k's queries holding a.
+    let open = found
+        .given_up
+        .iter()
+        .map(|(b, id)| {
+            let own_weight = id
+                .bounds
+                .iter()
+                .find(|(t, _)| t == b)
+                .map_or_else(Rat::one, |(_, w)| w.clone());
+            let terms: Vec<(String, Rat)> = id
+                .bounds
+                .iter()
+                .filter(|(t, _)| t == b)
+                .chain(id.bounds.iter().filter(|(t, _)| t != b))
+                .map(|(t, w)| {
+                    let w = w / &own_weight;
+                    let w = if negated[*t] { -w } else { w };
+                    (ts.render(&ts.prefixes[bound_prefix[*t]].tokens), w)
+                })
+                .collect();
+            (
+                bound_prefix[*b],
+                format!(
+                    "; nor can a gate of this key's own (read ≥ 1 at {task}'s queries holding it, ≤ L·h2 on its other prefixes) close it: {} = 0, weights ≥ 0 except on those queries",
+                    gate::linear_text(&terms)
+                ),
+            )
+        })
+        .collect();
+    QueryGate { psi, open }
+}
