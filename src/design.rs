@@ -103,6 +103,24 @@ impl Margins {
             syntactic,
         }
     }
+
+    /// The margins of the dense model where up to `m` tasks share one
+    /// (key, value) pair. On a prefix claimed by several tasks all their
+    /// circuits fire, and the semantic neurons of those for which it is no
+    /// query add up on a value that is invalid there: on token b at most
+    /// Σ_a (count of a / i)·#{j: (a, b) ∈ Δj}·L·β_sem ≤ m·L·β_sem (head 2's
+    /// entity weights sum to at most 1). So β_syn = (m + 1)·L·β_sem + 1
+    /// keeps the syntactic target L·β_sem + 1 above it, as 2·L·β_sem + 1
+    /// does for m = 1 (unchanged then). Shared keys make m ≥ 2 common
+    /// (`generate --shared-keys --seed 1`: "K0" is claimed by 5 tasks, two
+    /// map it to V4, and 2·L·β_sem = 266 stood 1 below β_syn = 267).
+    pub fn dense(self, m: usize, max_len: usize) -> Margins {
+        if m <= 1 {
+            return self;
+        }
+        let syntactic = int(((m + 1) * max_len) as i64) * &self.semantic + int(1);
+        Margins { syntactic, ..self }
+    }
 }
 
 #[cfg(test)]
@@ -116,6 +134,9 @@ mod tests {
         let m = Margins::new(15, 6, &rat(1, 1_000_000));
         assert_eq!(m.semantic, int(18));
         assert_eq!(m.syntactic, int(2 * 6 * 18 + 1));
+        // Three tasks sharing a pair: β_syn = 4·L·β_sem + 1; one: unchanged.
+        assert_eq!(m.clone().dense(3, 6).syntactic, int(4 * 6 * 18 + 1));
+        assert_eq!(m.clone().dense(1, 6), m);
     }
 
     #[test]

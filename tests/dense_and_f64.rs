@@ -521,3 +521,177 @@ fn the_ramp_certificate_is_escaped_by_split_circuits() {
         ]
     );
 }
+
+/// Two tasks that share their keys and swap their values
+/// (tests/regressions/dense_shared_keys_key_value_xor.toml, the smallest
+/// failing set found from `generate --shared-keys`): head 2 averages the
+/// entities, so h("K0 V0") + h("K4 V1") = h("K0 V1") + h("K4 V0") and no
+/// gate vanishing on task3 closes both of task5's "K0 V1" and "K4 V0". The
+/// pattern indicator of "⋆1 ⋆2" and the key's semantic neuron fired there
+/// (4 of 10 isolation checks failed, and P and A on 2 prefixes). Point
+/// indicators (one neuron per prefix of that pattern) and query-gated
+/// semantic neurons (0 on task3's queries "K0", "K4", ≥ 1 on the
+/// lookalikes) verify, within L·|T(k)| + |Δk| (task5 exactly at it, 5).
+#[test]
+fn shared_keys_with_swapped_values_verify_in_the_dense_model() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/regressions/dense_shared_keys_key_value_xor.toml");
+    for arith in ["exact", "f64"] {
+        let (code, v) = verify_json(&path, &["--model", "dense", "--arith", arith]);
+        assert_eq!(code, 0, "{arith}: {:#}", v["failures"]);
+        assert_eq!(v["prefixes"], 8);
+        let i = &v["claims"]["isolation"];
+        assert_eq!(
+            (i["checked"].as_u64(), i["failures"].as_u64()),
+            (Some(10), Some(0))
+        );
+        assert_eq!(v["failure_count"], 0);
+        assert!(claims(&v).iter().all(|(_, holds, _)| *holds), "{arith}");
+        let sizes: Vec<(String, u64, bool)> = v["circuits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["task"].as_str().unwrap().to_string(),
+                    c["neurons"].as_u64().unwrap(),
+                    c["isolated"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            sizes,
+            [
+                ("task3".to_string(), 4, true),
+                ("task5".to_string(), 5, true)
+            ]
+        );
+    }
+    // The ramp form still fails there, with the gate's certificate.
+    let (code, v) = verify_json(&path, &["--model", "dense", "--circuit", "ramp"]);
+    assert_eq!(code, 1);
+    assert!(failures(&v, "isolation") > 0);
+}
+
+/// Two tasks that share the pair K0 → V0 and the opening "{key}"
+/// (tests/regressions/dense_shared_pair_margin.toml): on "K0" both
+/// semantic neurons fire and add 2·L·β_sem on V0, which stood 1 below
+/// β_syn = 2·L·β_sem + 1 (P failed there, and masking to either circuit
+/// changed that verdict). With β_syn = (m + 1)·L·β_sem + 1 (m = 2 tasks
+/// share the pair) the syntactic targets win by L·β_sem + 1 = 52.
+#[test]
+fn tasks_sharing_a_pair_keep_the_syntactic_margin_in_the_dense_model() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/regressions/dense_shared_pair_margin.toml");
+    for arith in ["exact", "f64"] {
+        let (code, v) = verify_json(&path, &["--model", "dense", "--arith", arith]);
+        assert_eq!(code, 0, "{arith}: {:#}", v["failures"]);
+        assert_eq!(v["prefixes"], 5);
+        let p = &v["claims"]["probability"];
+        assert_eq!(
+            (p["checked"].as_u64(), p["failures"].as_u64()),
+            (Some(5), Some(0))
+        );
+        let i = &v["claims"]["isolation"];
+        assert_eq!(
+            (i["checked"].as_u64(), i["failures"].as_u64()),
+            (Some(6), Some(0))
+        );
+    }
+    let shown = routecert(&[
+        "inspect",
+        path.to_str().unwrap(),
+        "--model",
+        "dense",
+        "--prefix",
+        "K0",
+    ]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    // L = 3, β_sem = 17: β_syn = 3·3·17 + 1 = 154, V0 = 2·3·17 = 102.
+    assert!(
+        shown.stdout.contains("top logits: has=154, in=154, V0=102"),
+        "{}",
+        shown.stdout
+    );
+}
+
+/// Shrunk from `generate --shared-keys --seed 8`
+/// (tests/regressions/dense_shared_keys_moved_lookalike.toml): no gate
+/// vanishing on task5 closes task3's "K7 V1", task5's syntactic neurons
+/// were moved off it, but its semantic neuron K7 → V4 fired there at
+/// Γ = 0 (5/2). Query-gated, it is silent on "K7 V1" and fires on task5's
+/// prefixes holding K7 only (5 of them).
+#[test]
+fn a_shared_key_in_a_moved_lookalike_is_query_gated() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/regressions/dense_shared_keys_moved_lookalike.toml");
+    for arith in ["exact", "f64"] {
+        let (code, v) = verify_json(&path, &["--model", "dense", "--arith", arith]);
+        assert_eq!(code, 0, "{arith}: {:#}", v["failures"]);
+        assert_eq!(v["prefixes"], 14);
+        let i = &v["claims"]["isolation"];
+        assert_eq!(
+            (i["checked"].as_u64(), i["failures"].as_u64()),
+            (Some(15), Some(0))
+        );
+    }
+    let shown = routecert(&[
+        "inspect",
+        path.to_str().unwrap(),
+        "--model",
+        "dense",
+        "--neuron",
+        "task5/6",
+    ]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(
+        shown
+            .stdout
+            .contains("task5/sem: K7 → V4, gated, query-gated"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains("fires on 5 of 14 prefixes"),
+        "{}",
+        shown.stdout
+    );
+    assert!(!shown.stdout.contains("\"K7 V1\" →"), "{}", shown.stdout);
+    // The ramp form has no query gate: the neuron fires there.
+    let (code, v) = verify_json(&path, &["--model", "dense", "--circuit", "ramp"]);
+    assert_eq!(code, 1);
+    assert!(failures(&v, "isolation") > 0);
+}
+
+/// Shrunk from `generate --shared-keys --seed 13`
+/// (tests/regressions/dense_shared_key_query_affine.toml): task3's query
+/// "with to K7" = 2·"to with K7" − "with with K7" (task1's queries) on the
+/// hidden state, so no query gate vanishing on task1's queries closes it
+/// and task1's K7 → V1 tied the right value (P and A failed, and isolation).
+/// The key's own gate is off there and still fires at both of task1's
+/// queries.
+#[test]
+fn a_key_gate_escapes_an_affine_combination_of_queries() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/regressions/dense_shared_key_query_affine.toml");
+    for arith in ["exact", "f64"] {
+        let (code, v) = verify_json(&path, &["--model", "dense", "--arith", arith]);
+        assert_eq!(code, 0, "{arith}: {:#}", v["failures"]);
+        assert_eq!(v["prefixes"], 13);
+        let i = &v["claims"]["isolation"];
+        assert_eq!(
+            (i["checked"].as_u64(), i["failures"].as_u64()),
+            (Some(14), Some(0))
+        );
+    }
+    let shown = routecert(&[
+        "inspect",
+        path.to_str().unwrap(),
+        "--model",
+        "dense",
+        "--prefix",
+        "with to K7",
+    ]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(!shown.stdout.contains("task1/sem"), "{}", shown.stdout);
+}

@@ -35,6 +35,7 @@ use super::expert;
 use super::gate::{self, EntityDirs, GiveUp};
 use super::indicator;
 use super::pattern;
+use super::query;
 use super::residual::Residual;
 use super::separate;
 use super::{CircuitForm, Margins, Options};
@@ -47,6 +48,7 @@ use crate::taskset::{TaskSet, TokenId};
 use num_bigint::BigInt;
 use num_traits::{Signed, Zero};
 use rayon::prelude::*;
+use std::collections::HashMap;
 
 /// The residual of the dense model: the MoE model's directions plus the
 /// head-2 entity features the gates read.
@@ -311,6 +313,57 @@ fn gate_and_projection(
     (dropped, proj, points, SparseVec::default())
 }
 
+/// The query gate of task k's semantic neurons ([`query::query_gate`]),
+/// and a gate of its own ([`query::key_gate`]) for each key whose
+/// lookalikes the shared one leaves open, where that closes some of them
+/// and opens none. The returned gate's `open` lists what stays open.
+fn query_gates(
+    ts: &TaskSet,
+    k: usize,
+    r: &Residual,
+    states: &[SparseVec<Rat>],
+    open: &[usize],
+    keyed: &[bool],
+) -> (query::QueryGate, HashMap<TokenId, SparseVec<Rat>>) {
+    let mut shared = query::query_gate(ts, k, states, open, keyed);
+    let mut own: HashMap<TokenId, SparseVec<Rat>> = HashMap::new();
+    // What each key's own gate leaves open.
+    let mut own_left: HashMap<TokenId, Vec<usize>> = HashMap::new();
+    for &(key, _) in &ts.tasks[k].pairs {
+        let Some(dir) = r.entity(key) else { continue };
+        let with_key: Vec<usize> = shared
+            .open
+            .iter()
+            .map(|(q, _)| *q)
+            .filter(|&q| ts.prefixes[q].tokens.contains(&key))
+            .collect();
+        if with_key.is_empty() {
+            continue;
+        }
+        let g = query::key_gate(ts, k, dir, states, open, keyed);
+        let left: Vec<usize> = g.open.iter().map(|(q, _)| *q).collect();
+        if left.len() < with_key.len() && left.iter().all(|q| with_key.contains(q)) {
+            for (q, why) in g.open {
+                if let Some((_, text)) = shared.open.iter_mut().find(|(p, _)| *p == q) {
+                    text.push_str(&why);
+                }
+            }
+            own.insert(key, g.psi);
+            own_left.insert(key, left);
+        }
+    }
+    let keys: Vec<TokenId> = ts.tasks[k].pairs.iter().map(|&(a, _)| a).collect();
+    // A lookalike stays open while the gate of a key of k it holds leaves
+    // it open.
+    shared.open.retain(|(q, _)| {
+        ts.prefixes[*q]
+            .tokens
+            .iter()
+            .any(|t| keys.contains(t) && own_left.get(t).is_none_or(|left| left.contains(q)))
+    });
+    (shared, own)
+}
+
 /// The neurons of circuit C(k), appended to `neurons`; returns the circuit.
 fn circuit(
     ts: &TaskSet,
@@ -391,18 +444,58 @@ fn circuit(
     );
     let mut previous_slope = SparseVec::default();
     let mut unexcluded: Vec<(String, String)> = Vec::new();
+    let mut query_gate: Option<SparseVec<Rat>> = None;
+    let mut key_gates: HashMap<TokenId, SparseVec<Rat>> = HashMap::new();
+    let keys: Vec<TokenId> = task.pairs.iter().map(|&(a, _)| a).collect();
+    let holds_a_key = |q: usize| ts.prefixes[q].tokens.iter().any(|t| keys.contains(t));
+    // The ramp form whose syntactic neurons were moved off the lookalikes
+    // the gate leaves open (Γ_k < δ there) keeps them silent, but a
+    // semantic neuron still reads its key there: with shared keys such a
+    // lookalike can hold one (`generate --shared-keys --seed 8`: task2's
+    // "K1 → V5" fired on task4's "with K1 V0" at Γ = 0). Those get the
+    // query gate too.
+    let mut ramp_open: Vec<(usize, String)> = Vec::new();
+    if !split && form == CircuitForm::Split {
+        let open: Vec<usize> = (0..ts.prefixes.len())
+            .filter(|&q| {
+                !ts.prefixes[q].tasks.contains(&k) && gate.read.dot(&states[q]) < gate.floor
+            })
+            .collect();
+        let keyed: Vec<bool> = open.iter().map(|&q| holds_a_key(q)).collect();
+        if keyed.iter().any(|&b| b) {
+            let (q, own_gates) = query_gates(ts, k, r, states, &open, &keyed);
+            key_gates = own_gates;
+            ramp_open = q
+                .open
+                .iter()
+                .map(|(p, why)| {
+                    (
+                        *p,
+                        format!(
+                            "the gate of {} does not close it and it holds a key of {}, so that key's semantic neuron is not kept off it{why}",
+                            task.name, task.name
+                        ),
+                    )
+                })
+                .collect();
+            query_gate = Some(q.psi);
+        }
+    }
     if split {
         let interpolation_points = expert::interpolation(ts, k, r, margins).1;
-        let shown = indicator::indicators(ts, k, r, &d.entities, states, &interpolation_points);
+        let budget = ts.max_len * task.templates.len();
+        let shown =
+            indicator::indicators(ts, k, r, &d.entities, states, &interpolation_points, budget);
         for (m, ind) in shown.into_iter().enumerate() {
             members.push(neurons.len());
             gate_weight.push(Rat::zero());
+            let on = if ind.prefixes.is_empty() {
+                format!("pattern \"{}\"", pattern::render(&ind.pattern, word))
+            } else {
+                indicator::render_prefixes(ts, &ind.prefixes)
+            };
             neurons.push(Neuron {
-                name: format!(
-                    "{}/syn{m}: pattern \"{}\", indicator",
-                    task.name,
-                    pattern::render(&ind.pattern, word)
-                ),
+                name: format!("{}/syn{m}: {on}, indicator", task.name),
                 role: NeuronRole::Syntactic,
                 read: ind.read,
                 bias: ind.bias,
@@ -415,19 +508,25 @@ fn circuit(
             );
         }
         // A semantic neuron reads its key besides the gate: where Γ_k = 0
-        // off D(k) it fires only if that key is there.
-        let keys: Vec<TokenId> = task.pairs.iter().map(|&(a, _)| a).collect();
-        for u in &gate.unexcluded {
-            let tokens = &ts.prefixes[u.prefix].tokens;
-            if tokens.iter().any(|t| keys.contains(t)) {
-                unexcluded.push((
-                    ts.render(tokens),
-                    format!(
-                        "{}; it holds a key of {}, so that key's semantic neuron is not kept off it",
-                        u.reason, task.name
-                    ),
-                ));
+        // off D(k) it fires only if that key is there. Then the semantic
+        // neurons get a query gate too (see [`super::query`]).
+        let open: Vec<usize> = gate.unexcluded.iter().map(|u| u.prefix).collect();
+        let keyed: Vec<bool> = open.iter().map(|&q| holds_a_key(q)).collect();
+        if keyed.iter().any(|&b| b) {
+            let (q, own_gates) = query_gates(ts, k, r, states, &open, &keyed);
+            key_gates = own_gates;
+            for u in &gate.unexcluded {
+                if let Some((_, why)) = q.open.iter().find(|(p, _)| *p == u.prefix) {
+                    unexcluded.push((
+                        ts.render(&ts.prefixes[u.prefix].tokens),
+                        format!(
+                            "{}; it holds a key of {}, so that key's semantic neuron is not kept off it{why}",
+                            u.reason, task.name
+                        ),
+                    ));
+                }
             }
+            query_gate = Some(q.psi);
         }
     }
     for m in 0..if split { 0 } else { knots.len() - 1 } {
@@ -455,17 +554,46 @@ fn circuit(
         previous_slope = slope;
     }
 
+    // The query gate: L·h2:a − (L+1)·(B·Γ_k + Ψ_Q), B = ⌈(‖Ψ_Q‖₁ + 1)/δ⌉,
+    // so that B·Γ_k + Ψ_Q ≥ 1 wherever Γ_k ≥ δ (see [`super::query`]).
+    let query_read_of = |psi: &SparseVec<Rat>| {
+        let norm: Rat = psi.entries().iter().map(|(_, v)| v.abs()).sum();
+        let b = ((norm + int(1)) / &gate.floor).ceil();
+        let l1 = f_sem.clone() + int(1);
+        let g = &l1 * &b;
+        let c = psi.get(r.one);
+        let read = psi
+            .add_scaled(&-c.clone(), &SparseVec::unit(r.one))
+            .map(|v| -v * &l1);
+        (read, -&l1 * &c, g)
+    };
+    let query_read = query_gate.as_ref().map(query_read_of);
     for &(key, value) in &task.pairs {
         let dir = r.entity(key).unwrap_or(r.one);
-        let (read, bias, g) = gated(
-            SparseVec::from_entries([(dir, int(ts.max_len as i64))]),
-            Rat::zero(),
-            &f_sem,
-        );
+        let own = SparseVec::from_entries([(dir, int(ts.max_len as i64))]);
+        let own_read = key_gates.get(&key).map(query_read_of);
+        let (read, bias, g, gated_by) = match own_read.as_ref().or(query_read.as_ref()) {
+            None => {
+                let (read, bias, g) = gated(own, Rat::zero(), &f_sem);
+                (read, bias, g, "gated")
+            }
+            Some((q_read, q_bias, g)) => {
+                let read = own
+                    .add_scaled(&int(1), q_read)
+                    .add_scaled(&-g.clone(), &evidence);
+                let bias = q_bias - g * &constant;
+                (read, bias, g.clone(), "gated, query-gated")
+            }
+        };
         members.push(neurons.len());
         gate_weight.push(g);
         neurons.push(Neuron {
-            name: format!("{}/sem: {} → {}, gated", task.name, word(key), word(value)),
+            name: format!(
+                "{}/sem: {} → {}, {gated_by}",
+                task.name,
+                word(key),
+                word(value)
+            ),
             role: NeuronRole::Semantic,
             read,
             bias,
@@ -477,6 +605,12 @@ fn circuit(
             .unexcluded
             .iter()
             .map(|u| (ts.render(&ts.prefixes[u.prefix].tokens), u.reason.clone()))
+            .chain(
+                ramp_open
+                    .into_iter()
+                    .filter(|(q, _)| gate.unexcluded.iter().all(|u| u.prefix != *q))
+                    .map(|(q, why)| (ts.render(&ts.prefixes[q].tokens), why)),
+            )
             .collect();
     }
     Circuit {
@@ -492,7 +626,15 @@ fn circuit(
 pub fn build_dense(ts: &TaskSet, options: &Options) -> Model<Rat> {
     let d = DenseResidual::new(ts);
     let r = &d.residual;
-    let margins = Margins::new(ts.vocab.len(), ts.max_len, &options.epsilon);
+    // The most tasks that share one (key, value) pair (see `Margins::dense`).
+    let mut shared: HashMap<(TokenId, TokenId), usize> = HashMap::new();
+    for task in &ts.tasks {
+        for &pair in &task.pairs {
+            *shared.entry(pair).or_default() += 1;
+        }
+    }
+    let m = shared.values().copied().max().unwrap_or(1);
+    let margins = Margins::new(ts.vocab.len(), ts.max_len, &options.epsilon).dense(m, ts.max_len);
     let mut heads = attention::heads(ts, r);
     extend_key_head(&mut heads[1], ts, &d);
 

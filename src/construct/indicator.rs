@@ -51,6 +51,9 @@ use std::collections::{BTreeSet, HashSet};
 #[derive(Debug, Clone)]
 pub struct Indicator {
     pub pattern: Pattern,
+    /// The prefixes (indices into `ts.prefixes`) a point indicator is on
+    /// at (one, or a group of them); empty for a pattern indicator.
+    pub prefixes: Vec<usize>,
     pub read: SparseVec<Rat>,
     pub bias: Rat,
     pub write: SparseVec<Rat>,
@@ -92,7 +95,17 @@ fn evidence(p: &Pattern, k: usize, r: &Residual, e: &EntityDirs) -> SparseVec<Ra
     )
 }
 
-/// The indicator neuron of one pattern of task k.
+/// What an indicator neuron is on at: every prefix of k with pattern p, or
+/// one of them (a point indicator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Support<'a> {
+    Pattern,
+    /// Indices into `ts.prefixes`: one prefix, or a group of them.
+    Prefixes(&'a [usize]),
+}
+
+/// The indicator neuron of one pattern of task k, on all of that pattern's
+/// prefixes of k or (`Support::Prefixes`) on some of them.
 fn indicator(
     ts: &TaskSet,
     k: usize,
@@ -100,6 +113,7 @@ fn indicator(
     e: &EntityDirs,
     states: &[SparseVec<Rat>],
     (_, p, y): &Point,
+    support: Support<'_>,
 ) -> Indicator {
     let phi = evidence(p, k, r, e);
     let len = p.len();
@@ -109,7 +123,11 @@ fn indicator(
         if prefix.tokens.len() != len {
             continue;
         }
-        if prefix.tasks.contains(&k) && pattern_of(ts, &prefix.tokens) == *p {
+        let on = match support {
+            Support::Pattern => prefix.tasks.contains(&k) && pattern_of(ts, &prefix.tokens) == *p,
+            Support::Prefixes(on) => on.contains(&q),
+        };
+        if on {
             own.push(q);
         } else if phi.dot(&states[q]).is_zero() {
             rest.push(q);
@@ -150,10 +168,19 @@ fn indicator(
         let shown = super::pattern::render(p, |t| ts.vocab.name(t).to_string());
         for (b, id) in &found.given_up {
             let (lhs, rhs, _) = gate::identity_text(ts, *b, id, &rest, &names);
+            let what = match support {
+                Support::Pattern => format!(
+                    "no indicator of {task}'s pattern \"{shown}\" can be kept off it: {lhs} = {rhs}, the left side outside that pattern's prefixes of {task} and the right side on them"
+                ),
+                Support::Prefixes(on) => format!(
+                    "no neuron on at {task}'s {} can be kept off it: {lhs} = {rhs}, with weights ≥ 0 on the left",
+                    render_prefixes(ts, on)
+                ),
+            };
             open.push((
                 rest[*b],
                 format!(
-                    "no indicator of {task}'s pattern \"{shown}\" can be kept off it: {lhs} = {rhs}, the left side outside that pattern's prefixes of {task} and the right side on them, so every pre-activation affine in the hidden state that is constant on them has the same weighted sum on both sides"
+                    "{what}, so every pre-activation affine in the hidden state that is constant on the right side has the same weighted sum on both sides"
                 ),
             ));
         }
@@ -161,7 +188,7 @@ fn indicator(
     let norm: Rat = psi.entries().iter().map(|(_, v)| v.abs()).sum();
     let a = (Rat::from_integer((BigInt::one() << ts.max_len) - 1) * (norm + Rat::one())).ceil();
     let gamma = psi.add_scaled(&a, &phi);
-    // ReLU(1 − 2·Γ_p): 1 on p's prefixes of k, at most −1 elsewhere.
+    // ReLU(1 − 2·Γ_p): 1 on its support, at most −1 elsewhere.
     let constant = gamma.get(r.one);
     let read = gamma
         .add_scaled(&-constant.clone(), &SparseVec::unit(r.one))
@@ -170,6 +197,10 @@ fn indicator(
     debug_assert!(own.iter().all(|&q| (read.dot(&states[q]) + &bias).is_one()));
     Indicator {
         pattern: p.clone(),
+        prefixes: match support {
+            Support::Pattern => Vec::new(),
+            Support::Prefixes(on) => on.to_vec(),
+        },
         read,
         bias,
         write: y.clone(),
@@ -177,8 +208,43 @@ fn indicator(
     }
 }
 
+/// `prefix "a"`, or `prefixes "a", "b"` for a group.
+pub fn render_prefixes(ts: &TaskSet, on: &[usize]) -> String {
+    let shown: Vec<String> = on
+        .iter()
+        .map(|&w| format!("\"{}\"", ts.render(&ts.prefixes[w].tokens)))
+        .collect();
+    match shown.len() {
+        1 => format!("prefix {}", shown[0]),
+        _ => format!("prefixes {}", shown.join(", ")),
+    }
+}
+
+/// The prefixes of task k with pattern p, one per distinct hidden state.
+fn prefixes_of(ts: &TaskSet, k: usize, p: &Pattern, states: &[SparseVec<Rat>]) -> Vec<usize> {
+    let mut seen: Vec<&SparseVec<Rat>> = Vec::new();
+    (0..ts.prefixes.len())
+        .filter(|&q| {
+            let prefix = &ts.prefixes[q];
+            prefix.tokens.len() == p.len()
+                && prefix.tasks.contains(&k)
+                && pattern_of(ts, &prefix.tokens) == *p
+        })
+        .filter(|&q| {
+            let fresh = !seen.contains(&&states[q]);
+            seen.push(&states[q]);
+            fresh
+        })
+        .collect()
+}
+
 /// The indicator neurons of task k, one per pattern with a nonzero target,
-/// in the order of `points` (computed in parallel).
+/// in the order of `points` (computed in parallel). Where a pattern's
+/// indicator leaves a prefix open, that pattern gets one point indicator per
+/// prefix instead, if they leave fewer open and the syntactic part stays
+/// within `budget` neurons (L·|T(k)|); where one per prefix would exceed it,
+/// prefixes that can share a neuron are grouped ([`grouped`]); patterns are
+/// taken in order.
 pub fn indicators(
     ts: &TaskSet,
     k: usize,
@@ -186,10 +252,100 @@ pub fn indicators(
     e: &EntityDirs,
     states: &[SparseVec<Rat>],
     points: &[Point],
+    budget: usize,
 ) -> Vec<Indicator> {
-    points
-        .par_iter()
+    let shown: Vec<&Point> = points
+        .iter()
         .filter(|(_, _, y)| y.entries().iter().any(|(_, v)| !v.is_zero()))
-        .map(|point| indicator(ts, k, r, e, states, point))
-        .collect()
+        .collect();
+    let by_pattern: Vec<Indicator> = shown
+        .par_iter()
+        .map(|point| indicator(ts, k, r, e, states, point, Support::Pattern))
+        .collect();
+    let mut used = by_pattern.len();
+    let mut out = Vec::new();
+    for (point, ind) in shown.iter().zip(by_pattern) {
+        if ind.open.is_empty() {
+            out.push(ind);
+            continue;
+        }
+        let at = prefixes_of(ts, k, &point.1, states);
+        let by_prefix: Vec<Indicator> = at
+            .par_iter()
+            .map(|w| {
+                indicator(
+                    ts,
+                    k,
+                    r,
+                    e,
+                    states,
+                    point,
+                    Support::Prefixes(std::slice::from_ref(w)),
+                )
+            })
+            .collect();
+        let open: BTreeSet<usize> = by_prefix
+            .iter()
+            .flat_map(|i| i.open.iter().map(|(q, _)| *q))
+            .collect();
+        if open.len() >= ind.open.len() {
+            out.push(ind);
+            continue;
+        }
+        // Over the budget, group the prefixes: one neuron on a group of
+        // them where that opens nothing the single ones leave open.
+        let by_prefix = if used + at.len() - 1 > budget {
+            grouped(ts, k, r, e, states, point, &at, by_prefix, &open)
+        } else {
+            by_prefix
+        };
+        if used + by_prefix.len() - 1 > budget {
+            out.push(ind);
+            continue;
+        }
+        used += by_prefix.len() - 1;
+        out.extend(by_prefix);
+    }
+    out
+}
+
+/// Point indicators of one pattern on groups of its prefixes, first fit:
+/// each prefix joins the first group whose neuron, on the group with it,
+/// leaves open only what the single point indicators (`single`, whose
+/// open prefixes are `open`) leave open; else it starts a group. Why: on
+/// a key–value XOR (h("of K0 V5") + h("of K2 V4") = h("of K0 V4") + h("of
+/// K2 V5"), `generate --shared-keys --seed 12`) one neuron per prefix of
+/// the pattern closes it but needs one neuron more than L·|T(k)| allows,
+/// while most of those prefixes can share a neuron.
+#[allow(clippy::too_many_arguments)]
+fn grouped(
+    ts: &TaskSet,
+    k: usize,
+    r: &Residual,
+    e: &EntityDirs,
+    states: &[SparseVec<Rat>],
+    point: &Point,
+    at: &[usize],
+    single: Vec<Indicator>,
+    open: &BTreeSet<usize>,
+) -> Vec<Indicator> {
+    let mut groups: Vec<(Vec<usize>, Indicator)> = Vec::new();
+    for (&w, ind) in at.iter().zip(single) {
+        let mut joined = false;
+        for (members, neuron) in &mut groups {
+            let mut on = members.clone();
+            on.push(w);
+            let merged = indicator(ts, k, r, e, states, point, Support::Prefixes(&on));
+            if merged.open.iter().all(|(q, _)| open.contains(q)) {
+                *members = on;
+                *neuron = merged;
+                joined = true;
+                break;
+            }
+        }
+        if !joined {
+            groups.push((vec![w], ind));
+        }
+    }
+    groups.into_iter().map(|(_, neuron)| neuron).collect()
 }

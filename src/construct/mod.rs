@@ -26,6 +26,7 @@ pub mod gate;
 pub mod head1;
 pub mod indicator;
 pub mod pattern;
+pub mod query;
 pub mod residual;
 pub mod router;
 pub mod scale;
