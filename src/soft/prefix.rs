@@ -11,6 +11,7 @@
 //! argmax, so claims proved at the ends hold for the soft model.
 
 use super::gate::GateArith;
+use super::image::Image;
 use crate::eval::{Evaluator, Logits};
 use crate::model::{Model, SparseVec};
 use crate::taskset::{Prefix, TaskSet, TokenId};
@@ -37,6 +38,8 @@ pub struct SoftPrefix<S> {
     vocab_size: usize,
     /// max_{e,t} |d_{e,t}|: how far apart the experts' logit outputs are.
     pub spread: S,
+    /// The same prefix in intervals (certified arithmetics only).
+    pub image: Option<Image>,
 }
 
 /// The P, A and R outcome of one prefix at one gate bound.
@@ -169,7 +172,7 @@ impl<S: GateArith> SoftPrefix<S> {
             .map(|(t, _)| *t)
             .collect();
         support.extend(lo.keys().copied());
-        let tokens_out = support
+        let tokens_out: Vec<(usize, S, S, S)> = support
             .into_iter()
             .map(|t| {
                 (
@@ -180,12 +183,27 @@ impl<S: GateArith> SoftPrefix<S> {
                 )
             })
             .collect();
-        let valid = prefix
+        let valid: BTreeSet<usize> = prefix
             .valid_next
             .iter()
             .filter_map(|t| tokens.get(t).copied())
             .collect();
+        let image = S::CERTIFIED.then(|| {
+            let gaps_iv = gaps.iter().map(|g| g.enclose()).collect();
+            let (mut v, mut w) = (Vec::new(), Vec::new());
+            for (t, z, lo, hi) in &tokens_out {
+                if valid.contains(t) {
+                    v.push((z.enclose(), lo.enclose()));
+                } else {
+                    w.push((z.enclose(), hi.enclose()));
+                }
+            }
+            let vocab = trace.logits.vocab_size;
+            let (zv, zw) = (valid.len() - v.len(), vocab - valid.len() - w.len());
+            Image::new(gaps_iv, v, w, zv, zw, routed)
+        });
         Ok(SoftPrefix {
+            image,
             index,
             top,
             margin: top_two_margin(scores),
