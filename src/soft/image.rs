@@ -38,12 +38,12 @@ const SERIES_INV_UP: f64 = 1.0 + 2e-5;
 /// `round_up` keeps 60 significant bits: a relative rise below 2^−59.
 const ROUND_UP: f64 = 1.0 + 1.0 / (1u64 << 56) as f64;
 
-/// e^{−k/64} for k = 0..=2048 (and e^{k/64} for k = 0..=256): every grid
-/// point the exact bounds evaluate below the powers of two.
+/// e^{−k/64} for k = 0..=2624 (and e^{k/64} for k = 0..=256): every grid
+/// point the exact bounds evaluate below the powers of two and the cutoff.
 fn grid_neg() -> &'static [Iv] {
     static T: OnceLock<Vec<Iv>> = OnceLock::new();
     T.get_or_init(|| {
-        (0..=TAIL_STEPS as i64)
+        (0..=((LOWER_CUTOFF + 1.0) * GRID) as i64)
             .map(|k| exp(&Iv::point(-(k as f64) / GRID)))
             .collect()
     })
