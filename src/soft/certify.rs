@@ -21,17 +21,18 @@
 
 use super::gate::{GateArith, at_most_t_ln, brief, cap_enclosure, far_above_t_ln, off_top_upper};
 use super::image::Decision;
-use super::prefix::{Outcome, SoftPrefix, expert_of_task};
+use super::prefix::{ExactLogits, Outcome, SoftPrefix, expert_of_task};
 use crate::eval::Evaluator;
 use crate::interval::Iv;
 use crate::model::Model;
 use crate::scalar::{Rat, int};
-use crate::taskset::TaskSet;
+use crate::taskset::{TaskSet, TokenId};
 use crate::verify::ClaimResult;
 use crate::verify::logits::token_map;
 
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// Failures listed in a soft verdict (all are counted).
 const LISTED: usize = 20;
@@ -179,6 +180,11 @@ type Checked<S> = (Option<(S, Outcome<S>)>, Vec<(&'static str, String)>);
 pub struct Prepared<'a, S> {
     ts: &'a TaskSet,
     model: &'a Model<S>,
+    /// The forward pass, the token map and the experts by task, kept to
+    /// rebuild a prefix's exact logits when an exact check needs them.
+    engine: Evaluator<'a, S>,
+    tokens: HashMap<TokenId, usize>,
+    experts: Vec<Option<usize>>,
     /// Per prefix: its data, or why its forward pass failed.
     prefixes: Vec<Result<SoftPrefix<S>, String>>,
     /// Prefix indices by Δ, smallest first (the likeliest to fail first).
@@ -197,7 +203,11 @@ impl<'a, S: GateArith> Prepared<'a, S> {
             .prefixes
             .par_iter()
             .enumerate()
-            .map(|(i, p)| SoftPrefix::new(&engine, model, i, p, &tokens, &experts))
+            .map(|(i, p)| {
+                let mut q = SoftPrefix::new(&engine, model, i, p, &tokens, &experts)?;
+                q.drop_exact();
+                Ok(q)
+            })
             .collect();
         let mut order: Vec<usize> = (0..prefixes.len()).collect();
         order.sort_by(|&a, &b| {
@@ -212,9 +222,52 @@ impl<'a, S: GateArith> Prepared<'a, S> {
         Prepared {
             ts,
             model,
+            engine,
+            tokens,
+            experts,
             prefixes,
             order,
             shortcuts: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Prefix `i`'s exact logits, rebuilt from the weights (the forward
+    /// pass is deterministic, so they are the ones prepared and dropped).
+    fn rebuild(&self, i: usize) -> ExactLogits<S> {
+        SoftPrefix::new(
+            &self.engine,
+            self.model,
+            i,
+            &self.ts.prefixes[i],
+            &self.tokens,
+            &self.experts,
+        )
+        .ok()
+        .and_then(|q| q.exact.into_inner())
+        .expect("the forward pass that prepared this prefix runs again")
+    }
+
+    /// R, P and A of prefix `p` at gate bound `eta_hat`, exactly. Without
+    /// its exact logits they are rebuilt; `keep`: kept for the next check
+    /// (the search, where the image could not decide and the prefix is
+    /// likely checked again), else dropped after this one (verify_at's
+    /// extremes and the binding reason, checked once).
+    fn check(
+        &self,
+        p: &SoftPrefix<S>,
+        eta_hat: &S,
+        o: &SoftOptions,
+        cache: &mut S::Cache,
+        keep: bool,
+    ) -> Outcome<S> {
+        let (eta, eps) = (S::from_rat(&o.eta), S::from_rat(&o.epsilon));
+        match p.exact.get() {
+            Some(x) => p.check(x, eta_hat, &eta, &eps, cache),
+            None if keep => {
+                let x = p.exact.get_or_init(|| self.rebuild(p.index));
+                p.check(x, eta_hat, &eta, &eps, cache)
+            }
+            None => p.check(&self.rebuild(p.index), eta_hat, &eta, &eps, cache),
         }
     }
 
@@ -222,7 +275,6 @@ impl<'a, S: GateArith> Prepared<'a, S> {
     /// when hard routing fails or no bound tried holds).
     fn make_shortcuts(&self, o: &SoftOptions) -> Vec<Option<Proved<S>>> {
         let eta = S::from_rat(&o.eta);
-        let eps = S::from_rat(&o.epsilon);
         let two = S::from_rat(&int(2));
         let enc = Enclosed::new(o);
         self.prefixes
@@ -232,14 +284,18 @@ impl<'a, S: GateArith> Prepared<'a, S> {
                 let mut bound = eta.clone();
                 for _ in 0..BOUND_HALVINGS {
                     let bound_iv = bound.enclose();
-                    let decided = p
-                        .image
-                        .as_ref()
-                        .and_then(|im| im.decide(bound_iv, enc.eta, enc.epsilon).all());
+                    // R at a bound b ≤ η is hard R (known exactly): the
+                    // image, whose enclosure of b = η straddles η, is asked
+                    // only for P and A.
+                    let decided = p.image.as_ref().and_then(|im| {
+                        let mut d = im.decide(bound_iv, enc.eta, enc.epsilon);
+                        d.routing = Some(p.routed && bound <= eta);
+                        d.all()
+                    });
                     let (holds, outcome) = match decided {
                         Some(h) => (h, None),
                         None => {
-                            let outcome = p.check(&bound, &eta, &eps, cache);
+                            let outcome = self.check(p, &bound, o, cache, true);
                             (outcome.all(), Some(outcome))
                         }
                     };
@@ -310,24 +366,22 @@ impl<'a, S: GateArith> Prepared<'a, S> {
         t: &S,
         o: &SoftOptions,
         cache: &mut S::Cache,
+        keep: bool,
     ) -> (S, Outcome<S>) {
         let eta_hat = Self::eta_hat(p, t);
-        let out = p.check(
-            &eta_hat,
-            &S::from_rat(&o.eta),
-            &S::from_rat(&o.epsilon),
-            cache,
-        );
+        let out = self.check(p, &eta_hat, o, cache, keep);
         (eta_hat, out)
     }
 
-    /// Why prefix `i` fails at T, or None if every claim holds there.
+    /// Why prefix `i` fails at T, or None if every claim holds there
+    /// (`keep`: as for [`Prepared::check`]).
     fn failure(
         &self,
         i: usize,
         t: &S,
         o: &SoftOptions,
         cache: &mut S::Cache,
+        keep: bool,
     ) -> Option<Vec<(&'static str, String)>> {
         if self.shortcut(i, t).is_some() {
             return None;
@@ -336,7 +390,7 @@ impl<'a, S: GateArith> Prepared<'a, S> {
             Ok(p) => p,
             Err(e) => return Some(vec![("routing", format!("the forward pass failed: {e}"))]),
         };
-        let (eta_hat, out) = self.outcome(p, t, o, cache);
+        let (eta_hat, out) = self.outcome(p, t, o, cache, keep);
         let why = self.reasons(p, &eta_hat, &out, o);
         (!why.is_empty()).then_some(why)
     }
@@ -394,13 +448,16 @@ impl<'a, S: GateArith> Prepared<'a, S> {
     }
 
     /// Prefix `i`'s interval image at T (enclosed in `t_iv`): η̂ enclosed
-    /// and what it decides, None without an image (f64, or T = 0).
+    /// and what it decides, None without an image (f64). At T = 0 (the
+    /// limit T → 0+) η̂ is the exact ties/(1 + ties), enclosed.
     fn image_at(&self, i: usize, t: &S, t_iv: Iv, enc: &Enclosed) -> Option<(Iv, Decision)> {
-        if t.is_zero() {
-            return None;
-        }
-        let image = self.prefixes[i].as_ref().ok()?.image.as_ref()?;
-        let eta_hat = image.gate_bound(t_iv, enc.cap);
+        let p = self.prefixes[i].as_ref().ok()?;
+        let image = p.image.as_ref()?;
+        let eta_hat = if t.is_zero() {
+            Self::eta_hat(p, t).enclose()
+        } else {
+            image.gate_bound(t_iv, enc.cap)
+        };
         Some((eta_hat, image.decide(eta_hat, enc.eta, enc.epsilon)))
     }
 
@@ -427,16 +484,16 @@ impl<'a, S: GateArith> Prepared<'a, S> {
             return false;
         }
         let Some((eta_hat, decision)) = self.image_at(i, t, t_iv, enc) else {
-            return self.failure(i, t, o, cache).is_some();
+            return self.failure(i, t, o, cache, true).is_some();
         };
-        // η̂ ≤ bound: the shortcut holds.
-        if proved.is_some_and(|pr| eta_hat.hi() <= pr.bound_iv.lo()) {
+        // η̂ ≤ bound: the shortcut holds (as `shortcut` has it, not at T = 0).
+        if !t.is_zero() && proved.is_some_and(|pr| eta_hat.hi() <= pr.bound_iv.lo()) {
             return false;
         }
         match decision.all() {
             Some(true) => false,
             Some(false) => self.shortcut(i, t).is_none(),
-            None => self.failure(i, t, o, cache).is_some(),
+            None => self.failure(i, t, o, cache, true).is_some(),
         }
     }
 
@@ -462,19 +519,15 @@ impl<'a, S: GateArith> Prepared<'a, S> {
                 vec![("routing", format!("the forward pass failed: {e}"))],
             ),
             Ok(p) => {
-                let (eta_hat, out) = self.outcome(p, t, o, cache);
+                let (eta_hat, out) = self.outcome(p, t, o, cache, false);
                 if out.all() {
                     return (Some((eta_hat, out)), Vec::new());
                 }
                 if let Some(proved) = self.shortcut(i, t) {
-                    let outcome = proved.outcome.clone().unwrap_or_else(|| {
-                        p.check(
-                            &proved.bound,
-                            &S::from_rat(&o.eta),
-                            &S::from_rat(&o.epsilon),
-                            cache,
-                        )
-                    });
+                    let outcome = proved
+                        .outcome
+                        .clone()
+                        .unwrap_or_else(|| self.check(p, &proved.bound, o, cache, false));
                     return (Some((eta_hat, outcome)), Vec::new());
                 }
                 let why = self.reasons(p, &eta_hat, &out, o);
@@ -615,7 +668,7 @@ impl<'a, S: GateArith> Prepared<'a, S> {
     fn binding(&self, i: usize, t: &S, o: &SoftOptions) -> Binding {
         let mut cache = S::Cache::default();
         let reason = self
-            .failure(i, t, o, &mut cache)
+            .failure(i, t, o, &mut cache, false)
             .map(|w| {
                 w.into_iter()
                     .map(|(c, r)| format!("{c}: {r}"))
@@ -873,7 +926,6 @@ mod tests {
     fn the_interval_image_decides_as_the_exact_check() {
         let o = SoftOptions::default();
         let enc = Enclosed::new(&o);
-        let (eta, eps) = (FastRat::from_rat(&o.eta), FastRat::from_rat(&o.epsilon));
         for name in ["running_example", "random_seed1", "random_seed2"] {
             let ts = task_set(name);
             let m = model(&ts).map(FastRat::from_rat);
@@ -890,6 +942,15 @@ mod tests {
                 serde_json::to_string(&b.verdict).unwrap(),
                 "{name}"
             );
+            // The search kept exact logits only where the image could not
+            // decide: the prefixes near their own limit, at most a tenth.
+            let kept = fast
+                .prefixes
+                .iter()
+                .flatten()
+                .filter(|q| q.exact.get().is_some())
+                .count();
+            assert!(kept * 10 <= fast.prefixes.len(), "{name}: {kept} kept");
             // On every prefix at temperatures across the passage (and at T*
             // and where it fails), each decision the image makes is the
             // exact check's, and its enclosures hold the exact numbers.
@@ -911,7 +972,7 @@ mod tests {
                     let (eta_iv, d) = fast.image_at(i, &t, t.enclose(), &enc).unwrap();
                     let eta_hat = Prepared::eta_hat(q, &t);
                     assert!(contains(eta_iv, &eta_hat), "{name} {i} {t:?}: {eta_iv:?}");
-                    let out = q.check(&eta_hat, &eta, &eps, &mut cache);
+                    let out = fast.check(q, &eta_hat, &o, &mut cache, false);
                     assert!(contains(d.invalid_bound, &out.invalid_bound), "{name} {i}");
                     if let (Some(iv), Some(x)) = (d.retrieval_margin, &out.retrieval_margin) {
                         assert!(contains(iv, x), "{name} {i}");
