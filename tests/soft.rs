@@ -228,3 +228,26 @@ fn margins_refuse_a_dense_model_file_and_two_specs_with_weights() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("one SPEC"), "{}", run.stderr);
 }
+
+#[test]
+fn verify_json_carries_every_prefix_margin_as_margins_counts_them() {
+    let s = spec("running_example.toml");
+    let (code, v) = json(&["verify", &s, "--format", "json"]);
+    assert_eq!(code, 0);
+    let deltas: Vec<_> = v["router_margins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| parse(d.as_str().unwrap()))
+        .collect();
+    assert_eq!(deltas.len(), 39);
+    // m(w) of `margins` at every distinct Δ counts the same prefixes.
+    let (_, m) = json(&["margins", &s, "--format", "json"]);
+    let curve = m["margins"][0]["curve"].as_array().unwrap();
+    assert!(curve.len() > 1);
+    for point in curve {
+        let w = parse(point["delta"].as_str().unwrap());
+        let le = deltas.iter().filter(|d| **d <= w).count();
+        assert_eq!(Some(le as u64), point["all_le"].as_u64(), "{point}");
+    }
+}

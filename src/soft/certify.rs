@@ -19,17 +19,20 @@
 //! all but the smallest margins, since 1 − g_{e*} ≤ (K−1)·e^{−Δ/T}) or from
 //! η̂(T) ≤ b; only the prefixes near their limit are checked in full.
 
-use super::gate::{GateArith, at_most_t_ln, brief, off_top_upper};
-use super::prefix::{Outcome, SoftPrefix, expert_of_task};
+use super::gate::{GateArith, at_most_t_ln, brief, cap_enclosure, far_above_t_ln, off_top_upper};
+use super::image::Decision;
+use super::prefix::{ExactLogits, Outcome, SoftPrefix, expert_of_task};
 use crate::eval::Evaluator;
+use crate::interval::Iv;
 use crate::model::Model;
 use crate::scalar::{Rat, int};
-use crate::taskset::TaskSet;
+use crate::taskset::{TaskSet, TokenId};
 use crate::verify::ClaimResult;
 use crate::verify::logits::token_map;
 
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// Failures listed in a soft verdict (all are counted).
 const LISTED: usize = 20;
@@ -142,15 +145,46 @@ pub struct CertifiedTemperature {
 #[derive(Debug, Clone)]
 struct Proved<S> {
     bound: S,
+    /// The bound enclosed.
+    bound_iv: Iv,
     /// (K − 1)/bound: Δ > T·ln(c) shows (K − 1)·e^{−Δ/T} < bound.
     c: S,
-    outcome: Outcome<S>,
+    /// The exact outcome at the bound, when the exact check made it (the
+    /// interval image proves most bounds without one).
+    outcome: Option<Outcome<S>>,
 }
+
+/// The soft thresholds and the temperature, enclosed once per check.
+#[derive(Debug, Clone, Copy)]
+struct Enclosed {
+    eta: Iv,
+    epsilon: Iv,
+    cap: Iv,
+}
+
+impl Enclosed {
+    fn new(o: &SoftOptions) -> Enclosed {
+        Enclosed {
+            eta: Iv::enclose(&o.eta),
+            epsilon: Iv::enclose(&o.epsilon),
+            cap: cap_enclosure(),
+        }
+    }
+}
+
+/// One prefix checked exactly: η̂ and the outcome (None when the forward
+/// pass failed), and what fails.
+type Checked<S> = (Option<(S, Outcome<S>)>, Vec<(&'static str, String)>);
 
 /// Every prefix prepared once: the soft checks at any T reuse it.
 pub struct Prepared<'a, S> {
     ts: &'a TaskSet,
     model: &'a Model<S>,
+    /// The forward pass, the token map and the experts by task, kept to
+    /// rebuild a prefix's exact logits when an exact check needs them.
+    engine: Evaluator<'a, S>,
+    tokens: HashMap<TokenId, usize>,
+    experts: Vec<Option<usize>>,
     /// Per prefix: its data, or why its forward pass failed.
     prefixes: Vec<Result<SoftPrefix<S>, String>>,
     /// Prefix indices by Δ, smallest first (the likeliest to fail first).
@@ -169,7 +203,11 @@ impl<'a, S: GateArith> Prepared<'a, S> {
             .prefixes
             .par_iter()
             .enumerate()
-            .map(|(i, p)| SoftPrefix::new(&engine, model, i, p, &tokens, &experts))
+            .map(|(i, p)| {
+                let mut q = SoftPrefix::new(&engine, model, i, p, &tokens, &experts)?;
+                q.drop_exact();
+                Ok(q)
+            })
             .collect();
         let mut order: Vec<usize> = (0..prefixes.len()).collect();
         order.sort_by(|&a, &b| {
@@ -184,9 +222,52 @@ impl<'a, S: GateArith> Prepared<'a, S> {
         Prepared {
             ts,
             model,
+            engine,
+            tokens,
+            experts,
             prefixes,
             order,
             shortcuts: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Prefix `i`'s exact logits, rebuilt from the weights (the forward
+    /// pass is deterministic, so they are the ones prepared and dropped).
+    fn rebuild(&self, i: usize) -> ExactLogits<S> {
+        SoftPrefix::new(
+            &self.engine,
+            self.model,
+            i,
+            &self.ts.prefixes[i],
+            &self.tokens,
+            &self.experts,
+        )
+        .ok()
+        .and_then(|q| q.exact.into_inner())
+        .expect("the forward pass that prepared this prefix runs again")
+    }
+
+    /// R, P and A of prefix `p` at gate bound `eta_hat`, exactly. Without
+    /// its exact logits they are rebuilt; `keep`: kept for the next check
+    /// (the search, where the image could not decide and the prefix is
+    /// likely checked again), else dropped after this one (verify_at's
+    /// extremes and the binding reason, checked once).
+    fn check(
+        &self,
+        p: &SoftPrefix<S>,
+        eta_hat: &S,
+        o: &SoftOptions,
+        cache: &mut S::Cache,
+        keep: bool,
+    ) -> Outcome<S> {
+        let (eta, eps) = (S::from_rat(&o.eta), S::from_rat(&o.epsilon));
+        match p.exact.get() {
+            Some(x) => p.check(x, eta_hat, &eta, &eps, cache),
+            None if keep => {
+                let x = p.exact.get_or_init(|| self.rebuild(p.index));
+                p.check(x, eta_hat, &eta, &eps, cache)
+            }
+            None => p.check(&self.rebuild(p.index), eta_hat, &eta, &eps, cache),
         }
     }
 
@@ -194,18 +275,38 @@ impl<'a, S: GateArith> Prepared<'a, S> {
     /// when hard routing fails or no bound tried holds).
     fn make_shortcuts(&self, o: &SoftOptions) -> Vec<Option<Proved<S>>> {
         let eta = S::from_rat(&o.eta);
-        let eps = S::from_rat(&o.epsilon);
         let two = S::from_rat(&int(2));
+        let enc = Enclosed::new(o);
         self.prefixes
             .par_iter()
             .map_init(S::Cache::default, |cache, p| {
                 let p = p.as_ref().ok().filter(|p| p.routed && !p.gaps.is_empty())?;
                 let mut bound = eta.clone();
                 for _ in 0..BOUND_HALVINGS {
-                    let outcome = p.check(&bound, &eta, &eps, cache);
-                    if outcome.all() {
+                    let bound_iv = bound.enclose();
+                    // R at a bound b ≤ η is hard R (known exactly): the
+                    // image, whose enclosure of b = η straddles η, is asked
+                    // only for P and A.
+                    let decided = p.image.as_ref().and_then(|im| {
+                        let mut d = im.decide(bound_iv, enc.eta, enc.epsilon);
+                        d.routing = Some(p.routed && bound <= eta);
+                        d.all()
+                    });
+                    let (holds, outcome) = match decided {
+                        Some(h) => (h, None),
+                        None => {
+                            let outcome = self.check(p, &bound, o, cache, true);
+                            (outcome.all(), Some(outcome))
+                        }
+                    };
+                    if holds {
                         let c = S::from_rat(&int(p.gaps.len() as i64)) / bound.clone();
-                        return Some(Proved { bound, c, outcome });
+                        return Some(Proved {
+                            bound,
+                            bound_iv,
+                            c,
+                            outcome,
+                        });
                     }
                     bound = bound / two.clone();
                 }
@@ -265,24 +366,22 @@ impl<'a, S: GateArith> Prepared<'a, S> {
         t: &S,
         o: &SoftOptions,
         cache: &mut S::Cache,
+        keep: bool,
     ) -> (S, Outcome<S>) {
         let eta_hat = Self::eta_hat(p, t);
-        let out = p.check(
-            &eta_hat,
-            &S::from_rat(&o.eta),
-            &S::from_rat(&o.epsilon),
-            cache,
-        );
+        let out = self.check(p, &eta_hat, o, cache, keep);
         (eta_hat, out)
     }
 
-    /// Why prefix `i` fails at T, or None if every claim holds there.
+    /// Why prefix `i` fails at T, or None if every claim holds there
+    /// (`keep`: as for [`Prepared::check`]).
     fn failure(
         &self,
         i: usize,
         t: &S,
         o: &SoftOptions,
         cache: &mut S::Cache,
+        keep: bool,
     ) -> Option<Vec<(&'static str, String)>> {
         if self.shortcut(i, t).is_some() {
             return None;
@@ -291,7 +390,7 @@ impl<'a, S: GateArith> Prepared<'a, S> {
             Ok(p) => p,
             Err(e) => return Some(vec![("routing", format!("the forward pass failed: {e}"))]),
         };
-        let (eta_hat, out) = self.outcome(p, t, o, cache);
+        let (eta_hat, out) = self.outcome(p, t, o, cache, keep);
         let why = self.reasons(p, &eta_hat, &out, o);
         (!why.is_empty()).then_some(why)
     }
@@ -348,40 +447,157 @@ impl<'a, S: GateArith> Prepared<'a, S> {
         why
     }
 
+    /// Prefix `i`'s interval image at T (enclosed in `t_iv`): η̂ enclosed
+    /// and what it decides, None without an image (f64). At T = 0 (the
+    /// limit T → 0+) η̂ is the exact ties/(1 + ties), enclosed.
+    fn image_at(&self, i: usize, t: &S, t_iv: Iv, enc: &Enclosed) -> Option<(Iv, Decision)> {
+        let p = self.prefixes[i].as_ref().ok()?;
+        let image = p.image.as_ref()?;
+        let eta_hat = if t.is_zero() {
+            Self::eta_hat(p, t).enclose()
+        } else {
+            image.gate_bound(t_iv, enc.cap)
+        };
+        Some((eta_hat, image.decide(eta_hat, enc.eta, enc.epsilon)))
+    }
+
+    /// Whether prefix `i` fails at T, as [`Prepared::failure`] decides it,
+    /// from its interval image where that tells: the exact check runs only
+    /// where an enclosure straddles η, ε or 0.
+    fn fails(
+        &self,
+        i: usize,
+        t: &S,
+        t_iv: Iv,
+        enc: &Enclosed,
+        o: &SoftOptions,
+        cache: &mut S::Cache,
+    ) -> bool {
+        let Ok(p) = &self.prefixes[i] else {
+            return true;
+        };
+        let proved = self.shortcuts.get().and_then(|s| s[i].as_ref());
+        if !t.is_zero()
+            && let (Some(pr), Some(m)) = (proved, &p.margin)
+            && far_above_t_ln(m, t, &pr.c)
+        {
+            return false;
+        }
+        let Some((eta_hat, decision)) = self.image_at(i, t, t_iv, enc) else {
+            return self.failure(i, t, o, cache, true).is_some();
+        };
+        // η̂ ≤ bound: the shortcut holds (as `shortcut` has it, not at T = 0).
+        if !t.is_zero() && proved.is_some_and(|pr| eta_hat.hi() <= pr.bound_iv.lo()) {
+            return false;
+        }
+        match decision.all() {
+            Some(true) => false,
+            Some(false) => self.shortcut(i, t).is_none(),
+            None => self.failure(i, t, o, cache, true).is_some(),
+        }
+    }
+
     /// The first failing prefix at T in Δ order, if any.
     fn first_failure(&self, t: &S, o: &SoftOptions) -> Option<usize> {
+        let enc = Enclosed::new(o);
+        let t_iv = t.enclose();
         self.order
             .par_iter()
             .map_init(S::Cache::default, |cache, &i| {
-                (i, self.failure(i, t, o, cache).is_some())
+                (i, self.fails(i, t, t_iv, &enc, o, cache))
             })
             .find_first(|(_, fails)| *fails)
             .map(|(i, _)| i)
     }
 
-    /// Every claim of the soft model at temperature T.
-    pub fn verify_at(&self, t: &S, o: &SoftOptions) -> SoftVerdict {
-        // Per prefix: η̂, the outcome that proves it (or fails), and what
-        // fails.
-        type Checked<S> = (Option<(S, Outcome<S>)>, Vec<(&'static str, String)>);
-        let checked: Vec<Checked<S>> = (0..self.prefixes.len())
-            .into_par_iter()
-            .map_init(S::Cache::default, |cache, i| match &self.prefixes[i] {
-                Err(e) => (
-                    None,
-                    vec![("routing", format!("the forward pass failed: {e}"))],
-                ),
-                Ok(p) => {
-                    let (eta_hat, out) = self.outcome(p, t, o, cache);
-                    if out.all() {
-                        return (Some((eta_hat, out)), Vec::new());
-                    }
-                    if let Some(proved) = self.shortcut(i, t) {
-                        return (Some((eta_hat, proved.outcome.clone())), Vec::new());
-                    }
-                    let why = self.reasons(p, &eta_hat, &out, o);
-                    (Some((eta_hat, out)), why)
+    /// Prefix `i` checked exactly at T: η̂, the outcome that proves it (or
+    /// fails), and what fails.
+    fn exact_at(&self, i: usize, t: &S, o: &SoftOptions, cache: &mut S::Cache) -> Checked<S> {
+        match &self.prefixes[i] {
+            Err(e) => (
+                None,
+                vec![("routing", format!("the forward pass failed: {e}"))],
+            ),
+            Ok(p) => {
+                let (eta_hat, out) = self.outcome(p, t, o, cache, false);
+                if out.all() {
+                    return (Some((eta_hat, out)), Vec::new());
                 }
+                if let Some(proved) = self.shortcut(i, t) {
+                    let outcome = proved
+                        .outcome
+                        .clone()
+                        .unwrap_or_else(|| self.check(p, &proved.bound, o, cache, false));
+                    return (Some((eta_hat, outcome)), Vec::new());
+                }
+                let why = self.reasons(p, &eta_hat, &out, o);
+                (Some((eta_hat, out)), why)
+            }
+        }
+    }
+
+    /// Every claim of the soft model at temperature T. A prefix whose
+    /// interval image proves every claim is checked exactly only if it
+    /// could hold a printed extreme (the largest η̂ or P(invalid) bound,
+    /// the smallest retrieval margin); every other is checked exactly.
+    pub fn verify_at(&self, t: &S, o: &SoftOptions) -> SoftVerdict {
+        enum At<S> {
+            Image(Iv, Decision),
+            Exact(Checked<S>),
+        }
+        let enc = Enclosed::new(o);
+        let t_iv = t.enclose();
+        let mut checked: Vec<At<S>> = (0..self.prefixes.len())
+            .into_par_iter()
+            .map_init(S::Cache::default, |cache, i| {
+                match self.image_at(i, t, t_iv, &enc) {
+                    Some((eta_hat, d)) if d.all() == Some(true) => At::Image(eta_hat, d),
+                    _ => At::Exact(self.exact_at(i, t, o, cache)),
+                }
+            })
+            .collect();
+        // Rigorous lower ends of the largest η̂ and P bound, and an upper end
+        // of the smallest retrieval margin: an image entirely beyond them
+        // cannot hold the extreme.
+        let (mut eta_floor, mut p_floor, mut r_ceiling) =
+            (f64::NEG_INFINITY, f64::NEG_INFINITY, f64::INFINITY);
+        for c in &checked {
+            let (e, p, r) = match c {
+                At::Image(e, d) => (
+                    e.lo(),
+                    d.invalid_bound.lo(),
+                    d.retrieval_margin.map(|m| m.hi()),
+                ),
+                At::Exact((Some((e, out)), _)) => (
+                    e.enclose().lo(),
+                    out.invalid_bound.enclose().lo(),
+                    out.retrieval_margin.as_ref().map(|m| m.enclose().hi()),
+                ),
+                At::Exact((None, _)) => continue,
+            };
+            eta_floor = eta_floor.max(e);
+            p_floor = p_floor.max(p);
+            if let Some(r) = r {
+                r_ceiling = r_ceiling.min(r);
+            }
+        }
+        checked
+            .par_iter_mut()
+            .enumerate()
+            .for_each_init(S::Cache::default, |cache, (i, c)| {
+                if let At::Image(e, d) = c
+                    && (e.hi() >= eta_floor
+                        || d.invalid_bound.hi() >= p_floor
+                        || d.retrieval_margin.is_some_and(|m| m.lo() <= r_ceiling))
+                {
+                    *c = At::Exact(self.exact_at(i, t, o, cache));
+                }
+            });
+        let checked: Vec<Checked<S>> = checked
+            .into_iter()
+            .map(|c| match c {
+                At::Image(..) => (None, Vec::new()),
+                At::Exact(c) => c,
             })
             .collect();
         let mut failures = Vec::new();
@@ -452,7 +668,7 @@ impl<'a, S: GateArith> Prepared<'a, S> {
     fn binding(&self, i: usize, t: &S, o: &SoftOptions) -> Binding {
         let mut cache = S::Cache::default();
         let reason = self
-            .failure(i, t, o, &mut cache)
+            .failure(i, t, o, &mut cache, false)
             .map(|w| {
                 w.into_iter()
                     .map(|(c, r)| format!("{c}: {r}"))
@@ -690,6 +906,93 @@ mod tests {
         assert!((float.approx - exact.approx).abs() < 0.01 * exact.approx);
         let text = crate::soft::render::certified_text(&float, "x");
         assert!(text.contains("not certified"), "{text}");
+    }
+
+    /// `Prepared` with every interval image dropped: the exact-only search.
+    fn exact_only<'a>(ts: &'a TaskSet, m: &'a Model<FastRat>) -> Prepared<'a, FastRat> {
+        let mut p = Prepared::new(ts, m);
+        for q in p.prefixes.iter_mut().flatten() {
+            q.image = None;
+        }
+        p
+    }
+
+    fn contains(iv: Iv, x: &FastRat) -> bool {
+        let x = x.to_rat();
+        iv.lo_rat().unwrap() <= x && iv.hi_rat().is_none_or(|h| x <= h)
+    }
+
+    #[test]
+    fn the_interval_image_decides_as_the_exact_check() {
+        let o = SoftOptions::default();
+        let enc = Enclosed::new(&o);
+        for name in ["running_example", "random_seed1", "random_seed2"] {
+            let ts = task_set(name);
+            let m = model(&ts).map(FastRat::from_rat);
+            let fast = Prepared::new(&ts, &m);
+            let slow = exact_only(&ts, &m);
+            let (a, b) = (fast.certify(&o), slow.certify(&o));
+            // T*, where it fails, the binding prefix and the verdict at T*
+            // are those of the exact-only search.
+            assert_eq!(a.temperature, b.temperature, "{name}");
+            assert_eq!(a.fails_at, b.fails_at, "{name}");
+            assert_eq!(a.binding, b.binding, "{name}");
+            assert_eq!(
+                serde_json::to_string(&a.verdict).unwrap(),
+                serde_json::to_string(&b.verdict).unwrap(),
+                "{name}"
+            );
+            // The search kept exact logits only where the image could not
+            // decide: the prefixes near their own limit, at most a tenth.
+            let kept = fast
+                .prefixes
+                .iter()
+                .flatten()
+                .filter(|q| q.exact.get().is_some())
+                .count();
+            assert!(kept * 10 <= fast.prefixes.len(), "{name}: {kept} kept");
+            // On every prefix at temperatures across the passage (and at T*
+            // and where it fails), each decision the image makes is the
+            // exact check's, and its enclosures hold the exact numbers.
+            let t_star = parse(&a.temperature);
+            // 1/1000 · (3/2)^k, k < 24: 0.001 to about 11.
+            let mut temps: Vec<Rat> =
+                std::iter::successors(Some(rat(1, 1000)), |t| Some(t.clone() * rat(3, 2)))
+                    .take(24)
+                    .collect();
+            temps.push(t_star.clone());
+            temps.push(parse(a.fails_at.as_ref().unwrap()));
+            temps.push(t_star * rat(1001, 1000));
+            let mut decided = 0;
+            let mut cache = Default::default();
+            for t in temps {
+                let t = FastRat::from_rat(&t);
+                for (i, q) in fast.prefixes.iter().enumerate() {
+                    let q = q.as_ref().unwrap();
+                    let (eta_iv, d) = fast.image_at(i, &t, t.enclose(), &enc).unwrap();
+                    let eta_hat = Prepared::eta_hat(q, &t);
+                    assert!(contains(eta_iv, &eta_hat), "{name} {i} {t:?}: {eta_iv:?}");
+                    let out = fast.check(q, &eta_hat, &o, &mut cache, false);
+                    assert!(contains(d.invalid_bound, &out.invalid_bound), "{name} {i}");
+                    if let (Some(iv), Some(x)) = (d.retrieval_margin, &out.retrieval_margin) {
+                        assert!(contains(iv, x), "{name} {i}");
+                    }
+                    for (got, want) in [
+                        (d.routing, out.routing),
+                        (d.probability, out.probability),
+                        (d.retrieval, out.retrieval),
+                    ] {
+                        if let Some(g) = got {
+                            assert_eq!(g, want, "{name} prefix {i} at {t:?}");
+                            decided += 1;
+                        }
+                    }
+                }
+            }
+            // The image decides nearly everything (else it saves nothing).
+            let all = 3 * 27 * fast.prefixes.len();
+            assert!(decided * 100 >= all * 95, "{name}: {decided} of {all}");
+        }
     }
 
     #[test]

@@ -114,7 +114,16 @@ impl GateArith for FastRat {
     fn round_up(&self) -> FastRat {
         FastRat::from_big(round_up_rat(&self.to_rat()))
     }
+    /// One outward-rounded division when numerator and denominator are
+    /// exact doubles (|n|, d ≤ 2^53), the usual case; else via Rat.
     fn enclose(&self) -> Iv {
+        const EXACT: i64 = 1 << 53;
+        if let FastRat::Small(q) = self {
+            let (n, d) = (*q.numer(), *q.denom());
+            if n.abs() <= EXACT && d <= EXACT {
+                return Iv::point(n as f64) / Iv::point(d as f64);
+            }
+        }
         Iv::enclose(&self.to_rat())
     }
     fn round_dir(&self, up: bool) -> FastRat {
@@ -177,6 +186,16 @@ fn cap_upper<S: GateArith>() -> S {
     }
 }
 
+/// The gate's e^{−CAP} charge, enclosed (for [`super::image`]).
+pub fn cap_enclosure() -> Iv {
+    static CAPPED: std::sync::OnceLock<Iv> = std::sync::OnceLock::new();
+    *CAPPED.get_or_init(|| {
+        Iv::enclose(&round_up_rat(&expbound::exp_neg_upper_sup(
+            &crate::scalar::int(CAP),
+        )))
+    })
+}
+
 /// e^{−x} bounded above, rounded up to a short exact form.
 fn capped_upper<S: GateArith>(x: S) -> S {
     let cap = S::from_rat(&crate::scalar::int(CAP));
@@ -226,19 +245,26 @@ pub fn off_top_lower<S: GateArith>(gaps: &[S], t: &S) -> S {
     off_top(s)
 }
 
-/// Whether Δ ≤ T·ln(c) is decided, and how: `Some(true)` proved, `Some(false)`
-/// refuted, `None` too close to call with the exp bounds. Δ ≤ T ln c ⇔
-/// e^{Δ/T} ≤ c.
-pub fn at_most_t_ln<S: GateArith>(delta: &S, t: &S, c: &S) -> Option<bool> {
+/// Δ/T above 2 + ⌈log2 c⌉, so Δ > T·ln c without any exp: the cheap first
+/// test of [`at_most_t_ln`].
+pub fn far_above_t_ln<S: GateArith>(delta: &S, t: &S, c: &S) -> bool {
     let x = delta.clone() / t.clone();
     // ln c ≤ 0.7·log2 c < 2 + ⌈log2 c⌉ − 2: the float log2 only sets a
     // threshold with a slack of 2 (far beyond its rounding), and above it
     // Δ/T > ln c without any exp.
-    if x > S::from_rat(&crate::scalar::int(
+    x > S::from_rat(&crate::scalar::int(
         2 + c.approx().log2().max(0.0).ceil() as i64,
-    )) {
+    ))
+}
+
+/// Whether Δ ≤ T·ln(c) is decided, and how: `Some(true)` proved, `Some(false)`
+/// refuted, `None` too close to call with the exp bounds. Δ ≤ T ln c ⇔
+/// e^{Δ/T} ≤ c.
+pub fn at_most_t_ln<S: GateArith>(delta: &S, t: &S, c: &S) -> Option<bool> {
+    if far_above_t_ln(delta, t, c) {
         return Some(false);
     }
+    let x = delta.clone() / t.clone();
     if S::exp_upper(&x).is_some_and(|u| u <= *c) {
         Some(true)
     } else if S::exp_lower(&x) > *c {

@@ -4,6 +4,8 @@
 //! weights, and the certified temperature T* below which every claim holds.
 //!
 //! - [`gate`]: bounds on the gate mass off the top expert, 1 − g_top;
+//! - [`image`]: the same prefix in intervals, deciding most checks
+//!   without exact arithmetic;
 //! - [`prefix`]: one prefix's router gaps, hard logits and expert spread;
 //! - [`certify`]: the soft claims at a temperature, and T*;
 //! - [`margins`]: the margin distribution and the boundary-mass curve;
@@ -17,6 +19,7 @@
 pub mod certify;
 pub mod deviation;
 pub mod gate;
+pub mod image;
 pub mod margins;
 pub mod plot;
 pub mod prefix;

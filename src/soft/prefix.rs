@@ -11,10 +11,12 @@
 //! argmax, so claims proved at the ends hold for the soft model.
 
 use super::gate::GateArith;
+use super::image::Image;
 use crate::eval::{Evaluator, Logits};
 use crate::model::{Model, SparseVec};
 use crate::taskset::{Prefix, TaskSet, TokenId};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 /// One prefix, ready to be checked at any gate bound η̂.
 #[derive(Debug, Clone)]
@@ -29,14 +31,26 @@ pub struct SoftPrefix<S> {
     pub margin: Option<S>,
     /// Hard R: e* ∈ C(w), strictly above every expert outside C(w).
     pub routed: bool,
+    /// The exact logits the exact check reads. Emptied by
+    /// [`SoftPrefix::drop_exact`] where the interval image stands in for
+    /// them (most prefixes: they are most of a prefix's memory), and filled
+    /// again, once, by the first exact check that needs them.
+    pub exact: OnceLock<ExactLogits<S>>,
+    /// max_{e,t} |d_{e,t}|: how far apart the experts' logit outputs are.
+    pub spread: S,
+    /// The same prefix in intervals (certified arithmetics only).
+    pub image: Option<Image>,
+}
+
+/// One prefix's exact hard logits and worst-case shifts.
+#[derive(Debug, Clone)]
+pub struct ExactLogits<S> {
     /// (token, hard logit z_t, min(0, min_e d_{e,t}), max(0, max_e d_{e,t}))
     /// for every token some expert or the hard pass gives a nonzero logit.
     tokens: Vec<(usize, S, S, S)>,
     /// V(w) in model token ids.
     valid: BTreeSet<usize>,
     vocab_size: usize,
-    /// max_{e,t} |d_{e,t}|: how far apart the experts' logit outputs are.
-    pub spread: S,
 }
 
 /// The P, A and R outcome of one prefix at one gate bound.
@@ -169,7 +183,7 @@ impl<S: GateArith> SoftPrefix<S> {
             .map(|(t, _)| *t)
             .collect();
         support.extend(lo.keys().copied());
-        let tokens_out = support
+        let tokens_out: Vec<(usize, S, S, S)> = support
             .into_iter()
             .map(|t| {
                 (
@@ -180,39 +194,71 @@ impl<S: GateArith> SoftPrefix<S> {
                 )
             })
             .collect();
-        let valid = prefix
+        let valid: BTreeSet<usize> = prefix
             .valid_next
             .iter()
             .filter_map(|t| tokens.get(t).copied())
             .collect();
+        let image = S::CERTIFIED.then(|| {
+            let gaps_iv = gaps.iter().map(|g| g.enclose()).collect();
+            let (mut v, mut w) = (Vec::new(), Vec::new());
+            for (t, z, lo, hi) in &tokens_out {
+                if valid.contains(t) {
+                    v.push((z.enclose(), lo.enclose()));
+                } else {
+                    w.push((z.enclose(), hi.enclose()));
+                }
+            }
+            let vocab = trace.logits.vocab_size;
+            let (zv, zw) = (valid.len() - v.len(), vocab - valid.len() - w.len());
+            Image::new(gaps_iv, v, w, zv, zw, routed)
+        });
         Ok(SoftPrefix {
+            image,
             index,
             top,
             margin: top_two_margin(scores),
             gaps,
             routed,
-            tokens: tokens_out,
-            valid,
-            vocab_size: trace.logits.vocab_size,
+            exact: OnceLock::from(ExactLogits {
+                tokens: tokens_out,
+                valid,
+                vocab_size: trace.logits.vocab_size,
+            }),
             spread,
         })
     }
 
+    /// Drop the exact logits (the caller can rebuild them from the
+    /// weights): kept only by prefixes without an image.
+    pub fn drop_exact(&mut self) {
+        if self.image.is_some() {
+            self.exact.take();
+        }
+    }
+
     /// R, P and A with the gate mass off e* at most `eta_hat` (and R's
-    /// tolerance `eta`).
-    pub fn check(&self, eta_hat: &S, eta: &S, epsilon: &S, cache: &mut S::Cache) -> Outcome<S> {
+    /// tolerance `eta`), on this prefix's exact logits `x`.
+    pub fn check(
+        &self,
+        x: &ExactLogits<S>,
+        eta_hat: &S,
+        eta: &S,
+        epsilon: &S,
+        cache: &mut S::Cache,
+    ) -> Outcome<S> {
         // Valid logits at their lowest, invalid at their highest.
-        let shifted = self.tokens.iter().map(|(t, z, lo, hi)| {
-            let d = if self.valid.contains(t) { lo } else { hi };
+        let shifted = x.tokens.iter().map(|(t, z, lo, hi)| {
+            let d = if x.valid.contains(t) { lo } else { hi };
             (*t, z.clone() + eta_hat.clone() * d.clone())
         });
         let logits = Logits {
-            vocab_size: self.vocab_size,
+            vocab_size: x.vocab_size,
             nonzero: SparseVec::from_entries(shifted),
         };
-        let valid = &self.valid;
+        let valid = &x.valid;
         let valid_hist = logits.histogram(|t| valid.contains(&t), valid.len());
-        let invalid_hist = logits.histogram(|t| !valid.contains(&t), self.vocab_size - valid.len());
+        let invalid_hist = logits.histogram(|t| !valid.contains(&t), x.vocab_size - valid.len());
         let best = |h: &[(S, usize)]| {
             h.iter()
                 .map(|(z, _)| z.clone())
