@@ -462,10 +462,18 @@ impl System {
         let mut working: Vec<Constraint> = rows.to_vec();
         loop {
             let w = self.lp_whole(&working, stats)?;
+            // Every expert's score once per router input, not once per
+            // constraint (a group has one constraint per expert below).
+            let mut scores: BTreeMap<usize, Vec<Rat>> = BTreeMap::new();
+            for c in rows {
+                scores
+                    .entry(c.group)
+                    .or_insert_with(|| self.scores(&w, c.group));
+            }
             let mut violated: Vec<(Rat, Constraint)> = rows
                 .iter()
                 .filter_map(|c| {
-                    let s = self.scores(&w, c.group);
+                    let s = &scores[&c.group];
                     let margin = &s[c.task] - &s[c.against];
                     (margin < Rat::one()).then_some((margin, *c))
                 })
