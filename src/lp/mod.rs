@@ -16,6 +16,7 @@
 //! `verify --timings` and `routability` can say what the LPs cost
 //! ([`Log`]).
 
+pub mod clock;
 pub mod exact;
 pub mod float;
 pub mod greedy;
@@ -187,7 +188,7 @@ pub fn feasibility_by_simplex(problem: &Problem) -> (Answer, Call) {
         // these LPs take well under a second.
         if let (Some(outcome), pivots) = simplex::solve_within(
             problem,
-            Some(start + REPAIR_TIME),
+            Some(clock::now() + REPAIR_TIME),
             Some(SIMPLEX_FIRST_PIVOTS),
         ) {
             let call = Call {
@@ -215,7 +216,7 @@ pub fn feasibility(problem: &Problem) -> (Answer, Call) {
 /// proposal's support, then on the whole problem) stops after `limit`.
 pub fn feasibility_within(problem: &Problem, limit: Duration) -> (Answer, Call) {
     let start = Instant::now();
-    let deadline = start + limit;
+    let deadline = clock::now() + limit;
     let proposal = float::propose_within(problem, Some(limit));
     let confirmed = proposal.as_ref().and_then(|p| exact::confirm(problem, p));
     let (answer, route, pivots) = match (confirmed, proposal) {

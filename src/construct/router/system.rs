@@ -152,7 +152,7 @@ impl Stats {
     /// Time left before the deadline (None: no deadline).
     fn remaining(&self) -> Option<Duration> {
         self.deadline
-            .map(|d| d.saturating_duration_since(Instant::now()))
+            .map(|d| d.saturating_duration_since(lp::clock::now()))
     }
 
     fn out_of_time(&self) -> bool {
@@ -676,12 +676,12 @@ impl System {
         let mut set = groups_of(&terms);
         let mut best = terms;
         let mut needed = BTreeSet::new();
-        let deadline = Instant::now()
+        let deadline = lp::clock::now()
             + stats
                 .remaining()
                 .map_or(MINIMIZE_TIME, |r| r.min(MINIMIZE_TIME));
         while let Some(&g) = set.iter().find(|g| !needed.contains(*g)) {
-            if Instant::now() > deadline {
+            if lp::clock::now() > deadline {
                 break;
             }
             let mut trial = set.clone();
