@@ -186,9 +186,10 @@ pub struct RoutabilityArgs {
     /// "undecided" (a count, so the answer does not depend on the machine).
     #[arg(long, default_value_t = routability::DEFAULT_BUDGET)]
     pub budget: usize,
-    /// Seconds the search may take (decimal): no LP starts after this, and
-    /// none runs past it; then the answer is "undecided: the time budget ran
-    /// out". Verifying the answer comes on top.
+    /// Seconds of CPU time the search may take (decimal; CPU, not wall, so
+    /// that a loaded machine does not change the answer): no LP starts
+    /// after this, and none runs past it; then the answer is "undecided:
+    /// the time budget ran out". Verifying the answer comes on top.
     #[arg(long, value_name = "SECONDS", default_value_t = routability::DEFAULT_SECONDS)]
     pub time_limit: f64,
     /// Instead of deciding, check a saved certificate (JSON: the
@@ -872,7 +873,7 @@ fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
         return check_command(path, &ts, &options, args.format);
     }
     let deadline =
-        std::time::Instant::now() + std::time::Duration::from_secs_f64(args.time_limit.min(1e6));
+        crate::lp::clock::now() + std::time::Duration::from_secs_f64(args.time_limit.min(1e6));
     let spinner = progress::Bar::spinner("routability", std::io::stderr().is_terminal(), || {
         let log = crate::lp::log();
         format!("{} LP calls, {:.1} s in LPs", log.calls, log.seconds)

@@ -16,12 +16,14 @@
 //! `verify --timings` and `routability` can say what the LPs cost
 //! ([`Log`]).
 
+pub mod clock;
 pub mod exact;
 pub mod float;
 pub mod greedy;
 pub mod nullspace;
 pub mod simplex;
 pub mod strict;
+pub mod support;
 
 pub use nullspace::Nullspace;
 pub use simplex::{Outcome, Problem};
@@ -40,7 +42,11 @@ pub const REPAIR_TIME: Duration = Duration::from_secs(2);
 pub enum Route {
     /// The float proposal, solved and checked exactly.
     Confirmed,
-    /// The exact simplex, after the float proposal failed the check.
+    /// The exact simplex on the float proposal's support
+    /// ([`support::on_support`]), after the proposal failed the check.
+    OnSupport,
+    /// The full exact simplex, after the float proposal failed the check
+    /// and its support gave no answer.
     Repaired,
     /// The exact simplex ran out of time.
     GaveUp,
@@ -76,6 +82,7 @@ pub struct Call {
 pub struct Log {
     pub calls: usize,
     pub confirmed: usize,
+    pub on_support: usize,
     pub repaired: usize,
     pub gave_up: usize,
     pub rejected: usize,
@@ -92,6 +99,7 @@ impl Log {
         self.calls += 1;
         match call.route {
             Route::Confirmed => self.confirmed += 1,
+            Route::OnSupport => self.on_support += 1,
             Route::Repaired => self.repaired += 1,
             Route::GaveUp => self.gave_up += 1,
             Route::Rejected => self.rejected += 1,
@@ -110,12 +118,13 @@ impl std::fmt::Display for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} LP calls ({} by the exact simplex alone, {} confirmed from the float proposal, {} proposals rejected, {} repaired, {} undecided; {} exact pivots), \
+            "{} LP calls ({} by the exact simplex alone, {} confirmed from the float proposal, {} proposals rejected, {} repaired on their support, {} by the full simplex, {} undecided; {} exact pivots), \
              largest {}×{}, {:.3} s in all, slowest {:.3} s",
             self.calls,
             self.simplex,
             self.confirmed,
             self.rejected,
+            self.on_support,
             self.repaired,
             self.gave_up,
             self.pivots,
@@ -132,6 +141,7 @@ impl std::fmt::Display for Log {
 static LOG: Mutex<Log> = Mutex::new(Log {
     calls: 0,
     confirmed: 0,
+    on_support: 0,
     repaired: 0,
     gave_up: 0,
     rejected: 0,
@@ -178,7 +188,7 @@ pub fn feasibility_by_simplex(problem: &Problem) -> (Answer, Call) {
         // these LPs take well under a second.
         if let (Some(outcome), pivots) = simplex::solve_within(
             problem,
-            Some(start + REPAIR_TIME),
+            Some(clock::now() + REPAIR_TIME),
             Some(SIMPLEX_FIRST_PIVOTS),
         ) {
             let call = Call {
@@ -201,28 +211,43 @@ pub fn feasibility(problem: &Problem) -> (Answer, Call) {
     feasibility_within(problem, REPAIR_TIME)
 }
 
-/// Decide feasibility of A x = b, x ≥ 0, exactly; the exact simplex (run
-/// only when the float proposal fails the exact check) stops after `limit`.
+/// Decide feasibility of A x = b, x ≥ 0, exactly; the exact repair (run
+/// only when the float proposal fails the exact check: first on the
+/// proposal's support, then on the whole problem) stops after `limit`.
 pub fn feasibility_within(problem: &Problem, limit: Duration) -> (Answer, Call) {
     let start = Instant::now();
-    let proposed =
-        float::propose_within(problem, Some(limit)).and_then(|p| exact::confirm(problem, &p));
-    let (answer, route, pivots) = match proposed {
-        Some(outcome) => (Answer::Decided(outcome), Route::Confirmed, 0),
-        None => match simplex::solve_within(problem, Some(start + limit), None) {
-            (Some(outcome), pivots) => (Answer::Decided(outcome), Route::Repaired, pivots),
-            (None, pivots) => (
-                Answer::Undecided(format!(
-                    "an LP of {} rows and {} columns: the float proposal failed the exact check \
-                     and the exact simplex did not finish in {} s",
-                    problem.rows,
-                    problem.columns.len(),
-                    limit.as_secs_f64()
-                )),
-                Route::GaveUp,
-                pivots,
-            ),
-        },
+    let deadline = clock::now() + limit;
+    let proposal = float::propose_within(problem, Some(limit));
+    let confirmed = proposal.as_ref().and_then(|p| exact::confirm(problem, p));
+    let (answer, route, pivots) = match (confirmed, proposal) {
+        (Some(outcome), _) => (Answer::Decided(outcome), Route::Confirmed, 0),
+        (None, proposal) => {
+            let (repaired, on_support) = match &proposal {
+                Some(p) => support::on_support(problem, p, Some(deadline)),
+                None => (None, 0),
+            };
+            match repaired {
+                Some(outcome) => (Answer::Decided(outcome), Route::OnSupport, on_support),
+                None => match simplex::solve_within(problem, Some(deadline), None) {
+                    (Some(outcome), pivots) => (
+                        Answer::Decided(outcome),
+                        Route::Repaired,
+                        on_support + pivots,
+                    ),
+                    (None, pivots) => (
+                        Answer::Undecided(format!(
+                            "an LP of {} rows and {} columns: the float proposal failed the exact \
+                             check and the exact simplex did not finish in {} s",
+                            problem.rows,
+                            problem.columns.len(),
+                            limit.as_secs_f64()
+                        )),
+                        Route::GaveUp,
+                        on_support + pivots,
+                    ),
+                },
+            }
+        }
     };
     let call = Call {
         rows: problem.rows,

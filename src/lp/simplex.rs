@@ -72,7 +72,12 @@ impl Tableau {
     /// Pivot on (p, q): x_q enters in row p. Every other row E becomes
     /// (a·E − E_q·P)/d with a = P_q the pivot element and P row p; row p
     /// stays and the common denominator becomes a.
-    fn pivot(&mut self, p: usize, q: usize) {
+    ///
+    /// On a large tableau one pivot is itself long (a 716 × 10286 tableau of
+    /// a 12-task router LP: seconds), so the deadline is checked after each
+    /// row; false if it passed (the tableau is then half-updated and is
+    /// dropped by the caller).
+    fn pivot(&mut self, p: usize, q: usize, deadline: Option<Instant>) -> bool {
         let a = self.rows[p][q].clone();
         let pivot_row = self.rows[p].clone();
         let support: Vec<usize> = (0..pivot_row.len())
@@ -101,12 +106,21 @@ impl Tableau {
         for (i, row) in self.rows.iter_mut().enumerate() {
             if i != p {
                 update(row);
+                if past(deadline) {
+                    return false;
+                }
             }
         }
         update(&mut self.objective);
         self.d = a;
         self.basis[p] = q;
+        true
     }
+}
+
+/// Whether `deadline` has passed.
+fn past(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| super::clock::now() > d)
 }
 
 /// Solve by phase 1 without a time limit (the tests' reference); returns
@@ -161,6 +175,10 @@ pub fn solve_within(
         r.push(int(&problem.rhs[i]));
         rows.push(r);
         scale.push(s);
+        // Building a large tableau takes seconds too.
+        if past(deadline) {
+            return (None, 0);
+        }
     }
     // Costs: 0 on x, 1 on each artificial; reduced cost c_j − Σ_i T_ij
     // while the artificials are basic, and −z = −Σ b_i.
@@ -174,6 +192,9 @@ pub fn solve_within(
             rows.iter().fold(cost, |acc, r| acc - &r[j])
         })
         .collect();
+    if past(deadline) {
+        return (None, 0);
+    }
     let mut t = Tableau {
         rows,
         objective,
@@ -194,7 +215,7 @@ pub fn solve_within(
             (0..w).find(|&j| t.objective[j].is_negative())
         };
         let Some(q) = entering else { break };
-        if deadline.is_some_and(|d| Instant::now() > d) || max_pivots.is_some_and(|m| pivots >= m) {
+        if past(deadline) || max_pivots.is_some_and(|m| pivots >= m) {
             return (None, pivots);
         }
         // Ratio test over rows with T_iq > 0: the smallest rhs_i / T_iq,
@@ -220,7 +241,9 @@ pub fn solve_within(
         // a blocking row.
         let p = leave.expect("phase 1 is bounded below by 0");
         let degenerate = t.rows[p][w].is_zero();
-        t.pivot(p, q);
+        if !t.pivot(p, q, deadline) {
+            return (None, pivots);
+        }
         pivots += 1;
         stalled = if degenerate { stalled + 1 } else { 0 };
     }

@@ -38,7 +38,8 @@ use system::{Group, Refutation, Solution, Stats, System};
 pub use system::DEFAULT_BUDGET;
 
 /// The default time budget of `routecert routability --time-limit`, in
-/// seconds: the shared-keys sets of issue 12 decide well within it.
+/// seconds of CPU time ([`crate::lp::clock`]): the shared-keys sets of
+/// issue 12 decide well within it.
 pub const DEFAULT_SECONDS: f64 = 5.0;
 
 /// The solver's answer, before any independent check.

@@ -90,7 +90,7 @@ fn exact_router(groups: &Groups, experts: usize) -> Option<Vec<Vec<Rat>>> {
     };
     lp.router_within(
         system::DEFAULT_BUDGET,
-        Some(std::time::Instant::now() + FALLBACK_TIME),
+        Some(crate::lp::clock::now() + FALLBACK_TIME),
     )
 }
 

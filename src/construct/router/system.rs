@@ -152,7 +152,7 @@ impl Stats {
     /// Time left before the deadline (None: no deadline).
     fn remaining(&self) -> Option<Duration> {
         self.deadline
-            .map(|d| d.saturating_duration_since(Instant::now()))
+            .map(|d| d.saturating_duration_since(lp::clock::now()))
     }
 
     fn out_of_time(&self) -> bool {
@@ -462,10 +462,18 @@ impl System {
         let mut working: Vec<Constraint> = rows.to_vec();
         loop {
             let w = self.lp_whole(&working, stats)?;
+            // Every expert's score once per router input, not once per
+            // constraint (a group has one constraint per expert below).
+            let mut scores: BTreeMap<usize, Vec<Rat>> = BTreeMap::new();
+            for c in rows {
+                scores
+                    .entry(c.group)
+                    .or_insert_with(|| self.scores(&w, c.group));
+            }
             let mut violated: Vec<(Rat, Constraint)> = rows
                 .iter()
                 .filter_map(|c| {
-                    let s = self.scores(&w, c.group);
+                    let s = &scores[&c.group];
                     let margin = &s[c.task] - &s[c.against];
                     (margin < Rat::one()).then_some((margin, *c))
                 })
@@ -668,12 +676,12 @@ impl System {
         let mut set = groups_of(&terms);
         let mut best = terms;
         let mut needed = BTreeSet::new();
-        let deadline = Instant::now()
+        let deadline = lp::clock::now()
             + stats
                 .remaining()
                 .map_or(MINIMIZE_TIME, |r| r.min(MINIMIZE_TIME));
         while let Some(&g) = set.iter().find(|g| !needed.contains(*g)) {
-            if Instant::now() > deadline {
+            if lp::clock::now() > deadline {
                 break;
             }
             let mut trial = set.clone();
