@@ -320,6 +320,39 @@ impl Scalar for FastRat {
         ))
     }
 
+    /// Over the one denominator Σ 2^{e_l} ([`super::pow2`]) once the score
+    /// range passes 62 bits, where the generic path's weights leave the
+    /// i64 tier and each product and sum needs a gcd of big numbers;
+    /// below it, and where the scores or values are not integers, the
+    /// generic path. The weights, when asked, come from the generic path.
+    fn softmax2_mix(
+        scores: &[FastRat],
+        values: &[&[(usize, FastRat)]],
+        weights: bool,
+    ) -> Result<super::Mix<FastRat>, ArithError> {
+        let wide = |x: &FastRat| match x {
+            FastRat::Small(q) => Some(*q.numer()),
+            _ => None,
+        };
+        let range = scores
+            .iter()
+            .map(wide)
+            .try_fold((i64::MAX, i64::MIN), |(lo, hi), s| {
+                s.map(|s| (lo.min(s), hi.max(s)))
+            });
+        let long = range.is_some_and(|(lo, hi)| (hi as i128 - lo as i128) > 62);
+        if long
+            && !weights
+            && let Some(entries) = super::pow2::mix(scores, values)
+        {
+            return Ok(super::Mix {
+                entries,
+                weights: Vec::new(),
+            });
+        }
+        super::softmax_mix(scores, values, weights, FastRat::exp2)
+    }
+
     fn is_positive(&self) -> bool {
         match self {
             FastRat::Small(q) => *q.numer() > 0,
