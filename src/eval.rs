@@ -792,6 +792,59 @@ mod tests {
         assert_eq!(forward(&m, &[7]).unwrap_err(), EvalError::UnknownToken(7));
     }
 
+    /// A template of 70 positions: head 1's score range passes 62 bits, so
+    /// the exact evaluator sums each head over its one denominator
+    /// (`scalar::pow2`); asked for the weights, it takes the generic path
+    /// instead, and BigRational takes the generic path always. All three
+    /// give the same heads, A', router scores, expert and logits on every
+    /// prefix.
+    #[test]
+    fn long_template_heads_agree_with_the_generic_path() {
+        use crate::scalar::FastRat;
+        let words: Vec<String> = (0..68).map(|j| format!("w{}", j % 23)).collect();
+        let text = format!(
+            "[[task]]\nname = \"t\"\ntemplates = [\"{} {{key}} {{value}}\"]\npairs = [[\"K1\", \"V1\"], [\"K2\", \"V2\"]]\n",
+            words.join(" ")
+        );
+        let spec = crate::spec::parse_bytes("long.toml", text.as_bytes(), false).unwrap();
+        let ts = crate::taskset::TaskSet::from_spec(&spec);
+        assert!(ts.max_len >= 70, "L = {}", ts.max_len);
+        let exact = crate::construct::build(
+            &ts,
+            &crate::construct::Options::default(),
+            crate::construct::ModelKind::Moe,
+        );
+        let fast = exact.map(FastRat::from_rat);
+        let (summed, generic, big) = (
+            Evaluator::new(&fast).logits_only(),
+            Evaluator::new(&fast).logits_only().with_attention_weights(),
+            Evaluator::new(&exact).logits_only(),
+        );
+        let rats = |v: &SparseVec<FastRat>| -> Vec<(usize, Rat)> {
+            v.entries().iter().map(|(c, x)| (*c, x.to_rat())).collect()
+        };
+        let mut long = 0;
+        for p in &ts.prefixes {
+            let (a, b, c) = (
+                summed.run(&p.tokens).unwrap(),
+                generic.run(&p.tokens).unwrap(),
+                big.run(&p.tokens).unwrap(),
+            );
+            long += usize::from(p.tokens.len() > 63);
+            assert!(a.attention.is_empty() && !b.attention.is_empty());
+            for (x, (y, z)) in a.heads.iter().zip(b.heads.iter().zip(&c.heads)) {
+                assert_eq!(x, y);
+                assert_eq!(rats(x), z.entries());
+            }
+            assert_eq!(a.hidden, b.hidden);
+            assert_eq!(rats(&a.hidden), c.hidden.entries());
+            assert_eq!(a.router_scores, b.router_scores);
+            assert_eq!(a.expert, c.expert);
+            assert_eq!(rats(&a.logits.nonzero), c.logits.nonzero.entries());
+        }
+        assert!(long >= 10, "{long} prefixes past 63 positions");
+    }
+
     #[test]
     fn histogram_counts_tokens_at_zero() {
         let logits = Logits {

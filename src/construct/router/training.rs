@@ -156,6 +156,31 @@ mod tests {
     use super::*;
     use crate::scalar::Scalar;
 
+    /// Head 1's denominators at 90 positions (divisors of 2^i − 1 and
+    /// 2^{i+1} − 2): the scale is exactly the lcm `Integer::lcm` folds to,
+    /// a number of thousands of bits.
+    #[test]
+    fn the_scale_is_the_lcm_of_head_one_denominators() {
+        let one = BigInt::one();
+        let mut x = Vec::new();
+        let mut expected = BigInt::one();
+        for i in 2..=90u32 {
+            let d = (&one << i) - 1u32;
+            let q = |n: BigInt, d: BigInt| FastRat::from_big(Rat::new(n, d));
+            x.push(vec![(0, q(BigInt::from(3), d.clone())), (1, q(one.clone(), &d * 2u32))]);
+            expected = expected.lcm(&d).lcm(&(&d * 2u32));
+        }
+        let groups = Groups {
+            tasks: vec![BTreeSet::from([0]); x.len()],
+            weight: vec![1; x.len()],
+            x,
+            forced: 0,
+            bias: 2,
+        };
+        assert!(expected.bits() > 2000);
+        assert_eq!(groups.scale(), expected);
+    }
+
     #[test]
     fn integer_samples_scale_by_a_common_factor() {
         let f = |n: i64, d: i64| FastRat::from_rat(&crate::scalar::rat(n, d));
