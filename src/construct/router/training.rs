@@ -167,7 +167,10 @@ mod tests {
         for i in 2..=90u32 {
             let d = (&one << i) - 1u32;
             let q = |n: BigInt, d: BigInt| FastRat::from_big(Rat::new(n, d));
-            x.push(vec![(0, q(BigInt::from(3), d.clone())), (1, q(one.clone(), &d * 2u32))]);
+            x.push(vec![
+                (0, q(BigInt::from(3), d.clone())),
+                (1, q(one.clone(), &d * 2u32)),
+            ]);
             expected = expected.lcm(&d).lcm(&(&d * 2u32));
         }
         let groups = Groups {
