@@ -6,6 +6,7 @@
 //! 2^score / Σ 2^score: exact whenever scores are integers.
 
 mod fast;
+pub(crate) mod gcd;
 mod pow2;
 mod single;
 
@@ -219,12 +220,12 @@ pub(crate) fn lazy_sum(start: Rat, terms: impl Iterator<Item = (BigInt, BigInt)>
             num = num * &d + n * &den;
             den *= d;
             if den.bits() > 512 {
-                let r = Rat::new(num, den);
+                let r = gcd::reduced(num, den);
                 (num, den) = r.into_raw();
             }
         }
     }
-    Rat::new(num, den)
+    gcd::reduced(num, den)
 }
 
 impl Scalar for f64 {

@@ -13,7 +13,7 @@
 //! Nothing is rounded: the result is the same number, in the same
 //! canonical [`FastRat`] form, as the generic path's.
 
-use super::{FastRat, Rat};
+use super::FastRat;
 use num_bigint::{BigInt, BigUint};
 use num_traits::{ToPrimitive, Zero};
 
@@ -119,7 +119,7 @@ pub(crate) fn mix(
                 let value = if num.is_zero() {
                     FastRat::zero()
                 } else {
-                    FastRat::from_big(Rat::new(num, total.clone()))
+                    FastRat::from_big(super::gcd::reduced(num, total.clone()))
                 };
                 (c, value)
             })
