@@ -182,7 +182,7 @@ mod tests {
     fn declines_what_it_cannot_sum_as_integers() {
         let half = FastRat::from_rat(&crate::scalar::rat(1, 2));
         let one = vec![(0, f(1))];
-        assert!(mix(&[half.clone()], &[&one]).is_none());
+        assert!(mix(std::slice::from_ref(&half), &[&one]).is_none());
         assert!(mix(&[f(0)], &[&[(0, half)][..]]).is_none());
         assert!(mix(&[f(0), f(MAX_RANGE + 1)], &[&one, &one]).is_none());
     }
