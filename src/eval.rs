@@ -10,7 +10,7 @@ pub mod float;
 
 pub use crate::model::EvalError;
 use crate::model::{Head, LinearMap, Model, ScoreUnit, SparseVec};
-use crate::scalar::Scalar;
+use crate::scalar::{Scalar, softmax_mix};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -55,7 +55,10 @@ impl<S: Scalar> Logits<S> {
 pub struct Trace<S> {
     /// Each head's output in its own value basis.
     pub heads: Vec<SparseVec<S>>,
-    /// Each head's attention weights over positions 1..=i.
+    /// Each head's attention weights over positions 1..=i; empty from an
+    /// evaluator not built [`Evaluator::with_attention_weights`] (no
+    /// verdict reads them, and at long templates forming them costs more
+    /// than the head's output).
     pub attention: Vec<Vec<S>>,
     /// A' = MHA(A) + A at the last position: the router's and experts' input.
     pub hidden: SparseVec<S>,
@@ -76,7 +79,7 @@ pub struct Trace<S> {
 /// Run the model on a token sequence and return the last position's trace.
 /// For many prefixes of one model, build an [`Evaluator`] once instead.
 pub fn forward<S: Scalar>(model: &Model<S>, tokens: &[usize]) -> Result<Trace<S>, EvalError> {
-    Evaluator::new(model).run(tokens)
+    Evaluator::new(model).with_attention_weights().run(tokens)
 }
 
 /// The attention part of a forward pass: each head's output (in its value
@@ -233,6 +236,8 @@ pub struct Evaluator<'m, S> {
     /// do; routing, P and A read only the logits, and with prefix sums the
     /// output is found without visiting each firing neuron).
     firing: bool,
+    /// Whether traces list each head's attention weights.
+    attention_weights: bool,
 }
 
 impl<'m, S: Scalar> Evaluator<'m, S> {
@@ -279,6 +284,7 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
             sums,
             preactivations: true,
             firing: true,
+            attention_weights: false,
             positions: (0..model.max_len * model.vocab.len())
                 .map(|_| OnceLock::new())
                 .collect(),
@@ -291,6 +297,12 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
     /// their bias is positive.
     pub fn without_preactivations(mut self) -> Self {
         self.preactivations = false;
+        self
+    }
+
+    /// Traces with each head's attention weights (`inspect`, [`forward`]).
+    pub fn with_attention_weights(mut self) -> Self {
+        self.attention_weights = true;
         self
     }
 
@@ -368,31 +380,19 @@ impl<'m, S: Scalar> Evaluator<'m, S> {
         for (h, head) in model.heads.iter().enumerate() {
             let q = &last.query[h];
             let scores: Vec<S> = positions.iter().map(|p| q.dot(&p.key[h])).collect();
-            // Softmax in the model's unit; shifting by the max keeps 2^score
-            // small and exact (and e^score from overflowing).
-            let max = scores
-                .iter()
-                .cloned()
-                .reduce(|a, b| if b > a { b } else { a })
-                .unwrap_or_else(S::zero);
-            let powers = scores
-                .iter()
-                .map(|s| {
-                    let shifted = s.clone() - max.clone();
-                    match model.score_unit {
-                        ScoreUnit::Ln2 => shifted.exp2(),
-                        ScoreUnit::Natural => shifted.exp(),
-                    }
-                })
-                .collect::<Result<Vec<S>, _>>()?;
-            let total = powers.iter().cloned().fold(S::zero(), |a, b| a + b);
-            let weights: Vec<S> = powers.into_iter().map(|p| p / total.clone()).collect();
-            let out = SparseVec::from_entries(weights.iter().zip(&positions).flat_map(|(w, p)| {
-                p.value[h]
-                    .entries()
-                    .iter()
-                    .map(move |(c, v)| (*c, w.clone() * v.clone()))
-            }));
+            let values: Vec<&[(usize, S)]> =
+                positions.iter().map(|p| p.value[h].entries()).collect();
+            // Softmax in the model's unit. In units of ln 2 the arithmetic
+            // may sum over the one denominator (exact: one integer sum per
+            // output coordinate instead of L reduced fractions).
+            let mix = match model.score_unit {
+                ScoreUnit::Ln2 => S::softmax2_mix(&scores, &values, self.attention_weights)?,
+                ScoreUnit::Natural => {
+                    softmax_mix(&scores, &values, self.attention_weights, S::exp)?
+                }
+            };
+            let out = SparseVec::from_entries(mix.entries);
+            let weights = mix.weights;
             hidden = hidden.add_scaled(&S::one(), &head.output.apply(&out));
             head_outputs.push(out);
             attention.push(weights);
@@ -791,6 +791,66 @@ mod tests {
             EvalError::TooLong { len: 3, max: 2 }
         );
         assert_eq!(forward(&m, &[7]).unwrap_err(), EvalError::UnknownToken(7));
+    }
+
+    /// A template of 70 positions: head 1's score range passes 62 bits, so
+    /// the exact evaluator sums each head over its one denominator
+    /// (`scalar::pow2`); asked for the weights, it takes the generic path
+    /// instead, and BigRational takes the generic path always. All three
+    /// give the same heads, A', router scores, expert and logits on every
+    /// prefix past 60 positions.
+    #[test]
+    fn long_template_heads_agree_with_the_generic_path() {
+        use crate::scalar::FastRat;
+        let words: Vec<String> = (0..68).map(|j| format!("w{}", j % 23)).collect();
+        let text = format!(
+            "[[task]]\nname = \"t\"\ntemplates = [\"{} {{key}} {{value}}\"]\npairs = [[\"K1\", \"V1\"], [\"K2\", \"V2\"]]\n",
+            words.join(" ")
+        );
+        let spec = crate::spec::parse_bytes("long.toml", text.as_bytes(), false).unwrap();
+        let ts = crate::taskset::TaskSet::from_spec(&spec);
+        assert!(ts.max_len >= 70, "L = {}", ts.max_len);
+        let exact = crate::construct::build(
+            &ts,
+            &crate::construct::Options::default(),
+            crate::construct::ModelKind::Moe,
+        );
+        let fast = exact.map(FastRat::from_rat);
+        let (summed, generic, big) = (
+            Evaluator::new(&fast).logits_only(),
+            Evaluator::new(&fast).logits_only().with_attention_weights(),
+            Evaluator::new(&exact).logits_only(),
+        );
+        let rats = |v: &SparseVec<FastRat>| -> Vec<(usize, Rat)> {
+            v.entries().iter().map(|(c, x)| (*c, x.to_rat())).collect()
+        };
+        let mut long = 0;
+        // The prefixes near and past the 62-bit edge (the shorter ones take
+        // the generic path in both FastRat evaluators).
+        for p in ts.prefixes.iter().filter(|p| p.tokens.len() > 60) {
+            let (a, b, c) = (
+                summed.run(&p.tokens).unwrap(),
+                generic.run(&p.tokens).unwrap(),
+                big.run(&p.tokens).unwrap(),
+            );
+            long += usize::from(p.tokens.len() > 63);
+            // One (empty) weight list per head from the summing evaluator,
+            // the weights over every position from the other.
+            assert!(a.attention.iter().all(Vec::is_empty));
+            assert!(b.attention.iter().all(|w| w.len() == p.tokens.len()));
+            for (x, (y, z)) in a.heads.iter().zip(b.heads.iter().zip(&c.heads)) {
+                assert_eq!(x, y);
+                assert_eq!(rats(x), z.entries());
+            }
+            assert_eq!(a.hidden, b.hidden);
+            assert_eq!(rats(&a.hidden), c.hidden.entries());
+            assert_eq!(a.router_scores, b.router_scores);
+            assert_eq!(a.expert, c.expert);
+            assert_eq!(rats(&a.logits.nonzero), c.logits.nonzero.entries());
+        }
+        // 9 with this template and these pairs (counted on a run): the
+        // summing path must have run on them, not only near the edge.
+        assert!(long >= 9, "{long} prefixes past 63 positions");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! 2^score / Σ 2^score: exact whenever scores are integers.
 
 mod fast;
+pub(crate) mod gcd;
+mod pow2;
 mod single;
 
 pub use fast::FastRat;
@@ -96,6 +98,20 @@ pub trait Scalar:
     {
         terms.fold(Self::zero(), |acc, (a, b)| acc + a.clone() * b.clone())
     }
+    /// A head's output Σ_l w_l·v_l under attention in units of ln 2,
+    /// w_l = 2^{s_l} / Σ_m 2^{s_m}, from each position's score and value
+    /// entries; the weights themselves only when `weights` (traces for
+    /// `inspect` and tests: routing, P and A read the output alone).
+    /// The default is the definition ([`softmax_mix`]); an exact arithmetic
+    /// may sum over the one denominator instead ([`FastRat`]: one integer
+    /// sum per output coordinate).
+    fn softmax2_mix(
+        scores: &[Self],
+        values: &[&[(usize, Self)]],
+        weights: bool,
+    ) -> Result<Mix<Self>, ArithError> {
+        softmax_mix(scores, values, weights, Self::exp2)
+    }
     /// self > 0.
     fn is_positive(&self) -> bool {
         *self > Self::zero()
@@ -108,6 +124,46 @@ pub trait Scalar:
             Self::zero()
         }
     }
+}
+
+/// A head's output as (coordinate, value) entries (a coordinate may
+/// repeat: the caller sums them) and, when asked, its attention weights
+/// over positions (else empty).
+#[derive(Debug, Clone)]
+pub struct Mix<S> {
+    pub entries: Vec<(usize, S)>,
+    pub weights: Vec<S>,
+}
+
+/// The softmax mix by its definition: shift the scores by their maximum
+/// (2^score stays at most 1, and e^score cannot overflow), weights
+/// `power(s − max) / Σ power`, then Σ_l w_l·v_l term by term.
+pub fn softmax_mix<S: Scalar>(
+    scores: &[S],
+    values: &[&[(usize, S)]],
+    weights: bool,
+    power: impl Fn(&S) -> Result<S, ArithError>,
+) -> Result<Mix<S>, ArithError> {
+    let max = scores
+        .iter()
+        .cloned()
+        .reduce(|a, b| if b > a { b } else { a })
+        .unwrap_or_else(S::zero);
+    let powers = scores
+        .iter()
+        .map(|s| power(&(s.clone() - max.clone())))
+        .collect::<Result<Vec<S>, _>>()?;
+    let total = powers.iter().cloned().fold(S::zero(), |a, b| a + b);
+    let w: Vec<S> = powers.into_iter().map(|p| p / total.clone()).collect();
+    let entries = w
+        .iter()
+        .zip(values)
+        .flat_map(|(w, v)| v.iter().map(move |(c, x)| (*c, w.clone() * x.clone())))
+        .collect();
+    Ok(Mix {
+        entries,
+        weights: if weights { w } else { Vec::new() },
+    })
 }
 
 impl Scalar for Rat {
@@ -164,12 +220,12 @@ pub(crate) fn lazy_sum(start: Rat, terms: impl Iterator<Item = (BigInt, BigInt)>
             num = num * &d + n * &den;
             den *= d;
             if den.bits() > 512 {
-                let r = Rat::new(num, den);
+                let r = gcd::reduced(num, den);
                 (num, den) = r.into_raw();
             }
         }
     }
-    Rat::new(num, den)
+    gcd::reduced(num, den)
 }
 
 impl Scalar for f64 {

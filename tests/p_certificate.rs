@@ -17,6 +17,9 @@
 //!
 //! The four were applied together (each in the one function its test
 //! exercises) and all four tests failed, with fixed seeds, then reverted.
+//! The first three were later applied one at a time (docs/traps.md, "The
+//! three mutations re-applied"): each failed its named test, the first
+//! two also `the_invalid_mass_bound_is_never_below_the_reference`.
 //! `the_margin_certifies_its_own_inequality` guards `ln_ceiling` (the
 //! margin β_sem) against the reference; no mutation of it was run.
 

@@ -183,9 +183,11 @@ pub fn hidden_state_with(r: &Residual, head1: &Head1, tokens: &[TokenId]) -> Spa
             _ => summed.push((d, p)),
         }
     }
+    // Reduced by Lehmer's gcd (`scalar::gcd`): `Rat::new`'s binary gcd of
+    // L-bit numbers was a third of a 300-word template's construction.
     let weights = summed
         .into_iter()
-        .map(|(d, p)| (d, Rat::new(p, total.clone())));
+        .map(|(d, p)| (d, crate::scalar::gcd::reduced(p, total.clone())));
     assemble_summed(r, tokens, weights)
 }
 

@@ -12,6 +12,7 @@
 //! is the same number the BigRational path computes, only held more
 //! cheaply.
 
+use super::gcd::gcd;
 use super::{ArithError, Rat, Scalar};
 use num_bigint::BigInt;
 use num_rational::Ratio;
@@ -140,6 +141,12 @@ impl FastRat {
         if self.is_zero() || rhs.is_zero() {
             return Some(FastRat::zero());
         }
+        if self.is_one() {
+            return Some(rhs.clone());
+        }
+        if rhs.is_one() {
+            return Some(self.clone());
+        }
         let (a, b) = self.integers(rhs)?;
         FastRat::integer(a.checked_mul(b))
     }
@@ -151,10 +158,11 @@ impl FastRat {
 
 /// One arithmetic operator: a shortcut if one applies, else checked
 /// arithmetic on two i64 values, else checked arithmetic on two i128
-/// values, else BigRational (either is big or both checked results
-/// overflowed).
+/// values, else BigInt numerators and denominators (either is big or both
+/// checked results overflowed), with as few and as small gcds as the
+/// operation allows ([`big_add`], [`big_mul`]).
 macro_rules! operator {
-    ($trait:ident, $method:ident, $checked:ident, $quick:ident) => {
+    ($trait:ident, $method:ident, $checked:ident, $quick:ident, $big:ident) => {
         impl $trait for FastRat {
             type Output = FastRat;
             fn $method(self, rhs: FastRat) -> FastRat {
@@ -171,16 +179,75 @@ macro_rules! operator {
                 {
                     return FastRat::from_wide(q);
                 }
-                FastRat::from_big(self.to_rat().$method(rhs.to_rat()))
+                $big(&self, &rhs)
             }
         }
     };
 }
 
-operator!(Add, add, checked_add, quick_add);
-operator!(Sub, sub, checked_sub, quick_sub);
-operator!(Mul, mul, checked_mul, quick_mul);
-operator!(Div, div, checked_div, quick_div);
+operator!(Add, add, checked_add, quick_add, big_add);
+operator!(Sub, sub, checked_sub, quick_sub, big_sub);
+operator!(Mul, mul, checked_mul, quick_mul, big_mul);
+operator!(Div, div, checked_div, quick_div, big_div);
+
+/// The numerator and denominator of a value as BigInts (the denominator
+/// positive, the pair reduced: every tier is canonical).
+fn parts(x: &FastRat) -> (BigInt, BigInt) {
+    match x {
+        FastRat::Small(q) => (BigInt::from(*q.numer()), BigInt::from(*q.denom())),
+        FastRat::Wide(q) => (BigInt::from(*q.numer()), BigInt::from(*q.denom())),
+        FastRat::Big(r) => (r.numer().clone(), r.denom().clone()),
+    }
+}
+
+/// x / g, skipping the division when g = 1 (the usual case).
+fn exact_div(x: BigInt, g: &BigInt) -> BigInt {
+    if g.is_one() { x } else { x / g }
+}
+
+/// a·b for reduced a = p/q, b = r/s: with g = gcd(p, s) and h = gcd(r, q)
+/// the product (p/g · r/h) / (q/h · s/g) is already reduced, so no gcd of
+/// the (larger) product is taken (BigRational's `*` takes these two and
+/// then reduces the product once more).
+fn big_mul(a: &FastRat, b: &FastRat) -> FastRat {
+    if a.is_zero() || b.is_zero() {
+        return FastRat::zero();
+    }
+    let ((p, q), (r, s)) = (parts(a), parts(b));
+    let (g, h) = (gcd(&p, &s), gcd(&r, &q));
+    let numer = exact_div(p, &g) * exact_div(r, &h);
+    let denom = exact_div(q, &h) * exact_div(s, &g);
+    FastRat::from_big(Rat::new_raw(numer, denom))
+}
+
+/// a + b for reduced a = p/q, b = r/s (Knuth, TAOCP 4.5.1): with
+/// g = gcd(q, s), t = p·(s/g) + r·(q/g) is prime to q/g and to s/g, so the
+/// sum is (t/h) / ((q/g)·(s/h)) with h = gcd(t, g): one gcd with g (small
+/// when either denominator is) instead of BigRational's lcm and a gcd of
+/// the full sum.
+fn big_add(a: &FastRat, b: &FastRat) -> FastRat {
+    let ((p, q), (r, s)) = (parts(a), parts(b));
+    let g = gcd(&q, &s);
+    let t = if g.is_one() {
+        p * &s + r * &q
+    } else {
+        p * (&s / &g) + r * (&q / &g)
+    };
+    if t.is_zero() {
+        return FastRat::zero();
+    }
+    let h = gcd(&t, &g);
+    let denom = exact_div(q, &g) * exact_div(s, &h);
+    FastRat::from_big(Rat::new_raw(exact_div(t, &h), denom))
+}
+
+fn big_sub(a: &FastRat, b: &FastRat) -> FastRat {
+    big_add(a, &-b.clone())
+}
+
+fn big_div(a: &FastRat, b: &FastRat) -> FastRat {
+    FastRat::from_big(a.to_rat() / b.to_rat())
+}
 
 impl Neg for FastRat {
     type Output = FastRat;
@@ -320,6 +387,39 @@ impl Scalar for FastRat {
         ))
     }
 
+    /// Over the one denominator Σ 2^{e_l} ([`super::pow2`]) once the score
+    /// range passes 62 bits, where the generic path's weights leave the
+    /// i64 tier and each product and sum needs a gcd of big numbers;
+    /// below it, and where the scores or values are not integers, the
+    /// generic path. The weights, when asked, come from the generic path.
+    fn softmax2_mix(
+        scores: &[FastRat],
+        values: &[&[(usize, FastRat)]],
+        weights: bool,
+    ) -> Result<super::Mix<FastRat>, ArithError> {
+        let wide = |x: &FastRat| match x {
+            FastRat::Small(q) => Some(*q.numer()),
+            _ => None,
+        };
+        let range = scores
+            .iter()
+            .map(wide)
+            .try_fold((i64::MAX, i64::MIN), |(lo, hi), s| {
+                s.map(|s| (lo.min(s), hi.max(s)))
+            });
+        let long = range.is_some_and(|(lo, hi)| (hi as i128 - lo as i128) > 62);
+        if long
+            && !weights
+            && let Some(entries) = super::pow2::mix(scores, values)
+        {
+            return Ok(super::Mix {
+                entries,
+                weights: Vec::new(),
+            });
+        }
+        super::softmax_mix(scores, values, weights, FastRat::exp2)
+    }
+
     fn is_positive(&self) -> bool {
         match self {
             FastRat::Small(q) => *q.numer() > 0,
@@ -424,6 +524,48 @@ mod tests {
         let numer = prop_oneof![4 => shifted, 1 => edge];
         let denom = (1i64..=i64::MAX, 0u32..=100).prop_map(|(d, k)| BigInt::from(d) << k);
         (numer, denom).prop_map(|(n, d)| Rat::new(n, d))
+    }
+
+    /// Head 1's kind of value: n / ((2^k − 1)·m) with k up to 400 bits
+    /// and small n, m sharing factors with each other and with 2^k − 1
+    /// (so the gcds of the big tier are not all 1).
+    fn long_rat() -> impl proptest::strategy::Strategy<Value = Rat> {
+        use proptest::prelude::*;
+        (-40i64..40, 0u32..400, 1i64..40, 0u32..3).prop_map(|(n, k, m, s)| {
+            let d = ((BigInt::from(1u8) << k) - 1u8).max(BigInt::from(1u8)) * m;
+            Rat::new(BigInt::from(n) << (k * s / 2), d)
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 1000,
+            failure_persistence: None,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(15),
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Sums, differences and products of big-tier values with shared
+        /// factors (the reduced forms [`big_add`] and [`big_mul`] build
+        /// without a gcd of the result) are BigRational's, in the canonical
+        /// tier.
+        #[test]
+        fn big_tier_sums_and_products_are_reduced(
+            a in long_rat(),
+            b in proptest::prop_oneof![long_rat(), any_rat()],
+        ) {
+            let (x, y) = (FastRat::from_rat(&a), FastRat::from_rat(&b));
+            for (got, want) in [
+                (x.clone() + y.clone(), &a + &b),
+                (y.clone() + x.clone(), &b + &a),
+                (x.clone() - y.clone(), &a - &b),
+                (x.clone() * y.clone(), &a * &b),
+                (y.clone() * x.clone(), &b * &a),
+            ] {
+                proptest::prop_assert_eq!(got.tier(), canonical_tier(&want));
+                proptest::prop_assert_eq!(got.to_rat(), want);
+            }
+        }
     }
 
     proptest::proptest! {
