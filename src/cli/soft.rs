@@ -122,22 +122,15 @@ pub fn verify_soft(
         }
     };
     match model_args.arith {
-        Arith::Exact => Ok(run_soft(
+        Arith::Exact => run_soft(
             &ts,
             &model.map(FastRat::from_rat),
             temperature,
             &soft,
             format,
             &source,
-        )),
-        Arith::F64 => Ok(run_soft(
-            &ts,
-            &model.to_f64(),
-            temperature,
-            &soft,
-            format,
-            &source,
-        )),
+        ),
+        Arith::F64 => run_soft(&ts, &model.to_f64(), temperature, &soft, format, &source),
         Arith::Both => Err(CliError::Input(
             "--gate softmax takes --arith exact or --arith f64, not both".into(),
         )),
@@ -151,8 +144,9 @@ fn run_soft<S: GateArith>(
     soft: &SoftOptions,
     format: Format,
     source: &str,
-) -> ExitCode {
-    let prepared = Prepared::new(ts, model);
+) -> Result<ExitCode, CliError> {
+    let prepared =
+        Prepared::try_new(ts, model).map_err(|e| CliError::Input(format!("{source}: {e}")))?;
     let ok = match temperature {
         Some(t) => {
             let v = prepared.verify_at(&S::from_rat(&t), soft);
@@ -177,11 +171,11 @@ fn run_soft<S: GateArith>(
             c.verdict.all_hold() && c.temperature != "0"
         }
     };
-    if ok {
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    }
+    })
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -194,7 +194,64 @@ pub struct Prepared<'a, S> {
     shortcuts: std::sync::OnceLock<Vec<Option<Proved<S>>>>,
 }
 
+/// Prefixes prepared first to estimate what all of them will hold.
+const MEMORY_SAMPLE: usize = 256;
+
+/// What the prepared prefixes of `ts` will hold, in bytes: an evenly
+/// spaced sample of [`MEMORY_SAMPLE`] prefixes prepared (exact logits
+/// dropped, as [`Prepared::new`] keeps them) and scaled to all of them.
+pub(crate) fn estimate_held_bytes<S: GateArith>(ts: &TaskSet, model: &Model<S>) -> u128 {
+    let n = ts.prefixes.len();
+    let engine = Evaluator::new(model).without_preactivations();
+    let tokens = token_map(ts, model);
+    let experts = expert_of_task(ts, model);
+    let sample = n.min(MEMORY_SAMPLE);
+    if sample == 0 {
+        return 0;
+    }
+    let step = n / sample;
+    let held: u128 = (0..sample)
+        .into_par_iter()
+        .map(|k| {
+            let i = k * step;
+            SoftPrefix::new(&engine, model, i, &ts.prefixes[i], &tokens, &experts).map_or(
+                0,
+                |mut q| {
+                    q.drop_exact();
+                    q.held_bytes() as u128
+                },
+            )
+        })
+        .sum();
+    held * n as u128 / sample as u128
+}
+
 impl<'a, S: GateArith> Prepared<'a, S> {
+    /// [`Prepared::new`], refused with the estimate and the limit when the
+    /// prepared prefixes would not fit in memory. Each prefix keeps its
+    /// image: two intervals for every token some expert gives a nonzero
+    /// logit, so the search holds about prefixes × nonzero tokens × 32 bytes
+    /// (at paper scale, 253,158 prefixes × about 10,000 tokens). The
+    /// estimate prepares an evenly spaced sample of prefixes, measures what
+    /// they hold and scales it to all of them; it is a lower bound (a big
+    /// rational's limbs are not counted), so nothing refused would have fit.
+    pub fn try_new(ts: &'a TaskSet, model: &'a Model<S>) -> Result<Prepared<'a, S>, String> {
+        let n = ts.prefixes.len();
+        if n > MEMORY_SAMPLE {
+            let estimate = estimate_held_bytes(ts, model);
+            let limit = crate::spec::available_memory() / 2;
+            if estimate > limit as u128 {
+                return Err(format!(
+                    "--gate softmax: the {n} prefixes' interval images would need about {} of memory ({} a prefix, measured on {MEMORY_SAMPLE} of them), more than this machine can hold (limit {}: half of the available memory); a smaller set (fewer pairs or tasks) runs, and `margins` needs only the router",
+                    crate::taskset::show_bytes(estimate),
+                    crate::taskset::show_bytes(estimate / n as u128),
+                    crate::taskset::show_bytes(limit as u128)
+                ));
+            }
+        }
+        Ok(Prepared::new(ts, model))
+    }
+
     pub fn new(ts: &'a TaskSet, model: &'a Model<S>) -> Prepared<'a, S> {
         let engine = Evaluator::new(model).without_preactivations();
         let tokens = token_map(ts, model);
@@ -1003,5 +1060,27 @@ mod tests {
             .verify_at(&FastRat::from_rat(&rat(1, 2)), &SoftOptions::default());
         assert!(!v.routing.holds && v.routing.failures > 0);
         assert!(v.failures.iter().any(|f| f.claim == "routing"));
+    }
+
+    /// The sampled estimate is what preparing every prefix holds, within a
+    /// factor of two, on a construction with more prefixes than the sample
+    /// (random_seed1: 502 prefixes, 7 experts).
+    #[test]
+    fn the_memory_estimate_matches_what_the_prefixes_hold() {
+        let ts = task_set("random_seed1");
+        assert!(ts.prefixes.len() > MEMORY_SAMPLE);
+        let m = model(&ts).map(FastRat::from_rat);
+        let p = Prepared::new(&ts, &m);
+        let held: u128 = p
+            .prefixes
+            .iter()
+            .map(|q| q.as_ref().map_or(0, |q| q.held_bytes() as u128))
+            .sum();
+        let estimate = estimate_held_bytes(&ts, &m);
+        assert!(held > 0);
+        assert!(
+            estimate * 2 >= held && estimate <= held * 2,
+            "estimate {estimate}, held {held}"
+        );
     }
 }

@@ -241,6 +241,14 @@ impl Image {
         }
     }
 
+    /// Heap bytes the image holds: its interval lists (what a prefix keeps
+    /// once its exact logits are dropped, so what the search's memory is).
+    pub fn held_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.gaps.capacity() * size_of::<Iv>()
+            + (self.valid.capacity() + self.invalid.capacity()) * size_of::<(Iv, Iv)>()
+    }
+
     /// Encloses η̂(T) = `off_top_upper(gaps, T)` for T > 0 enclosed in `t`
     /// (`cap`: the enclosed e^{−128} charge).
     pub fn gate_bound(&self, t: Iv, cap: Iv) -> Iv {

@@ -229,6 +229,20 @@ impl<S: GateArith> SoftPrefix<S> {
         })
     }
 
+    /// Bytes this prefix holds: the struct, its gaps (at their inline size;
+    /// a big rational's limbs are not counted, so this is a lower bound),
+    /// its image and its exact logits while they are kept.
+    pub fn held_bytes(&self) -> usize {
+        use std::mem::size_of;
+        size_of::<Self>()
+            + self.gaps.capacity() * size_of::<S>()
+            + self.image.as_ref().map_or(0, Image::held_bytes)
+            + self.exact.get().map_or(0, |x| {
+                x.tokens.capacity() * size_of::<(usize, S, S, S)>()
+                    + x.valid.len() * 3 * size_of::<usize>()
+            })
+    }
+
     /// Drop the exact logits (the caller can rebuild them from the
     /// weights): kept only by prefixes without an image.
     pub fn drop_exact(&mut self) {
