@@ -503,6 +503,62 @@ fn sizes_beyond_the_machine_are_refused_before_allocating() {
     );
 }
 
+/// One template of 5,000 words (the case, from the generator): the
+/// task set fits (25,916 prefixes), but the router's training data grows as
+/// L³ (about 73 GiB here, against 5.8 GB measured at 2,000 words), so
+/// verify is refused with the estimate and the limit before synthesis
+/// allocates it (a machine with over 146 GB free would run it instead).
+#[test]
+fn a_template_whose_router_data_cannot_fit_is_refused_with_the_estimate() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("t5000.toml");
+    let spec = spec.to_str().unwrap();
+    let made = routecert(&[
+        "generate",
+        "--tasks",
+        "1",
+        "--templates",
+        "1",
+        "--min-len",
+        "5000",
+        "--max-len",
+        "5000",
+        "--words",
+        "5000",
+        "--pairs",
+        "8",
+        "-o",
+        spec,
+    ]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let started = std::time::Instant::now();
+    let run = routecert(&["verify", spec]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "the 25916 prefixes' router inputs (the router's training data) would need about"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("more than this machine can hold (limit"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty());
+    // routability holds the same inputs: refused the same way.
+    let run = routecert(&["routability", spec]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("25916 prefixes' router inputs"),
+        "{}",
+        run.stderr
+    );
+    assert!(started.elapsed().as_secs() < 60);
+}
+
 #[test]
 fn a_prefix_longer_than_l_is_refused_at_once() {
     let spec = common::construction("running_example.toml");

@@ -413,7 +413,9 @@ fn build_model(
     options: &Options,
 ) -> Result<(Model<Rat>, Option<String>), CliError> {
     if args.router != RouterChoice::Star {
-        return Ok((construct::build(ts, options, args.model), None));
+        let model = construct::try_build(ts, options, args.model)
+            .map_err(|e| CliError::Input(format!("{}: {e}", args.spec.display())))?;
+        return Ok((model, None));
     }
     let gate = crate::star::gate(
         ts,
@@ -697,7 +699,8 @@ fn export_command(args: ExportArgs) -> Result<ExitCode, CliError> {
     let (ts, options) = load(&model_args)?;
     let spec_bytes = spec::read_capped(&args.spec)?;
     let clock = Instant::now();
-    let model = construct::build(&ts, &options, args.model);
+    let model = construct::try_build(&ts, &options, args.model)
+        .map_err(|e| CliError::Input(format!("{}: {e}", args.spec.display())))?;
     let built = clock.elapsed();
     let router_mode = match args.model {
         ModelKind::Moe => options.router.to_string(),
@@ -868,10 +871,12 @@ fn routability_command(args: RoutabilityArgs) -> Result<ExitCode, CliError> {
         head1: args.head1,
         ..Options::default()
     };
-    let ts = TaskSet::from_spec(&spec::load(&args.spec)?);
+    let ts = TaskSet::try_from_spec(&spec::load(&args.spec)?).map_err(CliError::Input)?;
     if let Some(path) = &args.check {
         return check_command(path, &ts, &options, args.format);
     }
+    construct::check_router_fits(&ts, &options)
+        .map_err(|e| CliError::Input(format!("{}: {e}", args.spec.display())))?;
     let deadline =
         crate::lp::clock::now() + std::time::Duration::from_secs_f64(args.time_limit.min(1e6));
     let spinner = progress::Bar::spinner("routability", std::io::stderr().is_terminal(), || {

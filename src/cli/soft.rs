@@ -107,7 +107,8 @@ pub fn verify_soft(
     }
     let (model, source) = match weights {
         None => (
-            construct::build(&ts, &options, model_args.model),
+            construct::try_build(&ts, &options, model_args.model)
+                .map_err(|e| CliError::Input(format!("{}: {e}", model_args.spec.display())))?,
             model_args.spec.display().to_string(),
         ),
         Some(dir) => {
@@ -271,7 +272,8 @@ pub fn margins_command(args: MarginsArgs) -> Result<ExitCode, CliError> {
         let spec = spec::load(path)?;
         let ts = TaskSet::try_from_spec(&spec).map_err(CliError::Input)?;
         if args.weights.is_empty() || args.construction {
-            let model = construct::build(&ts, &options, ModelKind::Moe);
+            let model = construct::try_build(&ts, &options, ModelKind::Moe)
+                .map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
             let label = format!("{} (router {})", path.display(), args.router);
             add(one_model(
                 &label,

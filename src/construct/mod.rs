@@ -82,6 +82,29 @@ pub fn build(ts: &TaskSet, options: &Options, kind: ModelKind) -> Model<Rat> {
     }
 }
 
+/// [`build`], refused (with the estimate and the limit) when the MoE
+/// router's training data would not fit in memory: the check the command
+/// line runs, before anything large is allocated. The dense model has no
+/// router to train; its cost is time, not memory (README "True complexity").
+pub fn try_build(ts: &TaskSet, options: &Options, kind: ModelKind) -> Result<Model<Rat>, String> {
+    match kind {
+        ModelKind::Moe => {
+            let (residual, head1) = residual_and_head1(ts, options);
+            router::check_fits(ts, &residual, &head1, options.router)?;
+            let router = router::synthesize(ts, &residual, &head1, options);
+            Ok(moe(ts, options, residual, &head1, router))
+        }
+        ModelKind::Dense => Ok(build_dense(ts, options)),
+    }
+}
+
+/// The MoE router's memory check of [`try_build`] alone: routability holds
+/// the same exact router inputs (and its LP rows beside them).
+pub fn check_router_fits(ts: &TaskSet, options: &Options) -> Result<(), String> {
+    let (residual, head1) = residual_and_head1(ts, options);
+    router::check_fits(ts, &residual, &head1, options.router)
+}
+
 /// Choices the construction leaves open.
 #[derive(Debug, Clone)]
 pub struct Options {

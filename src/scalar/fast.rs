@@ -61,6 +61,18 @@ impl FastRat {
         }
     }
 
+    /// Bytes this value holds on the heap (its box and, in the big tier,
+    /// the limbs of numerator and denominator), for memory estimates.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let limbs = |b: &BigInt| b.bits().div_ceil(64) as usize * 8;
+        match self {
+            FastRat::Small(_) => 0,
+            FastRat::Wide(_) => size_of::<Ratio<i128>>(),
+            FastRat::Big(r) => size_of::<Rat>() + limbs(r.numer()) + limbs(r.denom()),
+        }
+    }
+
     /// The same value as a BigRational.
     pub fn to_rat(&self) -> Rat {
         match self {

@@ -355,6 +355,33 @@ mod tests {
         n.as_ref().and_then(Number::exact).cloned().unwrap()
     }
 
+    /// Two tasks of 130-word templates that differ in one word: the router
+    /// trains on per-sample multipliers (the common lcm passes 4,096 bits)
+    /// and still routes every prefix, checked exactly from the weights.
+    #[test]
+    fn long_templates_route_under_per_sample_multipliers() {
+        let words: Vec<String> = (0..130).map(|j| format!("w{j}")).collect();
+        let mut other = words.clone();
+        other[65] = "x".into();
+        let text = format!(
+            "[[task]]\nname = \"a\"\ntemplates = [\"{} {{key}} {{value}}\"]\npairs = [[\"K1\", \"V1\"], [\"K2\", \"V2\"]]\n\
+             [[task]]\nname = \"b\"\ntemplates = [\"{} {{key}} {{value}}\"]\npairs = [[\"K3\", \"V1\"], [\"K4\", \"V3\"]]\n",
+            words.join(" "),
+            other.join(" ")
+        );
+        let spec = crate::spec::parse_bytes("long.toml", text.as_bytes(), false).unwrap();
+        let ts = TaskSet::from_spec(&spec);
+        let model = build_moe(&ts, &Options::default());
+        let v = verify_at(&ts, &model, &eps());
+        assert!(v.all_hold());
+        assert_eq!(v.claims.routing.checked, ts.prefixes.len());
+        // Past position 65 the two tasks' prefixes are disjoint, so the
+        // router separates them there (C(w) is one task).
+        let single = ts.prefixes.iter().filter(|p| p.tasks.len() == 1).count();
+        assert!(single > 100, "{single} single-task prefixes");
+        assert!(exact(&v.claims.routing.worst) > Rat::zero());
+    }
+
     #[test]
     fn the_construction_passes() {
         let (ts, model) = setup();

@@ -3,9 +3,10 @@
 //! The router's weights are found, not guessed: an integer multiclass
 //! perceptron over the exact router input of every prefix. A prefix w with
 //! compatible tasks C(w) asks that the best task in C(w) score at least 1
-//! above every task outside C(w). Each sample is scaled by the lcm of its
-//! denominators, a positive factor that changes no comparison, so the
-//! perceptron runs on integers (i64, then i128, falling back to big integers
+//! above every task outside C(w). The samples are scaled by the lcm of
+//! their denominators (past 4,096 bits, each by its own normalised lcm), a
+//! positive factor that changes no comparison, so the perceptron runs on
+//! integers (i64, then i128, falling back to big integers
 //! if a weight ever overflows). If the perceptron does not converge, the exact LP
 //! of [`system`] (via [`crate::lp`]) decides the same training data: it
 //! finds a router whenever one exists (the perceptron can need far too many
@@ -41,7 +42,7 @@ use num_bigint::BigInt;
 use num_traits::Zero;
 use perceptron::{Int, KeyOwners, Sample, Trained, solve};
 use system::{Group, System};
-use training::Groups;
+use training::{Groups, Scale};
 
 /// The exact LP fallback runs only on training data up to this many groups
 /// of identical router input; beyond, an exact simplex can take very long,
@@ -109,7 +110,7 @@ fn pipeline<T: Int>(
 /// The pipeline in the machine integer T, if nothing overflows T.
 fn attempt<T: Int + TryFrom<BigInt> + Into<BigInt>>(
     groups: &Groups,
-    scale: &BigInt,
+    scale: &Scale,
     closed: &[Vec<BigInt>],
     owners: &KeyOwners,
     options: &super::Options,
@@ -134,6 +135,43 @@ fn attempt<T: Int + TryFrom<BigInt> + Into<BigInt>>(
         epochs: t.epochs,
         misrouted: t.misrouted,
     })
+}
+
+/// Refuse a task set whose router training data would not fit in memory,
+/// with the estimate and the limit (half of the available memory, as for
+/// the task set itself): the data grows as prefixes × L nonzero inputs of
+/// about L bits each, L³ for one template of L words (1,000 words: about 1
+/// GiB; 5,000: about 100).
+pub fn check_fits(
+    ts: &TaskSet,
+    r: &Residual,
+    head1: &Head1,
+    mode: RouterMode,
+) -> Result<(), String> {
+    check_fits_within(ts, r, head1, mode, crate::spec::available_memory() / 2)
+}
+
+/// [`check_fits`] against a given limit in bytes.
+fn check_fits_within(
+    ts: &TaskSet,
+    r: &Residual,
+    head1: &Head1,
+    mode: RouterMode,
+    limit: u64,
+) -> Result<(), String> {
+    let (estimate, per_prefix) = training::estimate_bytes(ts, r, head1, &mode.reads(r));
+    if estimate > u128::from(limit) {
+        let show = crate::taskset::show_bytes;
+        return Err(format!(
+            "the {} prefixes' router inputs (the router's training data) would need about {} of memory ({} a prefix, measured on up to {} of them), more than this machine can hold (limit {}: half of the available memory); shorter templates (this cost grows as L³ in the template length L) fit",
+            ts.prefixes.len(),
+            show(estimate),
+            show(per_prefix),
+            training::MEMORY_SAMPLE,
+            show(u128::from(limit)),
+        ));
+    }
+    Ok(())
 }
 
 /// Find the router for a task set.
@@ -271,5 +309,33 @@ mod tests {
             Ok("syntactic+key".into())
         );
         assert!("key".parse::<RouterMode>().is_err());
+    }
+
+    /// The refusal compares the estimate with the limit and names both: a
+    /// limit one byte below the estimate refuses, the estimate itself fits.
+    #[test]
+    fn training_data_over_the_limit_is_refused_with_both_numbers() {
+        let ts = crate::fixtures::task_set("random_seed1.toml");
+        let options = crate::construct::Options::default();
+        let (r, head1) = crate::construct::residual_and_head1(&ts, &options);
+        let mode = options.router;
+        let (estimate, _) = training::estimate_bytes(&ts, &r, &head1, &mode.reads(&r));
+        let estimate = u64::try_from(estimate).unwrap();
+        assert!(estimate > 0);
+        assert_eq!(check_fits_within(&ts, &r, &head1, mode, estimate), Ok(()));
+        let e = check_fits_within(&ts, &r, &head1, mode, estimate - 1).unwrap_err();
+        let show = crate::taskset::show_bytes;
+        assert!(
+            e.contains(&format!("{} prefixes", ts.prefixes.len())),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!("about {}", show(u128::from(estimate)))),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!("limit {}", show(u128::from(estimate - 1)))),
+            "{e}"
+        );
     }
 }
