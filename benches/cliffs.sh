@@ -10,6 +10,8 @@
 #            (no target in the issue; the limit is this branch's measured
 #            time with room for load: see docs/traps.md "What remains")
 #   dense    one template of DENSE_WORDS words, `--model dense`
+#   huge     one template of HUGE_WORDS words (5,000): exit 2, the router's
+#            training data estimated past half the memory (about 73 GiB)
 #   dup      the 10^5-pair spec with its last pair repeated: exit 2 naming
 #            the duplicate (duplicate detection is linear)
 #   toolong  `inspect --prefix` of 2,000 words on the 10^5-pair spec: exit
@@ -17,15 +19,17 @@
 # Prints one line per case and exits 1 if any case missed its exit code or
 # its time limit.
 #   usage: benches/cliffs.sh [path/to/release/routecert]
-#   (PAIRS=100000 TEMPLATES=40 LEN=42 WORDS=300 DENSE_WORDS=200 set the sizes;
-#   LIMIT_PAIRS=10, LIMIT_LONG=5, LIMIT_TEMPLATE=30, LIMIT_DENSE=60,
-#   LIMIT_DUP=10, LIMIT_TOOLONG=10 the limits in seconds)
+#   (PAIRS=100000 TEMPLATES=40 LEN=42 WORDS=1000 DENSE_WORDS=200
+#   HUGE_WORDS=5000 set the sizes; LIMIT_PAIRS=10, LIMIT_LONG=5,
+#   LIMIT_TEMPLATE=60, LIMIT_DENSE=60, LIMIT_HUGE=10, LIMIT_DUP=10,
+#   LIMIT_TOOLONG=10 the limits in seconds)
 set -u
 B=${1:-target/release/routecert}
 PAIRS=${PAIRS:-100000}
 TEMPLATES=${TEMPLATES:-40}
 LEN=${LEN:-42}
-WORDS=${WORDS:-300}
+WORDS=${WORDS:-1000}
+HUGE_WORDS=${HUGE_WORDS:-5000}
 DENSE_WORDS=${DENSE_WORDS:-200}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
@@ -35,6 +39,8 @@ trap 'rm -rf "$dir"' EXIT
   --pairs 8 -o "$dir/long.toml" || exit 1
 "$B" generate --tasks 1 --templates 1 --min-len "$WORDS" --max-len "$WORDS" --words "$WORDS" \
   --pairs 8 -o "$dir/template.toml" || exit 1
+"$B" generate --tasks 1 --templates 1 --min-len "$HUGE_WORDS" --max-len "$HUGE_WORDS" \
+  --words "$HUGE_WORDS" --pairs 8 -o "$dir/huge.toml" || exit 1
 "$B" generate --tasks 1 --templates 1 --min-len "$DENSE_WORDS" --max-len "$DENSE_WORDS" \
   --words "$DENSE_WORDS" --pairs 8 -o "$dir/dense.toml" || exit 1
 # The last pair once more, at the end of the pairs array.
@@ -59,8 +65,9 @@ run() { # name, expected exit, limit, command...
 }
 run pairs 0 "${LIMIT_PAIRS:-10}" "$B" verify "$dir/pairs.toml" --timings --quiet
 run long 0 "${LIMIT_LONG:-5}" "$B" verify "$dir/long.toml" --timings --quiet
-run template 0 "${LIMIT_TEMPLATE:-30}" "$B" verify "$dir/template.toml" --timings --quiet
+run template 0 "${LIMIT_TEMPLATE:-60}" "$B" verify "$dir/template.toml" --timings --quiet
 run dense 0 "${LIMIT_DENSE:-60}" "$B" verify "$dir/dense.toml" --model dense --timings --quiet
+run huge 2 "${LIMIT_HUGE:-10}" "$B" verify "$dir/huge.toml" --quiet
 run dup 2 "${LIMIT_DUP:-10}" "$B" verify "$dir/dup.toml" --quiet
 run toolong 2 "${LIMIT_TOOLONG:-10}" "$B" inspect "$dir/pairs.toml" --prefix "$words"
 [ $bad = 0 ] && echo "every case met its exit code and limit" || echo "SOME CASE MISSED ITS EXIT CODE OR LIMIT"
