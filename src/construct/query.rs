@@ -1,4 +1,6 @@
-//! The query gate of a split circuit's semantic neurons (dense model).
+//! The query gates of a circuit's semantic neurons (dense model): of split
+//! circuits, and of ramp circuits whose moved lookalikes hold a key; and a
+//! key's own gate ([`key_gate`]).
 //!
 //! Why: where the task gate Γ_k cannot close a lookalike q that holds a key
 //! a of k (with shared keys: h("K0 V0") + h("K4 V1") = h("K0 V1") + h("K4
