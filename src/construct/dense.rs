@@ -586,6 +586,11 @@ fn circuit(
             query_gate = Some(q.psi);
         }
     }
+    // Every syntactic neuron reads s_k gated by the same G: its read (the
+    // gate's L-bit evidence times G, added to s_k) is computed once, not
+    // once per neuron (700 neurons of 1,000 words: a quadratic binary gcd
+    // per coordinate each); its bias is s_k's constant − t_m − G·Γ_k(one).
+    let syntactic = gated(s_read.clone(), Rat::zero(), &f_syn);
     for m in 0..if split { 0 } else { knots.len() - 1 } {
         let (t_m, p_m, y_m) = &knots[m];
         let (t_next, _, y_next) = &knots[m + 1];
@@ -598,7 +603,8 @@ fn circuit(
                 pattern::render(knots[1].1.expect("a pattern"), word)
             ),
         };
-        let (read, bias, g) = gated(s_read.clone(), &s_constant - t_m, &f_syn);
+        let (read, shift, g) = syntactic.clone();
+        let bias = &s_constant - t_m + shift;
         members.push(neurons.len());
         gate_weight.push(g);
         neurons.push(Neuron {
