@@ -54,3 +54,18 @@ pub fn ungate(model: &mut Model<Rat>, name: &str) {
     neuron.read = neuron.read.add_scaled(&g, &evidence);
     neuron.bias += &g * &constant;
 }
+
+/// One task whose one template is {key}, then `len` words cycling through
+/// `words` distinct ones (so a head-1 direction sums several positions),
+/// then {value}, with three pairs: the long-template shape of issue 15,
+/// 3·(len + 1) prefixes.
+pub fn one_long_template(len: usize, words: usize) -> TaskSet {
+    let template: Vec<String> = (0..len).map(|j| format!("w{}", j % words)).collect();
+    let text = format!(
+        "[[task]]\nname = \"long\"\ntemplates = [\"{{key}} {} {{value}}\"]\npairs = [[\"K1\", \"V1\"], [\"K2\", \"V2\"], [\"K3\", \"V1\"]]\n",
+        template.join(" ")
+    );
+    let spec = spec::parse_bytes("long.toml", text.as_bytes(), false)
+        .unwrap_or_else(|e| panic!("the long template: {e}"));
+    TaskSet::from_spec(&spec)
+}

@@ -208,14 +208,27 @@ impl Scalar for Rat {
 }
 
 /// `start` + Σ n/d over the terms, exact, with one gcd at the end instead
-/// of one per term: the sum is kept as an unreduced fraction (terms that
-/// share its denominator add to the numerator directly), and reduced early
-/// only if the denominator grows past a few hundred bits.
+/// of one per term: the sum is kept as an unreduced fraction (terms whose
+/// denominator divides its own add to the numerator directly), and reduced
+/// early only if the denominator grows past a few hundred bits. Head 1's
+/// weights at i positions have denominators dividing 2^i − 1: once the
+/// sum's denominator is that, every further term is one division, not a
+/// gcd of i-bit numbers.
 pub(crate) fn lazy_sum(start: Rat, terms: impl Iterator<Item = (BigInt, BigInt)>) -> Rat {
+    use num_integer::Integer;
     let (mut num, mut den) = start.into_raw();
     for (n, d) in terms {
         if d == den {
             num += n;
+            continue;
+        }
+        let (q, r) = if d.bits() <= den.bits() {
+            den.div_rem(&d)
+        } else {
+            (BigInt::zero(), BigInt::one())
+        };
+        if r.is_zero() {
+            num += n * q;
         } else {
             num = num * &d + n * &den;
             den *= d;

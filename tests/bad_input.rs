@@ -556,6 +556,26 @@ fn a_template_whose_router_data_cannot_fit_is_refused_with_the_estimate() {
         "{}",
         run.stderr
     );
+    // The dense model's gates are built from every prefix's hidden state,
+    // L³ bytes too: refused before any is built.
+    let dense = std::time::Instant::now();
+    let run = routecert(&["verify", spec, "--model", "dense"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "the 25916 prefixes' hidden states (what the dense model's gates are built from) would need about"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("measured on up to 256 of them), more than this machine can hold (limit"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty());
+    assert!(dense.elapsed().as_secs() < 30);
     assert!(started.elapsed().as_secs() < 60);
 }
 

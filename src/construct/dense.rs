@@ -134,6 +134,63 @@ impl DenseResidual {
     }
 }
 
+/// Prefixes whose hidden state the memory estimate computes.
+pub const MEMORY_SAMPLE: usize = 256;
+
+/// The bytes one hidden state holds: its entries and their integers' limbs.
+fn held_bytes(x: &SparseVec<Rat>) -> u128 {
+    let limbs = |n: &BigInt| n.bits().div_ceil(64) as u128 * 8;
+    x.entries()
+        .iter()
+        .map(|(_, v)| {
+            std::mem::size_of::<(usize, Rat)>() as u128 + limbs(v.numer()) + limbs(v.denom())
+        })
+        .sum()
+}
+
+/// About how many bytes [`DenseResidual::hidden_states`] holds, and per
+/// prefix: measured on up to [`MEMORY_SAMPLE`] evenly spaced prefixes and
+/// scaled to all. Every gate, projection and indicator of the build reads
+/// these states, so they are held for all of it: prefixes × L entries of
+/// about L bits, L³ for one template of L words.
+pub fn estimate_bytes(ts: &TaskSet, d: &DenseResidual) -> (u128, u128) {
+    let n = ts.prefixes.len();
+    let sample = n.min(MEMORY_SAMPLE);
+    if sample == 0 {
+        return (0, 0);
+    }
+    let step = n / sample;
+    let held: u128 = (0..sample)
+        .into_par_iter()
+        .map(|k| held_bytes(&d.hidden_state(&ts.prefixes[k * step].tokens)))
+        .sum();
+    (held * n as u128 / sample as u128, held / sample as u128)
+}
+
+/// Refuse a task set whose hidden states would not fit in memory, with the
+/// estimate and the limit (half of the available memory, as for the MoE
+/// router's training data).
+pub fn check_fits(ts: &TaskSet, d: &DenseResidual) -> Result<(), String> {
+    check_fits_within(ts, d, crate::spec::available_memory() / 2)
+}
+
+/// [`check_fits`] against a given limit in bytes.
+fn check_fits_within(ts: &TaskSet, d: &DenseResidual, limit: u64) -> Result<(), String> {
+    let (estimate, per_prefix) = estimate_bytes(ts, d);
+    if estimate > u128::from(limit) {
+        let show = crate::taskset::show_bytes;
+        return Err(format!(
+            "the {} prefixes' hidden states (what the dense model's gates are built from) would need about {} of memory ({} a prefix, measured on up to {} of them), more than this machine can hold (limit {}: half of the available memory); shorter templates (this cost grows as L³ in the template length L) fit",
+            ts.prefixes.len(),
+            show(estimate),
+            show(per_prefix),
+            MEMORY_SAMPLE,
+            show(u128::from(limit)),
+        ));
+    }
+    Ok(())
+}
+
 /// A copy of `map` with room for `rows` more outputs and `cols` more inputs.
 fn widen(map: &LinearMap<Rat>, rows: usize, cols: usize) -> LinearMap<Rat> {
     let mut wide = LinearMap::zero(map.in_dim + cols, map.out_dim + rows);
@@ -529,6 +586,11 @@ fn circuit(
             query_gate = Some(q.psi);
         }
     }
+    // Every syntactic neuron reads s_k gated by the same G: its read (the
+    // gate's L-bit evidence times G, added to s_k) is computed once, not
+    // once per neuron (700 neurons of 1,000 words: a quadratic binary gcd
+    // per coordinate each); its bias is s_k's constant − t_m − G·Γ_k(one).
+    let syntactic = gated(s_read.clone(), Rat::zero(), &f_syn);
     for m in 0..if split { 0 } else { knots.len() - 1 } {
         let (t_m, p_m, y_m) = &knots[m];
         let (t_next, _, y_next) = &knots[m + 1];
@@ -541,7 +603,8 @@ fn circuit(
                 pattern::render(knots[1].1.expect("a pattern"), word)
             ),
         };
-        let (read, bias, g) = gated(s_read.clone(), &s_constant - t_m, &f_syn);
+        let (read, shift, g) = syntactic.clone();
+        let bias = &s_constant - t_m + shift;
         members.push(neurons.len());
         gate_weight.push(g);
         neurons.push(Neuron {
@@ -624,7 +687,19 @@ fn circuit(
 
 /// Build the dense model for a task set.
 pub fn build_dense(ts: &TaskSet, options: &Options) -> Model<Rat> {
+    dense_on(ts, options, DenseResidual::new(ts))
+}
+
+/// [`build_dense`], refused (with the estimate and the limit) when the
+/// hidden states it is built from would not fit in memory.
+pub fn try_build_dense(ts: &TaskSet, options: &Options) -> Result<Model<Rat>, String> {
     let d = DenseResidual::new(ts);
+    check_fits(ts, &d)?;
+    Ok(dense_on(ts, options, d))
+}
+
+/// The dense model on its residual.
+fn dense_on(ts: &TaskSet, options: &Options, d: DenseResidual) -> Model<Rat> {
     let r = &d.residual;
     // The most tasks that share one (key, value) pair (see `Margins::dense`).
     let mut shared: HashMap<(TokenId, TokenId), usize> = HashMap::new();
@@ -695,6 +770,55 @@ mod tests {
             .join("constructions")
             .join(name);
         TaskSet::from_spec(&spec::load(&path).unwrap())
+    }
+
+    /// On a 130-word template (393 prefixes, 256 of them sampled) the
+    /// estimate is within a factor 2 of what `hidden_states` really holds.
+    #[test]
+    fn the_hidden_state_estimate_matches_what_the_states_hold() {
+        let ts = crate::fixtures::one_long_template(130, 40);
+        let d = DenseResidual::new(&ts);
+        let (estimate, per_prefix) = estimate_bytes(&ts, &d);
+        let held: u128 = d.hidden_states(&ts).iter().map(held_bytes).sum();
+        assert!(ts.prefixes.len() > MEMORY_SAMPLE, "{}", ts.prefixes.len());
+        assert!(
+            held <= 2 * estimate && estimate <= 2 * held,
+            "estimate {estimate}, held {held}"
+        );
+        let n = ts.prefixes.len() as u128;
+        assert!(per_prefix * n <= estimate && estimate < (per_prefix + 1) * n);
+        // Head 1's 130-bit weights dominate: past 40 words a state holds
+        // 40 of them, at least 40 · 2 · 24 bytes of limbs.
+        assert!(per_prefix > 40 * 2 * 24, "{per_prefix}");
+    }
+
+    /// The refusal compares the estimate with the limit and names both: a
+    /// limit one byte below the estimate refuses, the estimate itself fits.
+    #[test]
+    fn hidden_states_over_the_limit_are_refused_with_both_numbers() {
+        let ts = crate::fixtures::task_set("random_seed1.toml");
+        let d = DenseResidual::new(&ts);
+        let (estimate, _) = estimate_bytes(&ts, &d);
+        let estimate = u64::try_from(estimate).unwrap();
+        assert!(estimate > 0);
+        assert_eq!(check_fits_within(&ts, &d, estimate), Ok(()));
+        let e = check_fits_within(&ts, &d, estimate - 1).unwrap_err();
+        let show = crate::taskset::show_bytes;
+        assert!(
+            e.contains(&format!(
+                "the {} prefixes' hidden states",
+                ts.prefixes.len()
+            )),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!("about {}", show(u128::from(estimate)))),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!("limit {}", show(u128::from(estimate - 1)))),
+            "{e}"
+        );
     }
 
     #[test]

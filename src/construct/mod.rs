@@ -83,9 +83,9 @@ pub fn build(ts: &TaskSet, options: &Options, kind: ModelKind) -> Model<Rat> {
 }
 
 /// [`build`], refused (with the estimate and the limit) when the MoE
-/// router's training data would not fit in memory: the check the command
-/// line runs, before anything large is allocated. The dense model has no
-/// router to train; its cost is time, not memory (README "True complexity").
+/// router's training data, or the dense model's hidden states, would not
+/// fit in memory: the check the command line runs, before anything large
+/// is allocated.
 pub fn try_build(ts: &TaskSet, options: &Options, kind: ModelKind) -> Result<Model<Rat>, String> {
     match kind {
         ModelKind::Moe => {
@@ -94,7 +94,7 @@ pub fn try_build(ts: &TaskSet, options: &Options, kind: ModelKind) -> Result<Mod
             let router = router::synthesize(ts, &residual, &head1, options);
             Ok(moe(ts, options, residual, &head1, router))
         }
-        ModelKind::Dense => Ok(build_dense(ts, options)),
+        ModelKind::Dense => dense::try_build_dense(ts, options),
     }
 }
 

@@ -104,6 +104,9 @@ pub struct DensePass<S> {
     /// Per label: what the smallest −(pre-activation) over its neurons may
     /// be (see [`DenseEvaluator::margin`]).
     candidates: Vec<Vec<Candidate<S>>>,
+    /// (group, base, m): the group's first m neurons fired, neuron n with
+    /// activation base + bias_n.
+    runs: Vec<(usize, S, usize)>,
 }
 
 /// The smallest −(pre-activation) of one group on a prefix: exact, or an
@@ -140,7 +143,20 @@ pub struct DenseEvaluator<'m, S> {
     /// Per circuit: its neurons, sorted and deduplicated (the masked model
     /// M_C keeps exactly these).
     members: Vec<Vec<usize>>,
+    /// Per group, in exact arithmetic: (W_m, B_m) = Σ_{n<m} (write_n,
+    /// bias_n·write_n) over its first m neurons, m = 1, 2, ... while they
+    /// stay within [`SUMS_BUDGET`]. Those neurons fire together, each with
+    /// activation base + bias_n, so they write base·W_m + B_m: one product
+    /// per coordinate instead of one product and one addition per neuron
+    /// (a circuit's interpolation ramps fire by the hundred, each with
+    /// activation and slope of L bits).
+    sums: Vec<Vec<(SparseVec<S>, SparseVec<S>)>>,
 }
+
+/// The entries a group's running sums may hold, as a multiple of its
+/// neurons' write entries: the interpolation's telescope (W_m is one
+/// slope, B_m its intercept) needs about 2.
+const SUMS_BUDGET: usize = 4;
 
 /// The residual coordinates whose value is the same on every input: equal
 /// in every token's embedding and in every position's, and written by no
@@ -347,6 +363,36 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
             .iter()
             .map(|c| c.weight.enclosure().unwrap_or(everything))
             .collect();
+        let sums = groups
+            .iter()
+            .map(|group| {
+                if !factored {
+                    return Vec::new();
+                }
+                let write = |n: usize| &neurons[n].write;
+                let budget = SUMS_BUDGET
+                    * group
+                        .neurons
+                        .iter()
+                        .map(|(n, _)| write(*n).nnz())
+                        .sum::<usize>();
+                let mut held = 0;
+                let mut acc = (SparseVec::default(), SparseVec::default());
+                let mut out = Vec::new();
+                for (n, bias) in &group.neurons {
+                    acc = (
+                        acc.0.add_scaled(&S::one(), write(*n)),
+                        acc.1.add_scaled(bias, write(*n)),
+                    );
+                    held += acc.0.nnz() + acc.1.nnz();
+                    if held > budget {
+                        break;
+                    }
+                    out.push(acc.clone());
+                }
+                out
+            })
+            .collect();
         let members = model
             .circuits
             .iter()
@@ -373,6 +419,7 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
             readers,
             labels,
             members,
+            sums,
         }
     }
 
@@ -442,6 +489,7 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
         };
         let mut candidates: Vec<Vec<Candidate<S>>> = vec![Vec::new(); self.labels.max(1)];
         let mut firing = Vec::new();
+        let mut runs = Vec::new();
         // One group on this prefix, given r·A'; returns whether its largest
         // pre-activation is positive.
         let mut visit = |g: usize, read: S, candidates: &mut Vec<Vec<Candidate<S>>>| -> bool {
@@ -472,12 +520,17 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
                 own,
                 class: k,
             });
+            let mut m = 0;
             for (n, bias) in &group.neurons {
                 let pre = base.clone() + bias.clone();
                 if !pre.is_positive() {
                     break;
                 }
                 firing.push((*n, pre));
+                m += 1;
+            }
+            if m > 0 {
+                runs.push((g, base, m));
             }
             positive
         };
@@ -500,6 +553,7 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
             exact_x,
             firing,
             candidates,
+            runs,
         })
     }
 
@@ -571,18 +625,53 @@ impl<'m, S: ExactValue> DenseEvaluator<'m, S> {
         self.finish(pass, firing)
     }
 
+    /// The trace with the FFN output of `firing` (sorted by neuron; a
+    /// subset of the pass's).
     fn finish(&self, pass: &DensePass<S>, firing: Vec<(usize, S)>) -> Trace<S> {
         let model = self.base.model;
         let hidden = pass.attended.hidden.clone();
         let router_scores = self.base.router_scores(&hidden);
         let ffn = &model.experts[0];
-        let written = firing.iter().flat_map(|(n, act)| {
-            ffn.neurons[*n]
+        let term = |n: usize, act: &S| {
+            ffn.neurons[n]
                 .write
                 .entries()
                 .iter()
-                .map(move |(c, w)| (*c, act.clone() * w.clone()))
-        });
+                .map(|(c, w)| (*c, act.clone() * w.clone()))
+                .collect::<Vec<_>>()
+        };
+        let written: Vec<(usize, S)> = if self.exact_gates.is_none() {
+            // f64 adds neuron by neuron, in neuron order, as the forward
+            // pass does.
+            firing.iter().flat_map(|(n, act)| term(*n, act)).collect()
+        } else {
+            // Exact sums are the same in any order: by run.
+            let activation = |n: usize| {
+                firing
+                    .binary_search_by_key(&n, |(m, _)| *m)
+                    .ok()
+                    .map(|at| &firing[at].1)
+            };
+            let mut written = Vec::new();
+            for (g, base, m) in &pass.runs {
+                let fired = &self.groups[*g].neurons[..*m];
+                let head = if fired.iter().all(|(n, _)| activation(*n).is_some()) {
+                    (*m).min(self.sums[*g].len())
+                } else {
+                    0
+                };
+                if head > 0 {
+                    let (w, b) = &self.sums[*g][head - 1];
+                    written.extend(b.add_scaled(base, w).entries().iter().cloned());
+                }
+                for (n, _) in &fired[head..] {
+                    if let Some(act) = activation(*n) {
+                        written.extend(term(*n, act));
+                    }
+                }
+            }
+            written
+        };
         let (output, logits) = self.base.readout(&hidden, &ffn.output_bias, written);
         Trace {
             heads: pass.attended.heads.clone(),
@@ -659,6 +748,67 @@ mod tests {
             }
         }
         assert!(checked > 100);
+    }
+
+    /// A 150-word template's interpolation ramps fire by the hundred on
+    /// one prefix; their output from the running sums is the forward
+    /// pass's, for the full and the masked model. So it is where the sums
+    /// stop at the budget: every neuron rewritten to write its own logit.
+    #[test]
+    fn running_sums_write_what_the_forward_pass_writes() {
+        fn check<'m>(
+            ts: &crate::taskset::TaskSet,
+            model: &'m Model<Rat>,
+            every: usize,
+        ) -> (DenseEvaluator<'m, Rat>, usize) {
+            let n = model.experts[0].neurons.len();
+            let fast = DenseEvaluator::new(model, &vec![0; n], 1);
+            let mut longest = 0;
+            for p in ts.prefixes.iter().rev().step_by(every) {
+                let pass = fast.run(&p.tokens).unwrap();
+                longest = pass.runs.iter().map(|r| r.2).fold(longest, usize::max);
+                let slow = forward(model, &p.tokens).unwrap();
+                assert_eq!(fast.trace(&pass).logits.nonzero, slow.logits.nonzero);
+                let masked = Evaluator::new(model)
+                    .run_masked(&p.tokens, &model.circuits[0].neurons)
+                    .unwrap();
+                assert_eq!(
+                    fast.masked_trace(&pass, 0).logits.nonzero,
+                    masked.logits.nonzero
+                );
+            }
+            (fast, longest)
+        }
+        let ts = crate::fixtures::one_long_template(150, 20);
+        let model = build_dense(&ts, &Options::default());
+        let (fast, longest) = check(&ts, &model, 5);
+        assert!(longest >= 100, "{longest}");
+        assert!(fast.sums.iter().any(|s| s.len() >= 100));
+
+        let ts = crate::fixtures::task_set("running_example.toml");
+        let mut model = build_dense(&ts, &Options::default());
+        let outs: Vec<usize> = (0..model.vocab.len())
+            .map(|t| {
+                model
+                    .residual
+                    .get(&format!("out:{}", model.vocab[t]))
+                    .unwrap()
+            })
+            .collect();
+        for (i, neuron) in model.experts[0].neurons.iter_mut().enumerate() {
+            neuron.write = SparseVec::from_entries([(
+                outs[i % outs.len()],
+                crate::scalar::rat(i as i64 + 1, 3),
+            )]);
+        }
+        let (fast, longest) = check(&ts, &model, 1);
+        assert!(longest >= 3, "{longest}");
+        let cut = fast
+            .groups
+            .iter()
+            .zip(&fast.sums)
+            .any(|(g, s)| s.len() < g.neurons.len());
+        assert!(cut);
     }
 
     /// `one` is the only coordinate the same on every input.
