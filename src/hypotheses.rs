@@ -128,10 +128,29 @@ fn readable(ts: &TaskSet, router: RouterMode, t: TokenId) -> bool {
 }
 
 impl Hypotheses {
-    /// Decide every hypothesis for a task set, a router mode and ε.
+    /// Decide every hypothesis for a task set, a router mode and ε, with
+    /// the MoE model's margins.
     pub fn check(ts: &TaskSet, router: RouterMode, epsilon: &Rat) -> Hypotheses {
         let margins = Margins::new(ts.vocab.len(), ts.max_len, epsilon);
-        let margin = MarginCheck::new(ts.vocab.len(), ts.max_len, &margins, epsilon);
+        Hypotheses::check_with(ts, router, epsilon, &margins)
+    }
+
+    /// [`Hypotheses::check`] with the dense model's margins: β_syn grows
+    /// with the most tasks sharing one (key, value) pair, as the dense
+    /// construction builds it ([`Margins::dense`]).
+    pub fn check_dense(ts: &TaskSet, router: RouterMode, epsilon: &Rat) -> Hypotheses {
+        let margins = Margins::new(ts.vocab.len(), ts.max_len, epsilon)
+            .dense(ts.most_tasks_sharing_a_pair(), ts.max_len);
+        Hypotheses::check_with(ts, router, epsilon, &margins)
+    }
+
+    fn check_with(
+        ts: &TaskSet,
+        router: RouterMode,
+        epsilon: &Rat,
+        margins: &Margins,
+    ) -> Hypotheses {
+        let margin = MarginCheck::new(ts.vocab.len(), ts.max_len, margins, epsilon);
         let occurs = token_tasks(ts);
         let all: BTreeSet<TaskId> = (0..ts.tasks.len()).collect();
         let routing = ts

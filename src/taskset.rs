@@ -392,6 +392,18 @@ pub fn show_bytes(b: u128) -> String {
 }
 
 impl TaskSet {
+    /// The most tasks that share one (key, value) pair (1 when no pair is
+    /// shared): the m of the dense model's margin ([`crate::design::Margins::dense`]).
+    pub fn most_tasks_sharing_a_pair(&self) -> usize {
+        let mut shared: HashMap<(TokenId, TokenId), usize> = HashMap::new();
+        for task in &self.tasks {
+            for &pair in &task.pairs {
+                *shared.entry(pair).or_default() += 1;
+            }
+        }
+        shared.values().copied().max().unwrap_or(1)
+    }
+
     /// [`TaskSet::from_spec`], refused with the estimate and the limit when
     /// its prefixes would not fit in memory.
     pub fn try_from_spec(spec: &Spec) -> Result<TaskSet, String> {

@@ -597,7 +597,12 @@ fn tasks_sharing_a_pair_keep_the_syntactic_margin_in_the_dense_model() {
             (i["checked"].as_u64(), i["failures"].as_u64()),
             (Some(6), Some(0))
         );
+        // H-M reports the margin the dense model was built with.
+        assert_eq!(v["hypotheses"]["margin"]["beta_syn"], "154");
     }
+    // The MoE model keeps β_syn = 2·L·β_sem + 1 = 103.
+    let (_, moe) = verify_json(&path, &[]);
+    assert_eq!(moe["hypotheses"]["margin"]["beta_syn"], "103");
     let shown = routecert(&[
         "inspect",
         path.to_str().unwrap(),

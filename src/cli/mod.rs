@@ -498,7 +498,10 @@ fn verify_command(args: VerifyArgs) -> Result<ExitCode, CliError> {
         ));
     }
     let format = args.format;
-    let hypotheses = Hypotheses::check(&ts, options.router, &options.epsilon);
+    let hypotheses = match args.model.model {
+        ModelKind::Moe => Hypotheses::check(&ts, options.router, &options.epsilon),
+        ModelKind::Dense => Hypotheses::check_dense(&ts, options.router, &options.epsilon),
+    };
     print!(
         "{}",
         report::render_with_hypotheses(

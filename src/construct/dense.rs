@@ -701,14 +701,7 @@ pub fn try_build_dense(ts: &TaskSet, options: &Options) -> Result<Model<Rat>, St
 /// The dense model on its residual.
 fn dense_on(ts: &TaskSet, options: &Options, d: DenseResidual) -> Model<Rat> {
     let r = &d.residual;
-    // The most tasks that share one (key, value) pair (see `Margins::dense`).
-    let mut shared: HashMap<(TokenId, TokenId), usize> = HashMap::new();
-    for task in &ts.tasks {
-        for &pair in &task.pairs {
-            *shared.entry(pair).or_default() += 1;
-        }
-    }
-    let m = shared.values().copied().max().unwrap_or(1);
+    let m = ts.most_tasks_sharing_a_pair();
     let margins = Margins::new(ts.vocab.len(), ts.max_len, &options.epsilon).dense(m, ts.max_len);
     let mut heads = attention::heads(ts, r);
     extend_key_head(&mut heads[1], ts, &d);
