@@ -69,3 +69,21 @@ pub fn one_long_template(len: usize, words: usize) -> TaskSet {
         .unwrap_or_else(|e| panic!("the long template: {e}"));
     TaskSet::from_spec(&spec)
 }
+
+/// Two tasks whose templates of `len` distinct words differ in the middle
+/// one ("x" in task b), each followed by {key} {value}: past that word the
+/// tasks' prefixes are disjoint, so the router must separate them there.
+pub fn two_long_tasks(len: usize) -> TaskSet {
+    let words: Vec<String> = (0..len).map(|j| format!("w{j}")).collect();
+    let mut other = words.clone();
+    other[len / 2] = "x".into();
+    let text = format!(
+        "[[task]]\nname = \"a\"\ntemplates = [\"{} {{key}} {{value}}\"]\npairs = [[\"K1\", \"V1\"], [\"K2\", \"V2\"]]\n\
+         [[task]]\nname = \"b\"\ntemplates = [\"{} {{key}} {{value}}\"]\npairs = [[\"K3\", \"V1\"], [\"K4\", \"V3\"]]\n",
+        words.join(" "),
+        other.join(" ")
+    );
+    let spec = spec::parse_bytes("long.toml", text.as_bytes(), false)
+        .unwrap_or_else(|e| panic!("the two long tasks: {e}"));
+    TaskSet::from_spec(&spec)
+}

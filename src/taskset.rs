@@ -379,6 +379,27 @@ pub fn check_fits(estimate: u128) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuse what an estimate from sampled prefixes puts past `limit` bytes,
+/// naming `what` the prefixes hold, the estimate, the per-prefix figure, the
+/// sample and the limit: the one message of the construction's refusals.
+pub fn check_sampled_fits(
+    what: &str,
+    prefixes: usize,
+    (estimate, per_prefix): (u128, u128),
+    sample: usize,
+    limit: u64,
+) -> Result<(), String> {
+    if estimate > u128::from(limit) {
+        return Err(format!(
+            "the {prefixes} prefixes' {what} would need about {} of memory ({} a prefix, measured on up to {sample} of them), more than this machine can hold (limit {}: half of the available memory); shorter templates (this cost grows as L³ in the template length L) fit",
+            show_bytes(estimate),
+            show_bytes(per_prefix),
+            show_bytes(u128::from(limit)),
+        ));
+    }
+    Ok(())
+}
+
 /// Bytes in binary units, for messages.
 pub fn show_bytes(b: u128) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
@@ -469,6 +490,21 @@ fn enumerate_prefixes(tasks: &[Task], eos: TokenId) -> Vec<Prefix> {
 
 #[cfg(test)]
 mod tests {
+    /// A sampled estimate past the limit is refused with every number
+    /// named; at the limit it fits.
+    #[test]
+    fn sampled_refusals_name_the_estimate_the_sample_and_the_limit() {
+        assert_eq!(
+            check_sampled_fits("inputs", 7, (3072, 300), 256, 3072),
+            Ok(())
+        );
+        let e = check_sampled_fits("inputs", 7, (3072, 300), 256, 2048).unwrap_err();
+        assert_eq!(
+            e,
+            "the 7 prefixes' inputs would need about 3.0 KiB of memory (300.0 B a prefix, measured on up to 256 of them), more than this machine can hold (limit 2.0 KiB: half of the available memory); shorter templates (this cost grows as L³ in the template length L) fit"
+        );
+    }
+
     use super::*;
 
     fn running_example() -> TaskSet {

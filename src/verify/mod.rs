@@ -360,17 +360,7 @@ mod tests {
     /// and still routes every prefix, checked exactly from the weights.
     #[test]
     fn long_templates_route_under_per_sample_multipliers() {
-        let words: Vec<String> = (0..130).map(|j| format!("w{j}")).collect();
-        let mut other = words.clone();
-        other[65] = "x".into();
-        let text = format!(
-            "[[task]]\nname = \"a\"\ntemplates = [\"{} {{key}} {{value}}\"]\npairs = [[\"K1\", \"V1\"], [\"K2\", \"V2\"]]\n\
-             [[task]]\nname = \"b\"\ntemplates = [\"{} {{key}} {{value}}\"]\npairs = [[\"K3\", \"V1\"], [\"K4\", \"V3\"]]\n",
-            words.join(" "),
-            other.join(" ")
-        );
-        let spec = crate::spec::parse_bytes("long.toml", text.as_bytes(), false).unwrap();
-        let ts = TaskSet::from_spec(&spec);
+        let ts = crate::fixtures::two_long_tasks(130);
         let model = build_moe(&ts, &Options::default());
         let v = verify_at(&ts, &model, &eps());
         assert!(v.all_hold());

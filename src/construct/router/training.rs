@@ -379,21 +379,6 @@ mod tests {
         assert_eq!(samples[1].x, vec![(0, 2), (1, -5), (2, 10)]);
     }
 
-    /// A task set of two tasks whose templates share `len` words but one.
-    fn long_set(len: usize) -> TaskSet {
-        let words: Vec<String> = (0..len).map(|j| format!("w{j}")).collect();
-        let mut other = words.clone();
-        other[len / 2] = "x".into();
-        let text = format!(
-            "[[task]]\nname = \"a\"\ntemplates = [\"{} {{key}} {{value}}\"]\npairs = [[\"K1\", \"V1\"], [\"K2\", \"V2\"]]\n\
-             [[task]]\nname = \"b\"\ntemplates = [\"{} {{key}} {{value}}\"]\npairs = [[\"K3\", \"V1\"], [\"K4\", \"V3\"]]\n",
-            words.join(" "),
-            other.join(" ")
-        );
-        let spec = crate::spec::parse_bytes("long.toml", text.as_bytes(), false).unwrap();
-        TaskSet::from_spec(&spec)
-    }
-
     /// At 130 positions the common lcm passes 4,096 bits, so each sample
     /// gets its own multiplier; the estimate of what synthesis holds is
     /// within a factor 2 of the bytes its exact inputs and big-integer
@@ -401,7 +386,7 @@ mod tests {
     #[test]
     fn the_training_memory_estimate_matches_what_synthesis_holds() {
         use std::mem::size_of;
-        let ts = long_set(130);
+        let ts = crate::fixtures::two_long_tasks(130);
         let options = crate::construct::Options::default();
         let (r, head1) = crate::construct::residual_and_head1(&ts, &options);
         let reads = options.router.reads(&r);
